@@ -1,0 +1,374 @@
+"""The coefficient file ("profile"): pydantic models, load, save, validate.
+
+A profile describes one deployment: for each model, OLS cost models for runtime
+and energy of the form::
+
+    y = b0 + b1 * tin + b2 * tout + b3 * tin * tout
+
+(``tin``/``tout`` are input/output tokens; the interaction term ``b3`` models
+attention's cost growing with context while decoding), a predictor of the
+output length, accuracy, the context window and fit statistics. It also says on
+which device it was measured and how energy was obtained.
+
+Loading validates everything. A malformed, truncated, future-versioned or
+internally inconsistent file raises :class:`~langchain_energyrouter.errors.ProfileError`
+naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from langchain_energyrouter.errors import ProfileError
+
+SCHEMA_VERSION = 1
+"""The version of the profile format this package reads and writes."""
+
+EnergyMethod = Literal["nvml_counter", "nvml_poll", "rapl", "estimate", "none"]
+"""How energy was obtained: GPU counter, GPU power polling, CPU RAPL, an estimate, or not at all."""
+
+ORIGINAL_OUTPUT_SLOPE = 1.028
+"""The original scheduler's global heuristic: ``tout = 1.028 * tin + 44.12``."""
+ORIGINAL_OUTPUT_INTERCEPT = 44.12
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class FitStats(_Strict):
+    """How well a fitted model describes the measurements it came from."""
+
+    n: int = Field(ge=0)
+    """Rows used in the fit."""
+    r_squared: float | None = None
+    """Coefficient of determination on the rows used."""
+    mape_holdout: float | None = Field(default=None, ge=0)
+    """Mean absolute percentage error on held-out rows (k-fold or a split), as a fraction."""
+    folds: int | None = Field(default=None, ge=2)
+    """Number of cross-validation folds behind ``mape_holdout``, if k-fold."""
+    rows_dropped: int = Field(default=0, ge=0)
+    """Rows that could not be used (NaN, zero or negative values)."""
+    conf_int: dict[str, tuple[float, float]] | None = None
+    """95% confidence interval of each coefficient, by coefficient name."""
+    note: str = ""
+    """Free text: the model choice made (with or without interaction) and why."""
+
+
+class CostModel(_Strict):
+    """``y = intercept + input_tokens*tin + output_tokens*tout + interaction*tin*tout``.
+
+    Units of ``y`` are seconds for a runtime model and joules for an energy model.
+    """
+
+    intercept: float
+    input_tokens: float
+    """Coefficient of input tokens (b1)."""
+    output_tokens: float
+    """Coefficient of output tokens (b2)."""
+    interaction: float = 0.0
+    """Coefficient of ``tin * tout`` (b3)."""
+    uses_interaction: bool = True
+    """False when the fit was made without the interaction term (then ``interaction`` is 0)."""
+    fit: FitStats | None = None
+
+    @model_validator(mode="after")
+    def _interaction_consistent(self) -> CostModel:
+        if not self.uses_interaction and self.interaction != 0.0:
+            raise ValueError(
+                f"interaction is {self.interaction} but uses_interaction is false; "
+                "set interaction to 0 or uses_interaction to true"
+            )
+        return self
+
+    def raw(self, input_tokens: float, output_tokens: float) -> float:
+        """The linear prediction, unclamped (may be negative when extrapolating)."""
+        return (
+            self.intercept
+            + self.input_tokens * input_tokens
+            + self.output_tokens * output_tokens
+            + self.interaction * input_tokens * output_tokens
+        )
+
+
+class OutputLengthModel(_Strict):
+    """Predicts output tokens from input tokens: ``tout = intercept + slope * tin``.
+
+    The default is the original scheduler's global heuristic, used when no fit exists.
+    """
+
+    intercept: float = ORIGINAL_OUTPUT_INTERCEPT
+    slope: float = ORIGINAL_OUTPUT_SLOPE
+    source: Literal["fitted", "heuristic"] = "heuristic"
+    max_output_tokens: int | None = Field(default=None, gt=0)
+    """Largest output length seen while fitting; predictions are capped there."""
+    fit: FitStats | None = None
+
+    def raw(self, input_tokens: float) -> float:
+        """The linear prediction, uncapped and unclamped."""
+        return self.intercept + self.slope * input_tokens
+
+
+class Prediction(NamedTuple):
+    """A model's predicted cost for one request."""
+
+    runtime_s: float
+    energy_j: float
+    flags: tuple[str, ...]
+    """``runtime_clamped`` / ``energy_clamped`` when the linear model went below zero."""
+
+
+class ModelProfile(_Strict):
+    """Everything the scheduler knows about one model."""
+
+    model_id: str | None = None
+    """Where the model came from (HF id, local path or packaged short name), for people."""
+    runtime: CostModel
+    """Runtime model; predicts seconds."""
+    energy: CostModel
+    """Energy model; predicts joules (by the profile's ``energy_method``)."""
+    output_length: OutputLengthModel = Field(default_factory=OutputLengthModel)
+    accuracy: float = Field(ge=0.0, le=1.0)
+    """Static accuracy score in [0, 1]."""
+    accuracy_by_task: dict[str, float] = Field(default_factory=dict)
+    """Accuracy per task type (e.g. ``"math"``), each in [0, 1]; falls back to ``accuracy``."""
+    context_window: int = Field(gt=0)
+    """Maximum prompt plus output tokens."""
+
+    @field_validator("accuracy_by_task")
+    @classmethod
+    def _task_scores_in_range(cls, value: dict[str, float]) -> dict[str, float]:
+        for task, score in value.items():
+            if not (0.0 <= score <= 1.0):
+                raise ValueError(f"accuracy for task {task!r} is {score}, expected a value in [0, 1]")
+        return value
+
+    def predict(self, input_tokens: float, output_tokens: float) -> Prediction:
+        """Predict runtime (s) and energy (J); negative extrapolations are clamped to 0 and flagged."""
+        runtime_s = self.runtime.raw(input_tokens, output_tokens)
+        energy_j = self.energy.raw(input_tokens, output_tokens)
+        flags: tuple[str, ...] = ()
+        if runtime_s < 0.0:
+            runtime_s, flags = 0.0, (*flags, "runtime_clamped")
+        if energy_j < 0.0:
+            energy_j, flags = 0.0, (*flags, "energy_clamped")
+        return Prediction(runtime_s, energy_j, flags)
+
+    def predict_output_tokens(self, input_tokens: float, max_output_tokens: int | None = None) -> float:
+        """Predicted output tokens: the length model, capped by the request's and the fit's cap, at least 1."""
+        tout = self.output_length.raw(input_tokens)
+        cap = self.output_length.max_output_tokens
+        if cap is not None:
+            tout = min(tout, cap)
+        if max_output_tokens is not None:
+            tout = min(tout, max_output_tokens)
+        return max(tout, 1.0)
+
+    def accuracy_for(self, task_type: str | None) -> float:
+        """Accuracy for a task type, falling back to the static score."""
+        if task_type is None:
+            return self.accuracy
+        return self.accuracy_by_task.get(task_type, self.accuracy)
+
+
+class DeviceInfo(_Strict):
+    """The hardware a profile was measured on."""
+
+    name: str
+    """E.g. ``"NVIDIA A100-SXM4-40GB"`` or ``"2-core x86_64 CPU"``."""
+    kind: Literal["cuda", "cpu", "mps", "other"] = "other"
+    count: int = Field(default=1, ge=1)
+    notes: str = ""
+
+
+class EnergyProfile(_Strict):
+    """A deployment's coefficient file: one :class:`ModelProfile` per model.
+
+    Example:
+        >>> profile = EnergyProfile.load("calibration/profiles/original-3-models.json")
+        >>> profile.models["mistral-7b"].predict(input_tokens=20, output_tokens=60).runtime_s
+    """
+
+    schema_version: int
+    device: DeviceInfo
+    energy_method: EnergyMethod
+    """How the energy coefficients' training data was measured."""
+    created_at: datetime
+    description: str = ""
+    source: str = ""
+    """What produced the file (command line, traces), for provenance."""
+    models: dict[str, ModelProfile] = Field(min_length=1)
+    _origin: str = PrivateAttr(default="<in memory>")
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, value: int) -> int:
+        if value > SCHEMA_VERSION:
+            raise ValueError(
+                f"schema_version {value} is newer than this package reads ({SCHEMA_VERSION}); "
+                "upgrade langchain-energyrouter"
+            )
+        if value < 1:
+            raise ValueError(f"schema_version {value} is not valid; expected {SCHEMA_VERSION}")
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _names_not_blank(cls, value: dict[str, ModelProfile]) -> dict[str, ModelProfile]:
+        for name in value:
+            if not name.strip():
+                raise ValueError("a model name is empty; give every model a name")
+        return value
+
+    # -- construction -----------------------------------------------------
+    @classmethod
+    def new(
+        cls,
+        models: Mapping[str, ModelProfile],
+        *,
+        device: DeviceInfo,
+        energy_method: EnergyMethod,
+        description: str = "",
+        source: str = "",
+    ) -> EnergyProfile:
+        """Build a profile of the current schema, stamped now (UTC)."""
+        return cls(
+            schema_version=SCHEMA_VERSION,
+            device=device,
+            energy_method=energy_method,
+            created_at=datetime.now(timezone.utc),
+            description=description,
+            source=source,
+            models=dict(models),
+        )
+
+    @classmethod
+    def from_dict(cls, data: Any, *, origin: str = "<dict>") -> EnergyProfile:
+        """Validate a decoded JSON document; errors name ``origin`` and the field."""
+        if not isinstance(data, dict):
+            raise ProfileError(
+                f"Profile {origin} must be a JSON object, got {type(data).__name__}. "
+                "Regenerate it with `energyrouter fit` or `energyrouter calibrate`."
+            )
+        try:
+            profile = cls.model_validate(data)
+        except ValidationError as err:
+            raise ProfileError(_describe_validation_error(origin, err)) from err
+        profile._origin = origin
+        return profile
+
+    @classmethod
+    def from_json(cls, text: str, *, origin: str = "<string>") -> EnergyProfile:
+        """Parse and validate JSON text."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ProfileError(
+                f"Profile {origin} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}); "
+                "the file may be truncated. Regenerate it with `energyrouter fit` or restore it."
+            ) from err
+        return cls.from_dict(data, origin=origin)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> EnergyProfile:
+        """Load and validate a profile file."""
+        file = Path(path)
+        try:
+            text = file.read_text(encoding="utf-8")
+        except FileNotFoundError as err:
+            raise ProfileError(
+                f"Profile {file} does not exist. Pass the path of a profile JSON, "
+                "e.g. one written by `energyrouter calibrate`."
+            ) from err
+        except (OSError, UnicodeDecodeError) as err:
+            raise ProfileError(f"Profile {file} cannot be read: {err}") from err
+        return cls.from_json(text, origin=str(file))
+
+    @classmethod
+    def coerce(cls, profile: EnergyProfile | str | os.PathLike[str]) -> EnergyProfile:
+        """Accept a profile object or a path to one."""
+        if isinstance(profile, EnergyProfile):
+            return profile
+        if isinstance(profile, (str, os.PathLike)):
+            return cls.load(profile)
+        raise ProfileError(
+            f"Expected an EnergyProfile or a path to a profile JSON, got {type(profile).__name__}: {profile!r}"
+        )
+
+    # -- output -----------------------------------------------------------
+    def to_json(self) -> str:
+        """Serialise to pretty JSON (the on-disk format)."""
+        return self.model_dump_json(indent=2) + "\n"
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write atomically (temp file + rename), so a crash never leaves a truncated profile."""
+        file = Path(path)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(self.to_json())
+            os.replace(tmp, file)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return file
+
+    # -- queries ----------------------------------------------------------
+    @property
+    def origin(self) -> str:
+        """Where this profile was loaded from (a path), for error messages."""
+        return self._origin
+
+    def model(self, name: str) -> ModelProfile:
+        """The entry for ``name``, or :class:`ProfileError` listing the profiled models."""
+        try:
+            return self.models[name]
+        except KeyError:
+            raise ProfileError(
+                f"Profile {self._origin} has no entry for model {name!r}. "
+                f"Profiled models: {sorted(self.models)}. "
+                "Run `energyrouter calibrate` for it or drop it from the router."
+            ) from None
+
+    def with_models(self, models: Mapping[str, ModelProfile]) -> EnergyProfile:
+        """A copy with some model entries added or replaced."""
+        return self.model_copy(update={"models": {**self.models, **models}})
+
+
+def _describe_validation_error(origin: str, err: ValidationError) -> str:
+    problems = []
+    for item in err.errors()[:5]:
+        field = ".".join(str(part) for part in item["loc"]) or "<root>"
+        value = item.get("input")
+        shown = "" if isinstance(value, (dict, list)) else f" (got {_short(value)})"
+        problems.append(f"{field}: {item['msg']}{shown}")
+    more = f"; and {err.error_count() - 5} more" if err.error_count() > 5 else ""
+    return (
+        f"Profile {origin} is invalid: " + "; ".join(problems) + more + ". "
+        "Fix the field or regenerate the profile with `energyrouter fit` / `energyrouter calibrate`."
+    )
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

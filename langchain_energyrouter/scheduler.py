@@ -1,0 +1,280 @@
+"""The decision engine: ``Scheduler.decide(...) -> Decision`` (hot path, no LangChain inside).
+
+Per request: predict each candidate's output tokens, runtime and energy from the
+profile, drop candidates that break a constraint (or are Pareto-dominated, if
+asked), normalise accuracy cost, energy and runtime across the rest, weigh them,
+and pick the lowest score.
+
+Ties are broken, in order, by higher accuracy, lower predicted energy, then model
+name (alphabetical), so the same inputs always give the same decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+from langchain_energyrouter.errors import NoFeasibleModelError, UnknownModelError
+from langchain_energyrouter.profile import EnergyProfile, ModelProfile
+from langchain_energyrouter.scoring import (
+    Constraints,
+    Normalizer,
+    Weights,
+    WeightsLike,
+    dominated_by,
+    get_normalizer,
+)
+
+OnInfeasible = Literal["raise", "least_violating"]
+
+
+class Candidate(NamedTuple):
+    """One model's predictions and score for one request (a NamedTuple: cheap to build)."""
+
+    model: str
+    input_tokens: int
+    predicted_output_tokens: float
+    predicted_runtime_s: float
+    predicted_energy_j: float
+    accuracy: float
+    accuracy_term: float | None = None
+    """Normalised accuracy cost (``1 - accuracy``); None when excluded."""
+    energy_term: float | None = None
+    time_term: float | None = None
+    score: float | None = None
+    """Weighted sum of the terms; lower is better; None when excluded."""
+    excluded: str | None = None
+    """Why the candidate was not eligible, or None."""
+    flags: tuple[str, ...] = ()
+    """E.g. ``runtime_clamped`` when a prediction was negative and clamped to 0."""
+
+    def as_dict(self) -> dict[str, Any]:
+        out = self._asdict()
+        del out["model"]
+        out["flags"] = list(self.flags)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The scheduler's choice for one request, with everything behind it."""
+
+    model: str
+    """The chosen model's name."""
+    candidates: Mapping[str, Candidate]
+    ranking: tuple[str, ...]
+    """Eligible candidates, best first (the router's fallback order)."""
+    weights: Weights
+    normalization: str
+    energy_method: str
+    """How the profile's energy data was obtained (``estimate`` means predicted joules are estimates too)."""
+    max_output_tokens: int | None = None
+    task_type: str | None = None
+    forced: bool = False
+    """True when the caller named the model (``model=...``) instead of letting the scheduler choose."""
+    note: str | None = None
+    """E.g. why the least-violating candidate was taken when nothing was feasible."""
+    excluded: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def chosen(self) -> Candidate:
+        return self.candidates[self.model]
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-able summary (what the router puts in ``response_metadata["routing"]``)."""
+        chosen = self.candidates[self.model]
+        return {
+            "model": self.model,
+            "forced": self.forced,
+            "weights": self.weights.as_dict(),
+            "normalization": self.normalization,
+            "energy_method": self.energy_method,
+            "max_output_tokens": self.max_output_tokens,
+            "task_type": self.task_type,
+            "predicted_output_tokens": chosen.predicted_output_tokens,
+            "predicted_runtime_s": chosen.predicted_runtime_s,
+            "predicted_energy_j": chosen.predicted_energy_j,
+            "ranking": list(self.ranking),
+            "excluded": dict(self.excluded),
+            "note": self.note,
+            "candidates": {name: c.as_dict() for name, c in self.candidates.items()},
+        }
+
+
+class Scheduler:
+    """Chooses a model per request from a profile, weights and constraints.
+
+    Args:
+        profile: the coefficient file (or its path).
+        weights: default weights; override per call in :meth:`decide`.
+        normalization: ``"minmax"``, ``"relative"``, ``"hybrid"`` or a callable.
+        constraints: default hard limits; override per call.
+        models: restrict to these profiled models (default: all in the profile).
+        pareto: drop candidates dominated on accuracy, energy and runtime.
+        on_infeasible: ``"raise"`` :class:`NoFeasibleModelError`, or take the
+            ``"least_violating"`` candidate and say so in ``Decision.note``.
+    """
+
+    def __init__(
+        self,
+        profile: EnergyProfile | str,
+        weights: WeightsLike | None = None,
+        normalization: str | Normalizer = "minmax",
+        *,
+        constraints: Constraints | Mapping[str, Any] | None = None,
+        models: Iterable[str] | None = None,
+        pareto: bool = False,
+        on_infeasible: OnInfeasible = "raise",
+    ) -> None:
+        self.profile = EnergyProfile.coerce(profile)
+        self.weights = Weights.coerce(weights)
+        self.normalization, self._normalize = get_normalizer(normalization)
+        self.constraints = Constraints.coerce(constraints, Constraints())
+        names = list(self.profile.models) if models is None else list(models)
+        if not names:
+            raise ValueError("The scheduler needs at least one model.")
+        self._models: dict[str, ModelProfile] = {name: self.profile.model(name) for name in names}
+        self.pareto = pareto
+        if on_infeasible not in ("raise", "least_violating"):
+            raise ValueError(f"on_infeasible={on_infeasible!r}; use 'raise' or 'least_violating'.")
+        self.on_infeasible: OnInfeasible = on_infeasible
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return tuple(self._models)
+
+    def decide(
+        self,
+        input_tokens: int | Mapping[str, int],
+        max_output_tokens: int | None = None,
+        *,
+        weights: WeightsLike | None = None,
+        constraints: Constraints | Mapping[str, Any] | None = None,
+        task_type: str | None = None,
+        exclude: Mapping[str, str] | None = None,
+        force: str | None = None,
+    ) -> Decision:
+        """Choose a model for one request.
+
+        Args:
+            input_tokens: prompt tokens, or ``{model: tokens}`` when tokenizers differ.
+            max_output_tokens: the request's output cap (caps the predicted output).
+            weights: override the default weights for this request.
+            constraints: override the default constraints for this request.
+            task_type: pick per-task accuracy where the profile has it.
+            exclude: model -> reason, for candidates the caller rules out (e.g. no tool calling).
+            force: choose this model whatever the scores (still predicted and scored).
+
+        Raises:
+            NoFeasibleModelError: every candidate was excluded (and ``on_infeasible="raise"``).
+            UnknownModelError: ``force`` or a key of ``input_tokens`` is not a candidate.
+        """
+        w = self.weights if weights is None else Weights.coerce(weights)
+        limits = self.constraints if constraints is None else Constraints.coerce(constraints, self.constraints)
+        if max_output_tokens is not None and max_output_tokens < 1:
+            raise ValueError(f"max_output_tokens={max_output_tokens!r}; give a positive number of tokens or None.")
+        per_model_tokens = isinstance(input_tokens, Mapping)
+        if per_model_tokens:
+            missing = [m for m in self._models if m not in input_tokens]  # type: ignore[operator]
+            if missing:
+                raise UnknownModelError(
+                    f"input_tokens has no count for {missing}; give one per candidate {list(self._models)}."
+                )
+        elif isinstance(input_tokens, bool) or not isinstance(input_tokens, int) or input_tokens < 0:
+            raise ValueError(f"input_tokens={input_tokens!r}; give a non-negative integer or {{model: tokens}}.")
+        if force is not None and force not in self._models:
+            raise UnknownModelError(f"Cannot force model {force!r}: candidates are {list(self._models)}.")
+
+        rows: list[tuple[str, int, float, float, float, float, tuple[str, ...]]] = []
+        excluded: dict[str, str] = {}
+        excess: dict[str, float] = {}
+        for name, mp in self._models.items():
+            tin = input_tokens[name] if per_model_tokens else input_tokens  # type: ignore[index]
+            tout = mp.predict_output_tokens(tin, max_output_tokens)
+            runtime_s, energy_j, flags = mp.predict(tin, tout)
+            accuracy = mp.accuracy_for(task_type)
+            rows.append((name, tin, tout, runtime_s, energy_j, accuracy, flags))
+            if exclude and name in exclude:
+                excluded[name] = exclude[name]
+                continue
+            reasons, size = limits.violations(
+                runtime_s=runtime_s,
+                energy_j=energy_j,
+                accuracy=accuracy,
+                tokens_needed=tin + (max_output_tokens if max_output_tokens is not None else tout),
+                context_window=mp.context_window,
+            )
+            if reasons:
+                excluded[name] = "; ".join(reasons)
+                excess[name] = size
+
+        note = None
+        eligible = [r for r in rows if r[0] not in excluded]
+        if not eligible:
+            if force is None and (self.on_infeasible == "raise" or not excess):
+                detail = "; ".join(f"{m}: {why}" for m, why in excluded.items())
+                raise NoFeasibleModelError(
+                    f"No candidate satisfies the constraints ({detail}). Relax the constraints, "
+                    "lower max_output_tokens, or pass on_infeasible='least_violating'.",
+                    excluded,
+                )
+            if force is None:
+                least = min(excess, key=lambda m: (excess[m], m))
+                note = f"no feasible candidate; took {least!r}, the least violating ({excluded.pop(least)})"
+                eligible = [r for r in rows if r[0] == least]
+            else:
+                eligible = []
+        elif self.pareto and len(eligible) > 1:
+            beaten = dominated_by({r[0]: (1.0 - r[5], r[4], r[3]) for r in eligible})
+            for loser, winner in beaten.items():
+                excluded[loser] = f"dominated by {winner!r} on accuracy, energy and runtime"
+            eligible = [r for r in eligible if r[0] not in beaten]
+
+        scored: dict[str, tuple[float, float, float, float]] = {}
+        if eligible:
+            acc_terms = self._normalize([1.0 - r[5] for r in eligible])
+            energy_terms = self._normalize([r[4] for r in eligible])
+            time_terms = self._normalize([r[3] for r in eligible])
+            for r, a, e, t in zip(eligible, acc_terms, energy_terms, time_terms):
+                scored[r[0]] = (w.accuracy * a + w.energy * e + w.time * t, a, e, t)
+
+        candidates: dict[str, Candidate] = {}
+        for name, tin, tout, runtime_s, energy_j, accuracy, flags in rows:
+            s = scored.get(name)
+            candidates[name] = Candidate(
+                model=name,
+                input_tokens=tin,
+                predicted_output_tokens=tout,
+                predicted_runtime_s=runtime_s,
+                predicted_energy_j=energy_j,
+                accuracy=accuracy,
+                accuracy_term=s[1] if s else None,
+                energy_term=s[2] if s else None,
+                time_term=s[3] if s else None,
+                score=s[0] if s else None,
+                excluded=excluded.get(name),
+                flags=flags,
+            )
+        ranking = tuple(
+            sorted(
+                scored,
+                key=lambda m: (scored[m][0], -candidates[m].accuracy, candidates[m].predicted_energy_j, m),
+            )
+        )
+        chosen = force if force is not None else ranking[0]
+        if force is not None and force in excluded:
+            note = f"forced {force!r} although it is excluded ({excluded[force]})"
+        return Decision(
+            model=chosen,
+            candidates=candidates,
+            ranking=ranking,
+            weights=w,
+            normalization=self.normalization,
+            energy_method=self.profile.energy_method,
+            max_output_tokens=max_output_tokens,
+            task_type=task_type,
+            forced=force is not None,
+            note=note,
+            excluded=excluded,
+        )
