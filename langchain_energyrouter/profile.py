@@ -302,6 +302,14 @@ class EnergyProfile(_Strict):
         return cls.from_json(text, origin=str(file))
 
     @classmethod
+    def reference(cls, name: str) -> EnergyProfile:
+        """Load a reference profile shipped with the package, e.g. ``"cpu-reference"``.
+
+        See :func:`reference_profile_names` for what is shipped.
+        """
+        return cls.load(reference_profile_path(name))
+
+    @classmethod
     def coerce(cls, profile: EnergyProfile | str | os.PathLike[str]) -> EnergyProfile:
         """Accept a profile object or a path to one."""
         if isinstance(profile, EnergyProfile):
@@ -351,6 +359,31 @@ class EnergyProfile(_Strict):
     def with_models(self, models: Mapping[str, ModelProfile]) -> EnergyProfile:
         """A copy with some model entries added or replaced."""
         return self.model_copy(update={"models": {**self.models, **models}})
+
+
+def _reference_dirs() -> list[Path]:
+    here = Path(__file__).resolve().parent
+    # wheel: calibration/profiles is packaged as langchain_energyrouter/profiles;
+    # source tree / editable install: the repository's calibration/profiles.
+    return [here / "profiles", here.parent / "calibration" / "profiles"]
+
+
+def reference_profile_names() -> list[str]:
+    """Names of the reference profiles shipped with the package."""
+    names = {p.stem for d in _reference_dirs() if d.is_dir() for p in d.glob("*.json")}
+    return sorted(names)
+
+
+def reference_profile_path(name: str) -> Path:
+    """Path of a shipped reference profile (``"cpu-reference"``, ``"original-3-models"``)."""
+    for directory in _reference_dirs():
+        candidate = directory / f"{name.removesuffix('.json')}.json"
+        if candidate.is_file():
+            return candidate
+    raise ProfileError(
+        f"No reference profile named {name!r}; shipped: {reference_profile_names()}. "
+        "Pass the path of your own profile instead."
+    )
 
 
 def _describe_validation_error(origin: str, err: ValidationError) -> str:
