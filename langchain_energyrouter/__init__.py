@@ -9,6 +9,7 @@ from langchain_energyrouter.errors import (
     EnergyRouterError,
     MeterError,
     MissingExtraError,
+    ModelLoadError,
     NoFeasibleModelError,
     ProfileError,
     RoutingError,
@@ -26,6 +27,25 @@ from langchain_energyrouter.profile import (
 from langchain_energyrouter.scheduler import Candidate, Decision, Scheduler
 from langchain_energyrouter.scoring import NORMALIZERS, PRESETS, Constraints, Weights
 
+# The LangChain-facing parts load on first use, so the scheduler stays importable
+# without langchain-core, torch or transformers being imported.
+_LAZY = {
+    "EnergyAwareRouter": "langchain_energyrouter.router",
+    "EnergyCallbackHandler": "langchain_energyrouter.callbacks",
+    "get_energy_callback": "langchain_energyrouter.callbacks",
+    "default_meter": "langchain_energyrouter.energy",
+    "load_chat_model": "langchain_energyrouter.models",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'langchain_energyrouter' has no attribute {name!r}")
+
+
 try:
     __version__ = metadata.version("langchain-energyrouter")
 except metadata.PackageNotFoundError:  # running from a source tree that is not installed
@@ -40,11 +60,14 @@ __all__ = [
     "CostModel",
     "Decision",
     "DeviceInfo",
+    "EnergyAwareRouter",
+    "EnergyCallbackHandler",
     "EnergyProfile",
     "EnergyRouterError",
     "FitStats",
     "MeterError",
     "MissingExtraError",
+    "ModelLoadError",
     "ModelProfile",
     "NoFeasibleModelError",
     "OutputLengthModel",
@@ -55,4 +78,7 @@ __all__ = [
     "Weights",
     "WeightsError",
     "__version__",
+    "default_meter",
+    "get_energy_callback",
+    "load_chat_model",
 ]

