@@ -355,9 +355,8 @@ class EnergyAwareRouter(BaseChatModel):
             rt.tool_reasons = {n: "not listed in tool_models" for n in candidates if n not in capable}
         else:
             rt.tool_reasons = {n: why for n, m in candidates.items() if (why := _tool_incapability(m)) is not None}
-        caps = [configured_output_cap(m) for m in candidates.values()]
-        # One cap for the decision: the largest configured one (each model still stops at its own).
-        rt.configured_cap = max(c for c in caps if c is not None) if all(c is not None for c in caps) else None
+        # Without a cap in the call, each model's prediction is capped at its own configured budget.
+        rt.configured_caps = {name: configured_output_cap(m) for name, m in candidates.items()}
         rt.meter = self.meter
 
     def _check_names(self, option: str, names: Sequence[str]) -> list[str]:
@@ -502,7 +501,7 @@ class EnergyAwareRouter(BaseChatModel):
                 )
         decision = rt.scheduler.decide(
             rt.counter.count_all(messages),
-            cap if cap is not None else rt.configured_cap,
+            cap if cap is not None else rt.configured_caps,
             weights=options.get("weights"),
             constraints=options.get("constraints"),
             task_type=options.get("task_type", self.task_type),
@@ -794,7 +793,7 @@ class _Runtime:
 
     __slots__ = (
         "candidates",
-        "configured_cap",
+        "configured_caps",
         "counter",
         "local",
         "meter",
@@ -811,7 +810,7 @@ class _Runtime:
         self.counter: TokenCounter
         self.local: frozenset[str] = frozenset()
         self.tool_reasons: dict[str, str] = {}
-        self.configured_cap: int | None = None
+        self.configured_caps: dict[str, int | None] = {}
         self.meter: Any = None
         self.owns_meter = False
         self.meter_lock = threading.Lock()

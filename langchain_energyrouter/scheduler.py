@@ -69,7 +69,7 @@ class Decision:
     normalization: str
     energy_method: str
     """How the profile's energy data was obtained (``estimate`` means predicted joules are estimates too)."""
-    max_output_tokens: int | None = None
+    max_output_tokens: int | Mapping[str, int | None] | None = None
     task_type: str | None = None
     forced: bool = False
     """True when the caller named the model (``model=...``) instead of letting the scheduler choose."""
@@ -90,7 +90,9 @@ class Decision:
             "weights": self.weights.as_dict(),
             "normalization": self.normalization,
             "energy_method": self.energy_method,
-            "max_output_tokens": self.max_output_tokens,
+            "max_output_tokens": (
+                dict(self.max_output_tokens) if isinstance(self.max_output_tokens, Mapping) else self.max_output_tokens
+            ),
             "task_type": self.task_type,
             "predicted_output_tokens": chosen.predicted_output_tokens,
             "predicted_runtime_s": chosen.predicted_runtime_s,
@@ -147,7 +149,7 @@ class Scheduler:
     def decide(
         self,
         input_tokens: int | Mapping[str, int],
-        max_output_tokens: int | None = None,
+        max_output_tokens: int | Mapping[str, int | None] | None = None,
         *,
         weights: WeightsLike | None = None,
         constraints: Constraints | Mapping[str, Any] | None = None,
@@ -159,7 +161,8 @@ class Scheduler:
 
         Args:
             input_tokens: prompt tokens, or ``{model: tokens}`` when tokenizers differ.
-            max_output_tokens: the request's output cap (caps the predicted output).
+            max_output_tokens: the request's output cap (caps the predicted output), or
+                ``{model: cap or None}`` when each model has its own budget.
             weights: override the default weights for this request.
             constraints: override the default constraints for this request.
             task_type: pick per-task accuracy where the profile has it.
@@ -172,8 +175,10 @@ class Scheduler:
         """
         w = self.weights if weights is None else Weights.coerce(weights)
         limits = self.constraints if constraints is None else Constraints.coerce(constraints, self.constraints)
-        if max_output_tokens is not None and max_output_tokens < 1:
-            raise ValueError(f"max_output_tokens={max_output_tokens!r}; give a positive number of tokens or None.")
+        per_model_caps = isinstance(max_output_tokens, Mapping)
+        for value in max_output_tokens.values() if per_model_caps else (max_output_tokens,):  # type: ignore[union-attr]
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"max_output_tokens={value!r}; give a positive number of tokens or None.")
         per_model_tokens = isinstance(input_tokens, Mapping)
         if per_model_tokens:
             missing = [m for m in self._models if m not in input_tokens]  # type: ignore[operator]
@@ -191,7 +196,8 @@ class Scheduler:
         excess: dict[str, float] = {}
         for name, mp in self._models.items():
             tin = input_tokens[name] if per_model_tokens else input_tokens  # type: ignore[index]
-            tout = mp.predict_output_tokens(tin, max_output_tokens)
+            cap = max_output_tokens.get(name) if per_model_caps else max_output_tokens  # type: ignore[union-attr]
+            tout = mp.predict_output_tokens(tin, cap)
             runtime_s, energy_j, flags = mp.predict(tin, tout)
             accuracy = mp.accuracy_for(task_type)
             rows.append((name, tin, tout, runtime_s, energy_j, accuracy, flags))
@@ -202,7 +208,7 @@ class Scheduler:
                 runtime_s=runtime_s,
                 energy_j=energy_j,
                 accuracy=accuracy,
-                tokens_needed=tin + (max_output_tokens if max_output_tokens is not None else tout),
+                tokens_needed=tin + (cap if cap is not None else tout),
                 context_window=mp.context_window,
             )
             if reasons:

@@ -236,7 +236,7 @@ def test_output_cap_reaches_the_local_pipeline(tiny: dict[str, BaseChatModel]) -
     assert message.usage_metadata is not None
     assert message.usage_metadata["output_tokens"] == 3  # tiny models always fill their budget
     assert message.response_metadata["routing"]["max_output_tokens"] == 3
-    assert router.explain(QUESTION).max_output_tokens == 8  # the pipelines' own budget
+    assert router.explain(QUESTION).max_output_tokens == {"tiny-a": 8, "tiny-b": 8}  # each pipeline's own budget
 
 
 def test_pipeline_kwargs_reach_local_pipelines_only(tiny: dict[str, BaseChatModel]) -> None:

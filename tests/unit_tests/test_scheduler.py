@@ -291,3 +291,14 @@ def test_scheduler_import_stays_light() -> None:
         " & set(sys.modules); assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_per_model_output_caps(three_model_profile: EnergyProfile) -> None:
+    scheduler = Scheduler(three_model_profile, Weights(time=1))
+    decision = scheduler.decide(100, {"small": 8, "medium": None, "large": 32})
+    assert decision.candidates["small"].predicted_output_tokens == 8
+    assert decision.candidates["medium"].predicted_output_tokens == pytest.approx(1.028 * 100 + 44.12)
+    assert decision.candidates["large"].predicted_output_tokens == 32
+    assert decision.as_dict()["max_output_tokens"] == {"small": 8, "medium": None, "large": 32}
+    with pytest.raises(ValueError, match="max_output_tokens=0"):
+        scheduler.decide(100, {"small": 0})
