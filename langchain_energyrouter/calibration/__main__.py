@@ -1,0 +1,7 @@
+"""``python -m langchain_energyrouter.calibration``: the ``energyrouter`` command."""
+
+import sys
+
+from langchain_energyrouter.calibration.cli import main
+
+sys.exit(main())

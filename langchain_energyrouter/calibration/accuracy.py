@@ -1,0 +1,131 @@
+"""Score models on a labelled suite: exact, contains, multiple-choice letter; per task type.
+
+Matching rules (after normalising case, punctuation and whitespace):
+
+``exact``
+    The first non-empty line of the answer equals an accepted answer (or the whole output does).
+``contains``
+    An accepted answer occurs in the output as whole words (``"4"`` is not found in ``"14"``).
+``choice``
+    The first option letter the model commits to (``"B"``, ``"(B)"``, ``"B."``,
+    ``"Answer: B"``) equals the accepted letter.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_energyrouter.calibration.design import SuiteItem
+from langchain_energyrouter.errors import CalibrationError
+
+DEFAULT_MAX_NEW_TOKENS = 32
+
+_PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
+_SPACE = re.compile(r"\s+")
+_CHOICE_PATTERNS = (
+    re.compile(r"answer\s*(?:is|:)?\s*\(?([A-Ea-e])\b\)?", re.IGNORECASE),
+    re.compile(r"^\s*\(?([A-Ea-e])\s*(?:[).:\]]|$|\s)"),
+    re.compile(r"\(([A-E])\)"),
+    re.compile(r"\b([A-E])\b"),
+)
+
+
+def normalize(text: str) -> str:
+    """Lower-case, punctuation to spaces, whitespace collapsed."""
+    return _SPACE.sub(" ", _PUNCT.sub(" ", text.lower())).strip()
+
+
+def choice_letter(text: str) -> str | None:
+    """The option letter a model's answer commits to, or None."""
+    for pattern in _CHOICE_PATTERNS:
+        found = pattern.search(text.strip())
+        if found:
+            return found.group(1).upper()
+    return None
+
+
+def is_correct(output: str, item: SuiteItem) -> bool:
+    """Whether ``output`` answers ``item`` under its match rule."""
+    if not item.labelled:
+        raise CalibrationError(f"Suite item {item.id!r} has no answer; it cannot be scored.")
+    if item.match == "choice":
+        letter = choice_letter(output)
+        return letter is not None and letter in {a.strip().upper() for a in item.answer}
+    answers = [normalize(a) for a in item.answer]
+    text = normalize(output)
+    if item.match == "exact":
+        first = next((normalize(line) for line in output.splitlines() if normalize(line)), "")
+        return first in answers or text in answers
+    padded = f" {text} "
+    return any(a and f" {a} " in padded for a in answers)
+
+
+@dataclass
+class AccuracyResult:
+    """A model's score on a suite."""
+
+    accuracy: float
+    accuracy_by_task: dict[str, float]
+    n: int
+    correct: dict[str, bool] = field(default_factory=dict)
+    """Item id -> whether it was answered correctly."""
+
+
+def score_outputs(items: Sequence[SuiteItem], outputs: Mapping[str, str]) -> AccuracyResult:
+    """Score recorded outputs (item id -> text) of the labelled items that have one.
+
+    Raises:
+        CalibrationError: no labelled item has an output.
+    """
+    labelled = [item for item in items if item.labelled and item.id in outputs]
+    if not labelled:
+        raise CalibrationError("No labelled suite item has an output to score; give a suite with 'answer' fields.")
+    correct = {item.id: is_correct(outputs[item.id], item) for item in labelled}
+    by_task: dict[str, list[bool]] = {}
+    for item in labelled:
+        if item.task_type:
+            by_task.setdefault(item.task_type, []).append(correct[item.id])
+    return AccuracyResult(
+        accuracy=sum(correct.values()) / len(correct),
+        accuracy_by_task={task: sum(v) / len(v) for task, v in sorted(by_task.items())},
+        n=len(correct),
+        correct=correct,
+    )
+
+
+def score_model(
+    model: Any,
+    tokenizer: Any,
+    items: Sequence[SuiteItem],
+    *,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    on_item: Callable[[SuiteItem, str, bool], None] | None = None,
+) -> tuple[AccuracyResult, dict[str, str]]:
+    """Generate greedily for every labelled item and score the answers.
+
+    Returns:
+        The result and the raw outputs (item id -> text).
+    """
+    from langchain_energyrouter.calibration.runner import encode_prompt, generate
+
+    labelled = [item for item in items if item.labelled]
+    if not labelled:
+        raise CalibrationError("The suite has no labelled items (no 'answer' fields); nothing to score.")
+    outputs: dict[str, str] = {}
+    for item in labelled:
+        new_ids, _ = generate(model, tokenizer, encode_prompt(tokenizer, item.prompt), max_new_tokens, forced=False)
+        text = tokenizer.decode(new_ids, skip_special_tokens=True)
+        outputs[item.id] = text
+        if on_item is not None:
+            on_item(item, text, is_correct(text, item))
+    return score_outputs(labelled, outputs), outputs
+
+
+def print_result(name: str, result: AccuracyResult, stream: Any = None) -> None:
+    out = stream if stream is not None else sys.stdout
+    tasks = ", ".join(f"{t} {v:.2f}" for t, v in result.accuracy_by_task.items())
+    print(f"{name}: accuracy {result.accuracy:.3f} on {result.n} items" + (f" ({tasks})" if tasks else ""), file=out)

@@ -1,0 +1,139 @@
+"""``energyrouter explain``: why the scheduler picks what it picks, as a table or JSON.
+
+Prompt tokens are counted with each model's own tokenizer when it can be loaded
+locally (the prompt rendered with its chat template, as calibration measured
+it); otherwise characters / 4, and the output says which.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from langchain_energyrouter.profile import EnergyProfile
+from langchain_energyrouter.scheduler import Decision
+
+APPROX = "chars/4 (approximation: tokenizer not available locally)"
+
+
+def _local_tokenizer(name: str, model_id: str | None) -> Any | None:
+    """The model's tokenizer if it is on this machine (never the network), else None."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        from transformers import AutoTokenizer
+
+        from langchain_energyrouter.models import resolve_model
+    except ImportError:
+        return None
+    for candidate in [c for c in (model_id, name) if c]:
+        try:
+            resolved = resolve_model(candidate)
+        except Exception:  # unknown name, missing package: try the next candidate, then approximate
+            continue
+        if resolved.kind == "directory":
+            source = resolved.source
+        elif resolved.cache_path is not None and resolved.is_cached:
+            source = str(resolved.cache_path)
+        else:
+            continue
+        try:
+            return AutoTokenizer.from_pretrained(source, local_files_only=True)
+        except Exception:  # a broken or partial directory: approximate instead
+            continue
+    return None
+
+
+def count_tokens(
+    profile: EnergyProfile, prompt: str, models: Iterable[str], *, use_tokenizers: bool = True
+) -> tuple[dict[str, int], dict[str, str]]:
+    """Prompt tokens per model, and how each was counted (``tokenizer`` or the approximation)."""
+    from langchain_energyrouter.calibration.runner import encode_prompt
+
+    counts: dict[str, int] = {}
+    methods: dict[str, str] = {}
+    for name in models:
+        tokenizer = _local_tokenizer(name, profile.models[name].model_id) if use_tokenizers else None
+        if tokenizer is not None:
+            counts[name] = len(encode_prompt(tokenizer, prompt))
+            methods[name] = "tokenizer"
+        else:
+            counts[name] = max(1, math.ceil(len(prompt) / 4))
+            methods[name] = APPROX
+    return counts, methods
+
+
+def as_json(decision: Decision, methods: Mapping[str, str], prompt: str) -> dict[str, Any]:
+    data = decision.as_dict()
+    data["prompt_chars"] = len(prompt)
+    data["token_counting"] = dict(methods)
+    data["approximate_token_counts"] = any(m != "tokenizer" for m in methods.values())
+    return data
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def render_table(decision: Decision, methods: Mapping[str, str]) -> str:
+    """A plain-text table of every candidate, winner first, with header lines saying how it was computed."""
+    w = decision.weights
+    lines = [
+        f"weights: accuracy {w.accuracy:.2f}, energy {w.energy:.2f}, time {w.time:.2f}   "
+        f"normalization: {decision.normalization}   max output tokens: {decision.max_output_tokens or 'none'}",
+    ]
+    if decision.energy_method == "estimate":
+        lines.append("energy: ESTIMATED joules (the profile was measured with the estimate meter, not hardware)")
+    else:
+        lines.append(f"energy: measured by {decision.energy_method} when profiled")
+    approx = sorted(n for n, m in methods.items() if m != "tokenizer")
+    if approx:
+        lines.append(f"tokens: {APPROX} for {', '.join(approx)}")
+    header = (
+        "",
+        "model",
+        "in tok",
+        "pred out",
+        "runtime s",
+        "energy J",
+        "accuracy",
+        "acc term",
+        "energy term",
+        "time term",
+        "score",
+        "note",
+    )
+    order = list(decision.ranking) + [n for n in decision.candidates if n not in decision.ranking]
+    rows = []
+    for name in order:
+        c = decision.candidates[name]
+        note = c.excluded or ""
+        if c.flags:
+            note = (note + "; " if note else "") + ", ".join(c.flags)
+        rows.append(
+            (
+                "*" if name == decision.model else "",
+                name,
+                str(c.input_tokens),
+                f"{c.predicted_output_tokens:.1f}",
+                f"{c.predicted_runtime_s:.3g}",
+                f"{c.predicted_energy_j:.3g}",
+                f"{c.accuracy:.3f}",
+                _fmt(c.accuracy_term, ".3f"),
+                _fmt(c.energy_term, ".3f"),
+                _fmt(c.time_term, ".3f"),
+                _fmt(c.score, ".3f"),
+                note or ("excluded" if c.score is None else ""),
+            )
+        )
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    right = {2, 3, 4, 5, 6, 7, 8, 9, 10}
+    for r in [header, *rows]:
+        cells = [r[i].rjust(widths[i]) if i in right else r[i].ljust(widths[i]) for i in range(len(header))]
+        lines.append("  ".join(cells).rstrip())
+    verdict = f"chosen: {decision.model}" + (" (forced)" if decision.forced else "")
+    if decision.note:
+        verdict += f" - {decision.note}"
+    lines.append(verdict + "   (lower score is better; * marks the choice)")
+    return "\n".join(lines)
