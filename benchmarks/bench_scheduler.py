@@ -82,8 +82,8 @@ def main() -> None:
         frame = to_frame(profile)
         prompts = [random.Random(i).randint(4, 2000) for i in range(64)]
         agree = all(scheduler.decide(t).model == pandas_original(frame, t, w) for t in prompts)
-        ours = median_us(lambda: scheduler.decide(input_tokens=120, max_output_tokens=None), 2000)
-        theirs = median_us(lambda: pandas_original(frame, 120, w), 300)
+        ours = median_us(lambda s=scheduler: s.decide(input_tokens=120, max_output_tokens=None), 2000)
+        theirs = median_us(lambda f=frame: pandas_original(f, 120, w), 300)
         print(f"{n:>10} {ours:>13.1f} {theirs:>10.1f} {theirs / ours:>11.1f}x  {agree}")
 
 

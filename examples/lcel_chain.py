@@ -20,27 +20,8 @@ from typing import Any
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
-from langchain_energyrouter import PRESETS, CostModel, DeviceInfo, EnergyProfile, ModelProfile
+from langchain_energyrouter import PRESETS
 from langchain_energyrouter.router import EnergyAwareRouter
-
-
-def tiny_profile() -> EnergyProfile:
-    """Made-up coefficients for the tiny models: ``tiny-b`` is 5x costlier and twice as accurate."""
-
-    def entry(scale: float, accuracy: float) -> ModelProfile:
-        return ModelProfile(
-            runtime=CostModel(intercept=0.005 * scale, input_tokens=1e-5 * scale, output_tokens=1e-3 * scale),
-            energy=CostModel(intercept=0.05 * scale, input_tokens=1e-4 * scale, output_tokens=1e-2 * scale),
-            accuracy=accuracy,
-            context_window=1024,
-        )
-
-    return EnergyProfile.new(
-        {"tiny-a": entry(1.0, 0.4), "tiny-b": entry(5.0, 0.8)},
-        device=DeviceInfo(name="example", kind="cpu"),
-        energy_method="estimate",
-        description="made-up coefficients for the LCEL example",
-    )
 
 
 def build_router(profile: str | None = None, *, packaged: bool = False) -> EnergyAwareRouter:
@@ -50,7 +31,7 @@ def build_router(profile: str | None = None, *, packaged: bool = False) -> Energ
 
         names = ("smollm2-135m", "gemma3-270m")
         return EnergyAwareRouter(models={n: load_chat_model(n) for n in names}, profile=profile)
-    from langchain_energyrouter.testing import tiny_chat_models
+    from langchain_energyrouter.testing import tiny_chat_models, tiny_profile
 
     return EnergyAwareRouter(models=tiny_chat_models(), profile=profile or tiny_profile())
 

@@ -76,21 +76,21 @@ _FINGERPRINT_CHUNK_BYTES = 1 << 20
 
 GEMMA_CHAT_TEMPLATE = (
     "{{ bos_token }}"
-    "{% if messages[0]['role'] == 'system' %}"
-    "{% set first_user_prefix = messages[0]['content'] + '\n\n' %}"
-    "{% set loop_messages = messages[1:] %}"
-    "{% else %}"
-    "{% set first_user_prefix = '' %}"
-    "{% set loop_messages = messages %}"
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{ message['content'] | trim + '\n\n' }}"
+    "{% elif message['role'] == 'user' %}{{ 'Question: ' + message['content'] | trim + '\n' }}"
+    "{% else %}{{ 'Answer: ' + message['content'] | trim + '\n\n' }}"
     "{% endif %}"
-    "{% for message in loop_messages %}"
-    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
-    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') "
-    "+ message['content'] | trim + '<end_of_turn>\n' }}"
     "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+    "{% if add_generation_prompt %}{{ 'Answer:' }}{% endif %}"
 )
-"""Gemma's turn template (a system message is folded into the first user turn)."""
+"""A question/answer completion template for Gemma-3-270M, a BASE model.
+
+Gemma's own ``<start_of_turn>`` template is for the instruction-tuned model; the
+base model given it mostly echoes or drifts ("What is the capital of France?" ->
+"The French language has a long history..."), while as a ``Question: ... Answer:``
+completion it answers ("Paris"). Generation stops at the end of the answer's line.
+"""
 
 
 # --------------------------------------------------------------------------- registry
@@ -232,9 +232,9 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
         gguf_filename="gemma-3-270m-q4_k_m.gguf",
         assembled=True,
         chat_template=GEMMA_CHAT_TEMPLATE,
-        stop_tokens=("<end_of_turn>",),
-        # A base model: without a penalty it loops on its first sentence.
-        generation_defaults={"repetition_penalty": 1.3},
+        # One-line answers: a base model goes on to invent the next "Question:".
+        stop_tokens=("<end_of_turn>", "\n", "\n\n"),
+        generation_defaults={"repetition_penalty": 1.1},
         license="Gemma Terms of Use",
         context_window=32768,
         hf_model_id="google/gemma-3-270m",

@@ -242,7 +242,7 @@ class Scheduler:
             acc_terms = self._normalize([1.0 - r[5] for r in eligible])
             energy_terms = self._normalize([r[4] for r in eligible])
             time_terms = self._normalize([r[3] for r in eligible])
-            for r, a, e, t in zip(eligible, acc_terms, energy_terms, time_terms):
+            for r, a, e, t in zip(eligible, acc_terms, energy_terms, time_terms, strict=True):
                 scored[r[0]] = (w.accuracy * a + w.energy * e + w.time * t, a, e, t)
 
         candidates: dict[str, Candidate] = {}

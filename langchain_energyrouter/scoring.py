@@ -1,7 +1,9 @@
 """Weights, normalisers, constraints and the Pareto filter (hot path: stdlib only).
 
-A candidate's score is ``w_acc * n(1 - accuracy) + w_energy * n(energy_j) + w_time * n(runtime_s)``
-where ``n`` is a normaliser applied across the feasible candidates; the lowest score wins.
+A candidate's score is
+``w_acc * n(1 - accuracy) + w_energy * n(energy_j) + w_time * n(runtime_s)``,
+where ``n`` is a normaliser applied across the feasible candidates; the lowest
+score wins.
 
 Normalisers (the registry :data:`NORMALIZERS`) map a list of costs to comparable
 terms, lower is better, and never reverse order (if ``a <= b`` then ``n(a) <= n(b)``):
@@ -10,7 +12,8 @@ terms, lower is better, and never reverse order (if ``a <= b`` then ``n(a) <= n(
     [0, 1] whatever its spread, so between two candidates a 1% runtime difference
     weighs as much as a 50% one. Fits when the candidates really differ on every axis.
 ``relative``: ``(x - min) / min``, the fraction by which a candidate is worse than the
-    best on that axis (``(x - min) / max`` when the best is 0). A 1% difference stays 0.01; weights then trade percentages.
+    best on that axis (``(x - min) / max`` when the best is 0). A 1% difference
+    stays 0.01; weights then trade percentages.
     Fits when candidates are close on some axis, and for two candidates.
 ``hybrid``: the original variant's five stages (z-score, log, min-max, softmax
     amplification, variance rebasing), with the objective the right way up: the
@@ -25,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Union
+from typing import Any
 
 from langchain_energyrouter.errors import WeightsError
 
@@ -72,9 +75,7 @@ class Weights:
         if isinstance(value, Mapping):
             unknown = set(value) - {"accuracy", "energy", "time"}
             if unknown:
-                raise WeightsError(
-                    f"Unknown weight name(s) {sorted(unknown)}; use 'accuracy', 'energy' and 'time'."
-                )
+                raise WeightsError(f"Unknown weight name(s) {sorted(unknown)}; use 'accuracy', 'energy' and 'time'.")
             return cls(**{str(k): v for k, v in value.items()})
         if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
             if len(value) != 3:
@@ -94,7 +95,7 @@ class Weights:
         return {"accuracy": self.accuracy, "energy": self.energy, "time": self.time}
 
 
-WeightsLike = Union[Weights, Mapping[str, float], Sequence[float]]
+WeightsLike = Weights | Mapping[str, float] | Sequence[float]
 
 PRESETS: dict[str, Weights] = {
     "accuracy-first": Weights(accuracy=0.8, energy=0.1, time=0.1),
@@ -228,7 +229,11 @@ def dominated_by(costs: Mapping[str, tuple[float, float, float]]) -> dict[str, s
     items = list(costs.items())
     for name_b, b in items:
         for name_a, a in items:
-            if name_a != name_b and all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b)):
+            if (
+                name_a != name_b
+                and all(x <= y for x, y in zip(a, b, strict=True))
+                and any(x < y for x, y in zip(a, b, strict=True))
+            ):
                 out[name_b] = name_a
                 break
     return out

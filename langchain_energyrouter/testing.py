@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from langchain_huggingface import ChatHuggingFace
     from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
+    from langchain_energyrouter.profile import EnergyProfile
+
 __all__ = [
     "TINY_CHAT_TEMPLATE",
     "TINY_MODEL_SIZES",
@@ -37,6 +39,7 @@ __all__ = [
     "build_tiny_tokenizer",
     "save_tiny_model",
     "tiny_chat_models",
+    "tiny_profile",
 ]
 
 TINY_CHAT_TEMPLATE = (
@@ -280,3 +283,26 @@ def save_tiny_model(
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def tiny_profile() -> EnergyProfile:
+    """A made-up profile for :func:`tiny_chat_models`: ``tiny-b`` is 5x costlier and twice as accurate.
+
+    For examples and tests only; real profiles come from ``energyrouter calibrate``.
+    """
+    from langchain_energyrouter.profile import CostModel, DeviceInfo, EnergyProfile, ModelProfile
+
+    def entry(scale: float, accuracy: float) -> ModelProfile:
+        return ModelProfile(
+            runtime=CostModel(intercept=0.005 * scale, input_tokens=1e-5 * scale, output_tokens=1e-3 * scale),
+            energy=CostModel(intercept=0.05 * scale, input_tokens=1e-4 * scale, output_tokens=1e-2 * scale),
+            accuracy=accuracy,
+            context_window=1024,
+        )
+
+    return EnergyProfile.new(
+        {"tiny-a": entry(1.0, 0.4), "tiny-b": entry(5.0, 0.8)},
+        device=DeviceInfo(name="made up for the tiny test models", kind="cpu"),
+        energy_method="estimate",
+        description="made-up coefficients for the tiny offline test models",
+    )

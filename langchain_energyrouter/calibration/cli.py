@@ -27,7 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from langchain_energyrouter.errors import CalibrationError, EnergyRouterError, ProfileError
+from langchain_energyrouter.errors import CalibrationError, EnergyRouterError
+from langchain_energyrouter.profile import DeviceInfo, EnergyProfile
 
 PROG = "energyrouter"
 
@@ -67,7 +68,6 @@ def _number_pairs(specs: Sequence[str] | None, what: str, kind: type) -> dict[st
 
 
 def _device_info(device: str) -> Any:
-    from langchain_energyrouter.profile import DeviceInfo
 
     if device.startswith("cuda"):
         import torch
@@ -155,7 +155,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from langchain_energyrouter.calibration.rawdata import read_raw
     from langchain_energyrouter.calibration.runner import RunSettings, read_outputs, run_model
     from langchain_energyrouter.energy import default_meter
-    from langchain_energyrouter.profile import EnergyProfile
 
     started = time.monotonic()
     out = Path(args.out)
@@ -248,18 +247,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             )
     finally:
         meter.close()
-    command = "energyrouter calibrate " + shlex.join(sys.argv[2:] if args.argv is None else args.argv[1:])
-    if existing is not None:
-        merged_source = f"{existing.source}; then: {command}" if existing.source else command
-        profile = existing.with_models(models).model_copy(update={"source": merged_source})
-    else:
-        profile = EnergyProfile.new(
-            models,
-            device=_device_info(device),
-            energy_method=meter.method,  # type: ignore[arg-type]
-            description=args.description or "Calibrated with `energyrouter calibrate`.",
-            source=command,
-        )
+    profile = _merge_or_new(
+        existing,
+        models,
+        command="energyrouter calibrate " + shlex.join(sys.argv[2:] if args.argv is None else args.argv[1:]),
+        device=_device_info(device),
+        energy_method=meter.method,
+        description=args.description or "Calibrated with `energyrouter calibrate`.",
+    )
     profile.save(out)
     print(
         _table(
@@ -284,7 +279,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_fit(args: argparse.Namespace) -> int:
     from langchain_energyrouter.calibration.fitting import ESTIMATORS, fit_model
     from langchain_energyrouter.calibration.rawdata import read_raw
-    from langchain_energyrouter.profile import DeviceInfo, EnergyProfile
 
     raws = _pairs(args.raw, "--raw")
     accuracy = _number_pairs(args.accuracy, "--accuracy", float)
@@ -346,26 +340,48 @@ def cmd_fit(args: argparse.Namespace) -> int:
         )
         models[name] = mp
         summary.append(_fit_row(name, mp))
-    command = "energyrouter fit " + shlex.join(sys.argv[2:] if args.argv is None else args.argv[1:])
-    if existing is not None:
-        merged_source = f"{existing.source}; then: {command}" if existing.source else command
-        profile = existing.with_models(models).model_copy(update={"source": merged_source})
-    else:
-        profile = EnergyProfile.new(
-            models,
-            device=DeviceInfo(name=args.device_name, kind=args.device_kind),
-            energy_method=energy_method,  # type: ignore[arg-type]
-            description=args.description or "Fitted with `energyrouter fit` from raw measurements.",
-            source=command,
-        )
-    try:
-        profile = EnergyProfile.from_dict(profile.model_dump(mode="json"), origin=str(out))
-    except ProfileError:
-        raise
+    profile = _merge_or_new(
+        existing,
+        models,
+        command="energyrouter fit " + shlex.join(sys.argv[2:] if args.argv is None else args.argv[1:]),
+        device=DeviceInfo(name=args.device_name, kind=args.device_kind),
+        energy_method=energy_method,
+        description=args.description or "Fitted with `energyrouter fit` from raw measurements.",
+    )
+    # Round-trip through validation so an inconsistent result fails here, not when the router loads it.
+    profile = EnergyProfile.from_dict(profile.model_dump(mode="json"), origin=str(out))
     profile.save(out)
     print(_table(["model", "rows", "runtime fit", "energy fit", "output length", "accuracy"], summary))
     print(f"wrote {out}")
     return 0
+
+
+def _merge_or_new(
+    existing: EnergyProfile | None,
+    models: dict[str, Any],
+    *,
+    command: str,
+    device: DeviceInfo,
+    energy_method: str,
+    description: str,
+) -> EnergyProfile:
+    """A new profile, or ``existing`` with ``models`` added (refusing to mix energy methods)."""
+    if existing is None:
+        return EnergyProfile.new(
+            models,
+            device=device,
+            energy_method=energy_method,  # type: ignore[arg-type]
+            description=description,
+            source=command,
+        )
+    if existing.energy_method != energy_method:
+        raise CalibrationError(
+            f"{existing.origin} holds energy measured by {existing.energy_method!r}, these rows by "
+            f"{energy_method!r}; joules of different methods do not belong in one profile. "
+            "Write to another --out (or pass --replace to fit)."
+        )
+    merged_source = f"{existing.source}; then: {command}" if existing.source else command
+    return existing.with_models(models).model_copy(update={"source": merged_source})
 
 
 # -- accuracy -------------------------------------------------------------------
@@ -377,7 +393,6 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
     from langchain_energyrouter.calibration.accuracy import print_result, score_model
     from langchain_energyrouter.calibration.design import load_suite
     from langchain_energyrouter.calibration.progress import Progress
-    from langchain_energyrouter.profile import EnergyProfile
 
     profile = EnergyProfile.load(args.profile)
     suite = load_suite(args.suite)
@@ -442,7 +457,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
     import json
 
     from langchain_energyrouter.calibration.explain import as_json, count_tokens, render_table
-    from langchain_energyrouter.profile import EnergyProfile
     from langchain_energyrouter.scheduler import Scheduler
 
     profile = EnergyProfile.load(args.profile)
@@ -465,7 +479,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
 # -- plot -----------------------------------------------------------------------
 def cmd_plot(args: argparse.Namespace) -> int:
     from langchain_energyrouter.calibration.plots import write_plots
-    from langchain_energyrouter.profile import EnergyProfile
 
     profile = EnergyProfile.load(args.profile)
     raws = _pairs(args.raw, "--raw")

@@ -59,3 +59,17 @@ def test_agent_tools(capsys: pytest.CaptureFixture[str]) -> None:
     assert merged.tool_calls[0]["args"] == {"a": 2, "b": 3}
     assert merged.response_metadata["model_name"] == "endpoint"
     assert sum(1 for c in chunks if c.usage_metadata) == 1
+
+
+def test_energy_callback(capsys: pytest.CaptureFixture[str]) -> None:
+    assert load("energy_callback").main([]) == 0
+    out = capsys.readouterr().out
+    assert out.count(" J (estimate) in ") == 4  # invoke, stream, and two batch calls: one record each
+    assert "calls by method: {'estimate': 4}" in out
+
+
+def test_calibrate_then_route(capsys: pytest.CaptureFixture[str]) -> None:
+    assert load("calibrate_then_route").main([]) == 0
+    out = capsys.readouterr().out
+    assert "profiled ['tiny-a', 'tiny-b'] -> energy method estimate" in out
+    assert "accuracy-first:" in out and "energy-first:" in out
