@@ -166,14 +166,25 @@ def _print_totals(routed: list[CallRecord], baseline: list[CallRecord], larger: 
     print(f"{'':<28} {'runtime s':>10} {'energy J' + label:>20}", file=out)
     print(f"{'routed (' + str(len(routed)) + ' calls)':<28} {routed_s:10.2f} {routed_j:20.1f}", file=out)
     print(f"{'always ' + larger:<28} {base_s:10.2f} {base_j:20.1f}", file=out)
+    errors = [abs(r.predicted_runtime_s - r.runtime_s) / r.runtime_s for r in routed if r.runtime_s > 0]
+    if errors:
+        # Most of this error is output length: the profile predicts it from the prompt's length
+        # alone, while a model may answer in two tokens or fill its budget.
+        print(
+            f"runtime prediction error over the routed calls: {100 * sum(errors) / len(errors):.0f}% (MAPE)", file=out
+        )
     if base_j > 0 and base_s > 0:
         runtime_change = 100 * (routed_s / base_s - 1)
         energy_change = 100 * (routed_j / base_j - 1)
         print(f"{'routed vs always-larger':<28} {runtime_change:+9.0f}% {energy_change:+19.0f}%", file=out)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="energyrouter demo", description=__doc__)
     add_arguments(parser)
-    run(parser.parse_args(argv))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    run(build_parser().parse_args(argv))
     return 0

@@ -1,0 +1,38 @@
+"""`energyrouter demo` routes real prompts across the packaged models and prints its table."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from langchain_energyrouter.calibration.cli import main as energyrouter
+from langchain_energyrouter.demo import DEMO_PROMPTS, build_parser, run
+from langchain_energyrouter.models import installed_embedded_models
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        set(installed_embedded_models()) != {"smollm2-135m", "gemma3-270m"},
+        reason="the embedded models' packages are not installed (make setup installs them)",
+    ),
+]
+
+
+def test_demo_routes_and_reports_totals() -> None:
+    out = io.StringIO()
+    args = build_parser().parse_args(["--prompts", "2", "--presets", "accuracy-first", "energy-first"])
+    records = run(args, out=out)
+    text = out.getvalue()
+    assert len(records) == 4
+    assert {r.prompt for r in records} == {p for _, p in DEMO_PROMPTS[:2]}
+    assert all(r.answer.strip() or r.model == "gemma3-270m" for r in records)  # a base model may stop at once
+    assert all(r.method == "estimate" and r.energy_j is not None and r.energy_j > 0 for r in records)
+    assert "energy method of the profile: estimate (estimates on this hardware)" in text
+    assert "always gemma3-270m" in text and "routed (4 calls)" in text
+    assert "runtime prediction error over the routed calls" in text
+
+
+def test_demo_rejects_unknown_preset(capsys: pytest.CaptureFixture[str]) -> None:
+    assert energyrouter(["demo", "--presets", "fastest"]) == 1
+    assert "Unknown preset(s) ['fastest']" in capsys.readouterr().err
