@@ -70,7 +70,6 @@ def _cell(text: str, width: int) -> str:
 
 def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> list[CallRecord]:
     """Run the demo and print its table; returns the routed calls."""
-    from langchain_core.messages import HumanMessage
 
     from langchain_energyrouter.models import load_chat_model
     from langchain_energyrouter.router import EnergyAwareRouter
@@ -88,9 +87,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> list[CallRecord]:
         print(f"loaded {name} in {time.perf_counter() - start:.1f} s", file=out, flush=True)
     router = EnergyAwareRouter(models=models, profile=profile, max_tokens=args.max_new_tokens)
     prompts = DEMO_PROMPTS[: max(1, args.prompts)]
-    # "The larger model": the one the profile predicts to cost most energy on a typical prompt.
-    typical = router.explain([HumanMessage(prompts[0][1])])
-    larger = max(typical.candidates, key=lambda m: typical.candidates[m].predicted_energy_j)
+    larger = _larger_model(router, prompts[0][1])
 
     header = (
         f"{'preset':<15} {'prompt':<34} {'model':<13} {'pred s':>7} {'meas s':>7} {'pred J':>7} {'meas J':>7}  answer"
@@ -100,20 +97,35 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> list[CallRecord]:
     print(header, file=out)
     print("-" * len(header), file=out, flush=True)
     records: list[CallRecord] = []
-    larger_runs: dict[str, CallRecord] = {}
+    # (model, prompt) -> one measured run, for the "always this model" baselines
+    single: dict[tuple[str, str], CallRecord] = {}
     for preset in args.presets:
         for task_type, prompt in prompts:
             record = _call(router, preset, prompt, task_type, weights=PRESETS[preset])
             records.append(record)
-            if record.model == larger:
-                larger_runs.setdefault(prompt, record)
+            single.setdefault((record.model, prompt), record)
             print(_row(record), file=out, flush=True)
-    for task_type, prompt in prompts:
-        if prompt not in larger_runs:
-            larger_runs[prompt] = _call(router, f"always {larger}", prompt, task_type, model=larger)
-    _print_totals(records, [larger_runs[p] for _, p in prompts] * len(args.presets), larger, out)
+    for name in models:
+        for task_type, prompt in prompts:
+            if (name, prompt) not in single:
+                single[name, prompt] = _call(router, f"always {name}", prompt, task_type, model=name)
+    baselines = {name: [single[name, p] for _, p in prompts] for name in models}
+    _print_totals(records, baselines, larger, out)
     router.close()
     return records
+
+
+def _larger_model(router: Any, prompt: str) -> str:
+    """The model with the most parameters (embedded models), else the costliest by prediction."""
+    from langchain_core.messages import HumanMessage
+
+    from langchain_energyrouter.models import EMBEDDED_MODELS
+
+    names = list(router.candidates)
+    if all(n in EMBEDDED_MODELS for n in names):
+        return max(names, key=lambda n: EMBEDDED_MODELS[n].parameters)
+    decision = router.explain([HumanMessage(prompt)])
+    return max(names, key=lambda n: decision.candidates[n].predicted_energy_j)
 
 
 def _quiet_transformers() -> None:
@@ -152,31 +164,37 @@ def _row(r: CallRecord) -> str:
     )
 
 
-def _print_totals(routed: list[CallRecord], baseline: list[CallRecord], larger: str, out: TextIO) -> None:
+def _print_totals(routed: list[CallRecord], baselines: dict[str, list[CallRecord]], larger: str, out: TextIO) -> None:
+    """Per preset: the routed calls' totals; per model: always sending every prompt to it."""
+
     def total(records: list[CallRecord]) -> tuple[float, float]:
         return sum(r.runtime_s for r in records), sum(r.energy_j or 0.0 for r in records)
 
-    routed_s, routed_j = total(routed)
-    base_s, base_j = total(baseline)
-    method = routed[0].method if routed else "none"
-    label = " (estimated)" if method == "estimate" else ""
-    chosen = {m: sum(r.model == m for r in routed) for m in sorted({r.model for r in routed})}
+    label = " (estimated)" if routed and routed[0].method == "estimate" else ""
+    _, larger_j = total(baselines[larger])
+    rows: list[tuple[str, list[CallRecord]]] = []
+    for preset in dict.fromkeys(r.preset for r in routed):
+        calls = [r for r in routed if r.preset == preset]
+        used = ", ".join(f"{m} x{sum(r.model == m for r in calls)}" for m in sorted({r.model for r in calls}))
+        rows.append((f"{preset} ({used})", calls))
+    for name, calls in baselines.items():
+        rows.append((f"always {name}" + (" (the larger)" if name == larger else ""), calls))
+    width = max(len(title) for title, _ in rows) + 2
     print("", file=out)
-    print(f"calls per model: {chosen}", file=out)
-    print(f"{'':<28} {'runtime s':>10} {'energy J' + label:>20}", file=out)
-    print(f"{'routed (' + str(len(routed)) + ' calls)':<28} {routed_s:10.2f} {routed_j:20.1f}", file=out)
-    print(f"{'always ' + larger:<28} {base_s:10.2f} {base_j:20.1f}", file=out)
+    print(
+        f"{'per set of ' + str(len(baselines[larger])) + ' prompts':<{width}} {'runtime s':>10} "
+        f"{'energy J' + label:>20} {'vs always ' + larger:>24}",
+        file=out,
+    )
+    for title, calls in rows:
+        runtime_s, energy_j = total(calls)
+        change = f"{100 * (energy_j / larger_j - 1):+.0f}% energy" if larger_j > 0 else "n/a"
+        print(f"{title:<{width}} {runtime_s:10.2f} {energy_j:20.1f} {change:>24}", file=out)
     errors = [abs(r.predicted_runtime_s - r.runtime_s) / r.runtime_s for r in routed if r.runtime_s > 0]
     if errors:
-        # Most of this error is output length: the profile predicts it from the prompt's length
-        # alone, while a model may answer in two tokens or fill its budget.
-        print(
-            f"runtime prediction error over the routed calls: {100 * sum(errors) / len(errors):.0f}% (MAPE)", file=out
-        )
-    if base_j > 0 and base_s > 0:
-        runtime_change = 100 * (routed_s / base_s - 1)
-        energy_change = 100 * (routed_j / base_j - 1)
-        print(f"{'routed vs always-larger':<28} {runtime_change:+9.0f}% {energy_change:+19.0f}%", file=out)
+        # Most of this error is output length: a model may answer in two tokens or fill its budget.
+        mape = 100 * sum(errors) / len(errors)
+        print(f"runtime prediction error over the routed calls: {mape:.0f}% (MAPE)", file=out)
 
 
 def build_parser() -> argparse.ArgumentParser:

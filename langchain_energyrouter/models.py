@@ -234,7 +234,9 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
         chat_template=GEMMA_CHAT_TEMPLATE,
         # One-line answers: a base model goes on to invent the next "Question:".
         stop_tokens=("<end_of_turn>", "\n", "\n\n"),
-        generation_defaults={"repetition_penalty": 1.1},
+        # min_new_tokens=1: the base model's first token is sometimes the line break
+        # that ends an answer; it then answers nothing.
+        generation_defaults={"repetition_penalty": 1.1, "min_new_tokens": 1},
         license="Gemma Terms of Use",
         context_window=32768,
         hf_model_id="google/gemma-3-270m",

@@ -119,10 +119,23 @@ class OutputLengthModel(_Strict):
     source: Literal["fitted", "heuristic"] = "heuristic"
     max_output_tokens: int | None = Field(default=None, gt=0)
     """Largest output length seen while fitting; predictions are capped there."""
+    by_task: dict[str, float] = Field(default_factory=dict)
+    """Mean output tokens per task type (``energyrouter accuracy`` records them from the
+    suite's answers); used instead of the line when a request names its task type."""
     fit: FitStats | None = None
 
-    def raw(self, input_tokens: float) -> float:
-        """The linear prediction, uncapped and unclamped."""
+    @field_validator("by_task")
+    @classmethod
+    def _task_lengths_positive(cls, value: dict[str, float]) -> dict[str, float]:
+        for task, tokens in value.items():
+            if not tokens >= 0.0:
+                raise ValueError(f"output length for task {task!r} is {tokens}, expected tokens >= 0")
+        return value
+
+    def raw(self, input_tokens: float, task_type: str | None = None) -> float:
+        """The prediction (per task type where known, else the line), uncapped and unclamped."""
+        if task_type is not None and task_type in self.by_task:
+            return self.by_task[task_type]
         return self.intercept + self.slope * input_tokens
 
 
@@ -171,9 +184,12 @@ class ModelProfile(_Strict):
             energy_j, flags = 0.0, (*flags, "energy_clamped")
         return Prediction(runtime_s, energy_j, flags)
 
-    def predict_output_tokens(self, input_tokens: float, max_output_tokens: int | None = None) -> float:
-        """Predicted output tokens: the length model, capped by the request's and the fit's cap, at least 1."""
-        tout = self.output_length.raw(input_tokens)
+    def predict_output_tokens(
+        self, input_tokens: float, max_output_tokens: int | None = None, task_type: str | None = None
+    ) -> float:
+        """Predicted output tokens: the length model (per task type where known), capped by the
+        request's and the fit's cap, at least 1."""
+        tout = self.output_length.raw(input_tokens, task_type)
         cap = self.output_length.max_output_tokens
         if cap is not None:
             tout = min(tout, cap)

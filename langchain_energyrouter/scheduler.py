@@ -165,7 +165,7 @@ class Scheduler:
                 ``{model: cap or None}`` when each model has its own budget.
             weights: override the default weights for this request.
             constraints: override the default constraints for this request.
-            task_type: pick per-task accuracy where the profile has it.
+            task_type: use per-task accuracy and output length where the profile has them.
             exclude: model -> reason, for candidates the caller rules out (e.g. no tool calling).
             force: choose this model whatever the scores (still predicted and scored).
 
@@ -197,7 +197,7 @@ class Scheduler:
         for name, mp in self._models.items():
             tin = input_tokens[name] if per_model_tokens else input_tokens  # type: ignore[index]
             cap = max_output_tokens.get(name) if per_model_caps else max_output_tokens  # type: ignore[union-attr]
-            tout = mp.predict_output_tokens(tin, cap)
+            tout = mp.predict_output_tokens(tin, cap, task_type)
             runtime_s, energy_j, flags = mp.predict(tin, tout)
             accuracy = mp.accuracy_for(task_type)
             rows.append((name, tin, tout, runtime_s, energy_j, accuracy, flags))

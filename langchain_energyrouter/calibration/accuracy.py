@@ -73,10 +73,17 @@ class AccuracyResult:
     n: int
     correct: dict[str, bool] = field(default_factory=dict)
     """Item id -> whether it was answered correctly."""
+    output_tokens_by_task: dict[str, float] = field(default_factory=dict)
+    """Mean generated tokens per task type (answers capped at the run's max_new_tokens)."""
 
 
-def score_outputs(items: Sequence[SuiteItem], outputs: Mapping[str, str]) -> AccuracyResult:
+def score_outputs(
+    items: Sequence[SuiteItem], outputs: Mapping[str, str], output_tokens: Mapping[str, int] | None = None
+) -> AccuracyResult:
     """Score recorded outputs (item id -> text) of the labelled items that have one.
+
+    ``output_tokens`` (item id -> generated tokens), when given, yields the mean
+    answer length per task type.
 
     Raises:
         CalibrationError: no labelled item has an output.
@@ -89,11 +96,16 @@ def score_outputs(items: Sequence[SuiteItem], outputs: Mapping[str, str]) -> Acc
     for item in labelled:
         if item.task_type:
             by_task.setdefault(item.task_type, []).append(correct[item.id])
+    lengths: dict[str, list[int]] = {}
+    for item in labelled:
+        if item.task_type and output_tokens is not None and item.id in output_tokens:
+            lengths.setdefault(item.task_type, []).append(output_tokens[item.id])
     return AccuracyResult(
         accuracy=sum(correct.values()) / len(correct),
         accuracy_by_task={task: sum(v) / len(v) for task, v in sorted(by_task.items())},
         n=len(correct),
         correct=correct,
+        output_tokens_by_task={task: sum(v) / len(v) for task, v in sorted(lengths.items())},
     )
 
 
@@ -116,13 +128,15 @@ def score_model(
     if not labelled:
         raise CalibrationError("The suite has no labelled items (no 'answer' fields); nothing to score.")
     outputs: dict[str, str] = {}
+    output_tokens: dict[str, int] = {}
     for item in labelled:
-        new_ids, _ = generate(model, tokenizer, encode_prompt(tokenizer, item.prompt), max_new_tokens, forced=False)
+        new_ids, n_out = generate(model, tokenizer, encode_prompt(tokenizer, item.prompt), max_new_tokens, forced=False)
         text = tokenizer.decode(new_ids, skip_special_tokens=True)
         outputs[item.id] = text
+        output_tokens[item.id] = n_out
         if on_item is not None:
             on_item(item, text, is_correct(text, item))
-    return score_outputs(labelled, outputs), outputs
+    return score_outputs(labelled, outputs, output_tokens), outputs
 
 
 def print_result(name: str, result: AccuracyResult, stream: Any = None) -> None:

@@ -250,7 +250,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     profile = _merge_or_new(
         existing,
         models,
-        command="energyrouter calibrate " + shlex.join(sys.argv[2:] if args.argv is None else args.argv[1:]),
+        command=_invocation(args),
         device=_device_info(device),
         energy_method=meter.method,
         description=args.description or "Calibrated with `energyrouter calibrate`.",
@@ -343,7 +343,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     profile = _merge_or_new(
         existing,
         models,
-        command="energyrouter fit " + shlex.join(sys.argv[2:] if args.argv is None else args.argv[1:]),
+        command=_invocation(args),
         device=DeviceInfo(name=args.device_name, kind=args.device_kind),
         energy_method=energy_method,
         description=args.description or "Fitted with `energyrouter fit` from raw measurements.",
@@ -380,8 +380,16 @@ def _merge_or_new(
             f"{energy_method!r}; joules of different methods do not belong in one profile. "
             "Write to another --out (or pass --replace to fit)."
         )
-    merged_source = f"{existing.source}; then: {command}" if existing.source else command
-    return existing.with_models(models).model_copy(update={"source": merged_source})
+    return existing.with_models(models).model_copy(update={"source": _then(existing.source, command)})
+
+
+def _invocation(args: argparse.Namespace) -> str:
+    """The command line that is running, for a profile's ``source``."""
+    return f"{PROG} {args.command} " + shlex.join(sys.argv[2:] if args.argv is None else args.argv[1:])
+
+
+def _then(source: str, command: str) -> str:
+    return f"{source}; then: {command}" if source else command
 
 
 # -- accuracy -------------------------------------------------------------------
@@ -425,11 +433,21 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
         )
         print_result(name, result)
         entry = profile.models[name]
+        # Answer lengths per task type refine the output-length prediction of requests that
+        # name their task type (the answers are capped at --max-new-tokens, as requests are).
+        lengths = {**entry.output_length.by_task, **result.output_tokens_by_task}
         updated[name] = entry.model_copy(
-            update={"accuracy": result.accuracy, "accuracy_by_task": result.accuracy_by_task}
+            update={
+                "accuracy": result.accuracy,
+                "accuracy_by_task": result.accuracy_by_task,
+                "output_length": entry.output_length.model_copy(update={"by_task": lengths}),
+            }
         )
         del model
-    new = EnergyProfile.from_dict(profile.with_models(updated).model_dump(mode="json"), origin=str(args.profile))
+    updated_profile = profile.with_models(updated).model_copy(
+        update={"source": _then(profile.source, _invocation(args))}
+    )
+    new = EnergyProfile.from_dict(updated_profile.model_dump(mode="json"), origin=str(args.profile))
     new.save(args.profile)
     print(f"wrote accuracy for {', '.join(updated)} into {args.profile}")
     return 0

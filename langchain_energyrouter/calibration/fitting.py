@@ -284,32 +284,47 @@ def fit_output_length(
             ),
             f"output length not fitted ({why}); using the original heuristic tout = 1.028*tin + 44.12",
         )
-    x = sm.add_constant(np.asarray(tin, dtype=float), has_constant="add")
+    # Two candidates, kept by k-fold CV MAPE: the line tout ~ tin, and a constant (the mean).
+    # For chat prompts the line is often no better than the mean: answer length barely
+    # depends on question length.
+    x_line = sm.add_constant(np.asarray(tin, dtype=float), has_constant="add")
+    x_const = np.ones((n, 1))
     k = max(2, min(folds, n))
-    errors = np.empty(n)
-    for test in _folds(n, k, seed):
-        train = np.ones(n, dtype=bool)
-        train[test] = False
-        params = np.asarray(sm.OLS(tout[train], x[train]).fit().params)
-        pred = np.maximum(x[test] @ params, 1.0)
-        errors[test] = np.abs(pred - tout[test]) / np.maximum(tout[test], 1.0)
-    result = sm.OLS(tout, x).fit()
+    cv_mape = {}
+    for label, x in (("line", x_line), ("constant", x_const)):
+        errors = np.empty(n)
+        for test in _folds(n, k, seed):
+            train = np.ones(n, dtype=bool)
+            train[test] = False
+            params = np.asarray(sm.OLS(tout[train], x[train]).fit().params)
+            pred = np.maximum(x[test] @ params, 1.0)
+            errors[test] = np.abs(pred - tout[test]) / np.maximum(tout[test], 1.0)
+        cv_mape[label] = float(np.mean(errors))
+    chosen = min(cv_mape, key=lambda label: (cv_mape[label], label != "line"))
+    result = sm.OLS(tout, x_line if chosen == "line" else x_const).fit()
     ci = np.asarray(result.conf_int(0.05))
     ss_tot = float(np.sum((tout - tout.mean()) ** 2))
     r2 = 1.0 - float(result.ssr) / ss_tot if ss_tot > 0 else None  # constant outputs: R^2 undefined
+    conf_int = {"intercept": (float(ci[0][0]), float(ci[0][1]))}
+    if chosen == "line":
+        conf_int["slope"] = (float(ci[1][0]), float(ci[1][1]))
+    compared = ", ".join(f"{label} {value:.3f}" for label, value in cv_mape.items())
     return (
         OutputLengthModel(
             intercept=float(result.params[0]),
-            slope=float(result.params[1]),
+            slope=float(result.params[1]) if chosen == "line" else 0.0,
             source="fitted",
             max_output_tokens=max(1, int(np.max(tout))),
             fit=FitStats(
                 n=n,
                 r_squared=r2,
-                mape_holdout=float(np.mean(errors)),
+                mape_holdout=cv_mape[chosen],
                 folds=k,
-                conf_int={"intercept": (float(ci[0][0]), float(ci[0][1])), "slope": (float(ci[1][0]), float(ci[1][1]))},
-                note=f"OLS tout ~ tin on {source_rows}; capped at the observed maximum {int(np.max(tout))}.",
+                conf_int=conf_int,
+                note=(
+                    f"{'OLS tout ~ tin' if chosen == 'line' else 'mean tout'} on {source_rows}, chosen by "
+                    f"{k}-fold CV MAPE ({compared}); capped at the observed maximum {int(np.max(tout))}."
+                ),
             ),
         ),
         None,

