@@ -8,7 +8,6 @@ it); otherwise characters / 4, and the output says which.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -20,7 +19,6 @@ APPROX = "chars/4 (approximation: tokenizer not available locally)"
 
 def _local_tokenizer(name: str, model_id: str | None) -> Any | None:
     """The model's tokenizer if it is on this machine (never the network), else None."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         from transformers import AutoTokenizer
 
@@ -39,9 +37,12 @@ def _local_tokenizer(name: str, model_id: str | None) -> Any | None:
         else:
             continue
         try:
-            return AutoTokenizer.from_pretrained(source, local_files_only=True)
+            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
         except Exception:  # a broken or partial directory: approximate instead
             continue
+        if resolved.embedded is not None and resolved.embedded.chat_template is not None:
+            tokenizer.chat_template = resolved.embedded.chat_template  # as load_chat_model installs it
+        return tokenizer
     return None
 
 
