@@ -11,12 +11,12 @@ from __future__ import annotations
 import statistics
 import sys
 import tempfile
-import time
 import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _timing import median_us
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
@@ -35,14 +35,7 @@ from langchain_energyrouter.energy.base import CumulativeMeter
 
 def median_s(fn: Callable[[], object], repeats: int) -> float:
     """Median wall time of ``fn()`` in seconds over ``repeats`` runs (after a warm-up)."""
-    for _ in range(min(100, repeats)):
-        fn()
-    times_s = []
-    for _ in range(repeats):
-        start_s = time.perf_counter()
-        fn()
-        times_s.append(time.perf_counter() - start_s)
-    return statistics.median(times_s)
+    return median_us(fn, repeats, warmup=100) / 1e6
 
 
 def window_cost_us(meter: CumulativeMeter, repeats: int = 20_000) -> float:

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from _timing import median_us
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
@@ -55,17 +56,6 @@ def profile_for(names: list[str]) -> EnergyProfile:
         device=DeviceInfo(name="benchmark"),
         energy_method="estimate",
     )
-
-
-def median_us(fn: Callable[[], Any], calls: int) -> float:
-    for _ in range(min(50, calls)):  # warm up caches and lazily created meters
-        fn()
-    samples = []
-    for _ in range(calls):
-        start = time.perf_counter_ns()
-        fn()
-        samples.append(time.perf_counter_ns() - start)
-    return statistics.median(samples) / 1000.0
 
 
 def paired_median_us(direct: Callable[[], Any], routed: Callable[[], Any], calls: int) -> dict[str, float]:

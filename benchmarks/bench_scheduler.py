@@ -7,8 +7,8 @@ Run: .venv/bin/python benchmarks/bench_scheduler.py
 from __future__ import annotations
 
 import random
-import statistics
-import time
+
+from _timing import median_us
 
 from langchain_energyrouter import CostModel, DeviceInfo, EnergyProfile, ModelProfile, Scheduler, Weights
 
@@ -59,17 +59,6 @@ def to_frame(profile: EnergyProfile):
             "e2": m.energy.output_tokens, "e3": m.energy.interaction, "accuracy": m.accuracy,
         }  # fmt: skip
     return pd.DataFrame.from_dict(rows, orient="index")
-
-
-def median_us(fn, repeats: int) -> float:
-    for _ in range(min(50, repeats)):
-        fn()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter_ns()
-        fn()
-        samples.append(time.perf_counter_ns() - start)
-    return statistics.median(samples) / 1000.0
 
 
 def main() -> None:

@@ -36,6 +36,7 @@ from pydantic import (
     model_validator,
 )
 
+from langchain_energyrouter.cost import Coefficients, CompiledModel, linear_cost, predict_costs, predict_output_tokens
 from langchain_energyrouter.errors import ProfileError
 
 SCHEMA_VERSION = 1
@@ -98,14 +99,14 @@ class CostModel(_Strict):
             )
         return self
 
+    @property
+    def coefficients(self) -> Coefficients:
+        """``(b0, b1, b2, b3)``."""
+        return (self.intercept, self.input_tokens, self.output_tokens, self.interaction)
+
     def raw(self, input_tokens: float, output_tokens: float) -> float:
         """The linear prediction, unclamped (may be negative when extrapolating)."""
-        return (
-            self.intercept
-            + self.input_tokens * input_tokens
-            + self.output_tokens * output_tokens
-            + self.interaction * input_tokens * output_tokens
-        )
+        return linear_cost(self.coefficients, input_tokens, output_tokens)
 
 
 class OutputLengthModel(_Strict):
@@ -131,12 +132,6 @@ class OutputLengthModel(_Strict):
             if not tokens >= 0.0:
                 raise ValueError(f"output length for task {task!r} is {tokens}, expected tokens >= 0")
         return value
-
-    def raw(self, input_tokens: float, task_type: str | None = None) -> float:
-        """The prediction (per task type where known, else the line), uncapped and unclamped."""
-        if task_type is not None and task_type in self.by_task:
-            return self.by_task[task_type]
-        return self.intercept + self.slope * input_tokens
 
 
 class Prediction(NamedTuple):
@@ -175,27 +170,40 @@ class ModelProfile(_Strict):
 
     def predict(self, input_tokens: float, output_tokens: float) -> Prediction:
         """Predict runtime (s) and energy (J); negative extrapolations are clamped to 0 and flagged."""
-        runtime_s = self.runtime.raw(input_tokens, output_tokens)
-        energy_j = self.energy.raw(input_tokens, output_tokens)
-        flags: tuple[str, ...] = ()
-        if runtime_s < 0.0:
-            runtime_s, flags = 0.0, (*flags, "runtime_clamped")
-        if energy_j < 0.0:
-            energy_j, flags = 0.0, (*flags, "energy_clamped")
-        return Prediction(runtime_s, energy_j, flags)
+        return Prediction(
+            *predict_costs(self.runtime.coefficients, self.energy.coefficients, input_tokens, output_tokens)
+        )
 
     def predict_output_tokens(
         self, input_tokens: float, max_output_tokens: int | None = None, task_type: str | None = None
     ) -> float:
         """Predicted output tokens: the length model (per task type where known), capped by the
         request's and the fit's cap, at least 1."""
-        tout = self.output_length.raw(input_tokens, task_type)
-        cap = self.output_length.max_output_tokens
-        if cap is not None:
-            tout = min(tout, cap)
-        if max_output_tokens is not None:
-            tout = min(tout, max_output_tokens)
-        return max(tout, 1.0)
+        length = self.output_length
+        return predict_output_tokens(
+            length.intercept,
+            length.slope,
+            length.by_task,
+            length.max_output_tokens,
+            input_tokens,
+            max_output_tokens,
+            task_type,
+        )
+
+    def compile(self, name: str) -> CompiledModel:
+        """This entry as plain values for the scheduler's hot path."""
+        return CompiledModel(
+            name=name,
+            runtime=self.runtime.coefficients,
+            energy=self.energy.coefficients,
+            output_intercept=self.output_length.intercept,
+            output_slope=self.output_length.slope,
+            output_by_task=dict(self.output_length.by_task),
+            output_cap=self.output_length.max_output_tokens,
+            accuracy=self.accuracy,
+            accuracy_by_task=dict(self.accuracy_by_task),
+            context_window=self.context_window,
+        )
 
     def accuracy_for(self, task_type: str | None) -> float:
         """Accuracy for a task type, falling back to the static score."""

@@ -15,8 +15,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
+from langchain_energyrouter.cost import CompiledModel, predict_costs, predict_output_tokens
 from langchain_energyrouter.errors import NoFeasibleModelError, UnknownModelError
-from langchain_energyrouter.profile import EnergyProfile, ModelProfile
+from langchain_energyrouter.profile import EnergyProfile
 from langchain_energyrouter.scoring import (
     Constraints,
     Normalizer,
@@ -136,7 +137,7 @@ class Scheduler:
         names = list(self.profile.models) if models is None else list(models)
         if not names:
             raise ValueError("The scheduler needs at least one model.")
-        self._models: dict[str, ModelProfile] = {name: self.profile.model(name) for name in names}
+        self._models: dict[str, CompiledModel] = {name: self.profile.model(name).compile(name) for name in names}
         self.pareto = pareto
         if on_infeasible not in ("raise", "least_violating"):
             raise ValueError(f"on_infeasible={on_infeasible!r}; use 'raise' or 'least_violating'.")
@@ -194,22 +195,29 @@ class Scheduler:
         rows: list[tuple[str, int, float, float, float, float, tuple[str, ...]]] = []
         excluded: dict[str, str] = {}
         excess: dict[str, float] = {}
-        for name, mp in self._models.items():
+        unconstrained = limits.max_runtime_s is None and limits.max_energy_j is None and limits.min_accuracy is None
+        for m in self._models.values():
+            name = m.name
             tin = input_tokens[name] if per_model_tokens else input_tokens  # type: ignore[index]
             cap = max_output_tokens.get(name) if per_model_caps else max_output_tokens  # type: ignore[union-attr]
-            tout = mp.predict_output_tokens(tin, cap, task_type)
-            runtime_s, energy_j, flags = mp.predict(tin, tout)
-            accuracy = mp.accuracy_for(task_type)
+            tout = predict_output_tokens(
+                m.output_intercept, m.output_slope, m.output_by_task, m.output_cap, tin, cap, task_type
+            )
+            runtime_s, energy_j, flags = predict_costs(m.runtime, m.energy, tin, tout)
+            accuracy = m.accuracy_by_task.get(task_type, m.accuracy) if task_type is not None else m.accuracy
             rows.append((name, tin, tout, runtime_s, energy_j, accuracy, flags))
             if exclude and name in exclude:
                 excluded[name] = exclude[name]
                 continue
+            tokens_needed = tin + (cap if cap is not None else tout)
+            if unconstrained and (not limits.fit_context_window or tokens_needed <= m.context_window):
+                continue  # the common case: nothing to check
             reasons, size = limits.violations(
                 runtime_s=runtime_s,
                 energy_j=energy_j,
                 accuracy=accuracy,
-                tokens_needed=tin + (cap if cap is not None else tout),
-                context_window=mp.context_window,
+                tokens_needed=tokens_needed,
+                context_window=m.context_window,
             )
             if reasons:
                 excluded[name] = "; ".join(reasons)
@@ -248,20 +256,14 @@ class Scheduler:
         candidates: dict[str, Candidate] = {}
         for name, tin, tout, runtime_s, energy_j, accuracy, flags in rows:
             s = scored.get(name)
-            candidates[name] = Candidate(
-                model=name,
-                input_tokens=tin,
-                predicted_output_tokens=tout,
-                predicted_runtime_s=runtime_s,
-                predicted_energy_j=energy_j,
-                accuracy=accuracy,
-                accuracy_term=s[1] if s else None,
-                energy_term=s[2] if s else None,
-                time_term=s[3] if s else None,
-                score=s[0] if s else None,
-                excluded=excluded.get(name),
-                flags=flags,
-            )
+            if s is None:
+                candidates[name] = Candidate(
+                    name, tin, tout, runtime_s, energy_j, accuracy, None, None, None, None, excluded.get(name), flags
+                )
+            else:
+                candidates[name] = Candidate(
+                    name, tin, tout, runtime_s, energy_j, accuracy, s[1], s[2], s[3], s[0], None, flags
+                )
         ranking = tuple(
             sorted(
                 scored,

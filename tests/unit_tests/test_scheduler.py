@@ -317,3 +317,23 @@ def test_task_type_output_length() -> None:
     assert factual.model == "terse"
     assert factual.candidates["terse"].predicted_output_tokens == 2
     assert scheduler.decide(10, 64, task_type="poetry").candidates["terse"].predicted_output_tokens == 40
+
+
+_coef = st.floats(min_value=-10.0, max_value=10.0, allow_nan=False)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    runtime=st.tuples(_coef, _coef, _coef, _coef),
+    energy=st.tuples(_coef, _coef, _coef, _coef),
+    tin=st.integers(min_value=0, max_value=4000),
+    cap=st.one_of(st.none(), st.integers(min_value=1, max_value=512)),
+    task=st.sampled_from([None, "math", "chat"]),
+)
+def test_the_scheduler_predicts_what_the_profile_predicts(runtime, energy, tin, cap, task) -> None:
+    model = make_model(runtime=runtime, energy=energy, output=(12.0, 0.3), context_window=10**6)
+    model = model.model_copy(update={"output_length": model.output_length.model_copy(update={"by_task": {"math": 7}})})
+    candidate = Scheduler(make_profile({"m": model}), Weights(time=1)).decide(tin, cap, task_type=task).candidates["m"]
+    tout = model.predict_output_tokens(tin, cap, task)
+    assert candidate.predicted_output_tokens == tout
+    assert (candidate.predicted_runtime_s, candidate.predicted_energy_j, candidate.flags) == model.predict(tin, tout)

@@ -8,29 +8,15 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_tests.unit_tests import ChatModelUnitTests
 
-from langchain_energyrouter import CostModel, DeviceInfo, EnergyProfile, ModelProfile
 from langchain_energyrouter.router import EnergyAwareRouter
 
 
 @lru_cache(maxsize=1)
 def router_params() -> dict[str, Any]:
     """Constructor keywords shared by every test (models are built once per process)."""
-    from langchain_energyrouter.testing import tiny_chat_models
+    from langchain_energyrouter.testing import tiny_chat_models, tiny_profile
 
-    def entry(scale: float, accuracy: float) -> ModelProfile:
-        return ModelProfile(
-            runtime=CostModel(intercept=0.01 * scale, input_tokens=1e-5, output_tokens=1e-3 * scale),
-            energy=CostModel(intercept=0.1 * scale, input_tokens=1e-4, output_tokens=1e-2 * scale),
-            accuracy=accuracy,
-            context_window=1024,
-        )
-
-    profile = EnergyProfile.new(
-        {"tiny-a": entry(1.0, 0.4), "tiny-b": entry(5.0, 0.8)},
-        device=DeviceInfo(name="test cpu", kind="cpu"),
-        energy_method="estimate",
-    )
-    return {"models": tiny_chat_models(), "profile": profile, "weights": {"accuracy": 0.5, "energy": 0.5}}
+    return {"models": tiny_chat_models(), "profile": tiny_profile(), "weights": {"accuracy": 0.5, "energy": 0.5}}
 
 
 class TestEnergyAwareRouterUnit(ChatModelUnitTests):
