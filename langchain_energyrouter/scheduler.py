@@ -176,13 +176,15 @@ class Scheduler:
         """
         w = self.weights if weights is None else Weights.coerce(weights)
         limits = self.constraints if constraints is None else Constraints.coerce(constraints, self.constraints)
-        per_model_caps = isinstance(max_output_tokens, Mapping)
-        for value in max_output_tokens.values() if per_model_caps else (max_output_tokens,):  # type: ignore[union-attr]
+        caps = max_output_tokens if isinstance(max_output_tokens, Mapping) else None
+        one_cap = None if isinstance(max_output_tokens, Mapping) else max_output_tokens
+        for value in caps.values() if caps is not None else (one_cap,):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"max_output_tokens={value!r}; give a positive number of tokens or None.")
-        per_model_tokens = isinstance(input_tokens, Mapping)
-        if per_model_tokens:
-            missing = [m for m in self._models if m not in input_tokens]  # type: ignore[operator]
+        counts = input_tokens if isinstance(input_tokens, Mapping) else None
+        one_count = 0 if isinstance(input_tokens, Mapping) else input_tokens
+        if counts is not None:
+            missing = [m for m in self._models if m not in counts]
             if missing:
                 raise UnknownModelError(
                     f"input_tokens has no count for {missing}; give one per candidate {list(self._models)}."
@@ -198,8 +200,8 @@ class Scheduler:
         unconstrained = limits.max_runtime_s is None and limits.max_energy_j is None and limits.min_accuracy is None
         for m in self._models.values():
             name = m.name
-            tin = input_tokens[name] if per_model_tokens else input_tokens  # type: ignore[index]
-            cap = max_output_tokens.get(name) if per_model_caps else max_output_tokens  # type: ignore[union-attr]
+            tin = counts[name] if counts is not None else one_count
+            cap = caps.get(name) if caps is not None else one_cap
             tout = predict_output_tokens(
                 m.output_intercept, m.output_slope, m.output_by_task, m.output_cap, tin, cap, task_type
             )
