@@ -44,6 +44,7 @@ bench: setup
 lint: setup
 	$(VENV)/bin/ruff check langchain_energyrouter tests examples benchmarks
 	$(VENV)/bin/ruff format --check langchain_energyrouter tests examples benchmarks
+	$(VENV)/bin/mypy langchain_energyrouter
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache
