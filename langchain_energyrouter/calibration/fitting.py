@@ -361,27 +361,20 @@ def fit_model(
         report.messages.append(f"{name}: dropped {raw.rows_dropped} of {raw.rows_total} rows of {raw.path} ({detail})")
     tin = frame["input_tokens"].to_numpy(dtype=float)
     tout = frame["output_tokens"].to_numpy(dtype=float)
-    runtime, runtime_fits = fit_cost_model(
-        tin,
-        tout,
-        frame["runtime_seconds"].to_numpy(dtype=float),
-        estimators=estimators,
-        folds=folds,
-        seed=seed,
-        rows_dropped=raw.rows_dropped,
-        what=f"{name} runtime",
-    )
-    energy, energy_fits = fit_cost_model(
-        tin,
-        tout,
-        frame["energy_joules"].to_numpy(dtype=float),
-        estimators=estimators,
-        folds=folds,
-        seed=seed,
-        rows_dropped=raw.rows_dropped,
-        what=f"{name} energy",
-    )
-    report.runtime, report.energy = runtime_fits, energy_fits
+    fitted = {
+        target: fit_cost_model(
+            tin,
+            tout,
+            frame[column].to_numpy(dtype=float),
+            estimators=estimators,
+            folds=folds,
+            seed=seed,
+            rows_dropped=raw.rows_dropped,
+            what=f"{name} {target}",
+        )
+        for target, column in (("runtime", "runtime_seconds"), ("energy", "energy_joules"))
+    }
+    (runtime, report.runtime), (energy, report.energy) = fitted["runtime"], fitted["energy"]
     natural = frame["design_cell"].str.startswith("natural:").to_numpy()
     has_design = bool(frame["design_cell"].str.len().gt(0).any())
     use_natural = length_rows == "natural" or (length_rows == "auto" and has_design)
