@@ -22,19 +22,70 @@ def linear_cost(b: Coefficients, input_tokens: float, output_tokens: float) -> f
     return b[0] + b[1] * input_tokens + b[2] * output_tokens + b[3] * input_tokens * output_tokens
 
 
+LoadTuple = tuple[float, float, float, float | None]
+"""``(runtime_per_request, energy_fixed_share, reference_load, max_load)`` of a
+:class:`~langchain_energyrouter.profile.LoadModel`."""
+
+FLAG_EXTRAPOLATED = "extrapolated"
+"""Input or output tokens outside the range the cost models were fitted on."""
+FLAG_LOAD_EXTRAPOLATED = "load_extrapolated"
+"""More requests in flight than the load model was measured at."""
+
+
+def load_factors(load: LoadTuple | None, in_flight: float | None) -> tuple[float, float]:
+    """``(runtime factor, energy factor)`` for one request with ``in_flight`` requests on its model.
+
+    ``in_flight`` counts this request too; ``None`` or no load model gives ``(1, 1)``.
+    Loads below 1 are read as 1 (a request is always in flight with itself).
+    """
+    if load is None or in_flight is None:
+        return 1.0, 1.0
+    per_request, fixed_share, reference, _max_load = load
+    n = in_flight if in_flight > 1.0 else 1.0
+    return 1.0 + per_request * (n - reference), (1.0 - fixed_share) + fixed_share * reference / n
+
+
 def predict_costs(
-    runtime: Coefficients, energy: Coefficients, input_tokens: float, output_tokens: float
+    model: CompiledModel,
+    input_tokens: float,
+    output_tokens: float,
+    in_flight: float | None = None,
+    runtime: Coefficients | None = None,
+    energy: Coefficients | None = None,
 ) -> tuple[float, float, tuple[str, ...]]:
-    """Runtime (s) and energy (J); negative predictions are clamped to 0 and flagged."""
-    runtime_s = linear_cost(runtime, input_tokens, output_tokens)
-    energy_j = linear_cost(energy, input_tokens, output_tokens)
-    if runtime_s >= 0.0 and energy_j >= 0.0:
-        return runtime_s, energy_j, _NO_FLAGS
-    flags: tuple[str, ...] = ()
+    """Runtime (s) and energy (J) of one request, and flags.
+
+    Args:
+        model: the compiled profile entry (prior coefficients, load model, training ranges).
+        input_tokens: prompt tokens.
+        output_tokens: generated tokens.
+        in_flight: requests in flight on the model, this one included (None: no load adjustment).
+        runtime: coefficients to use instead of the prior's (an adapted, learned model).
+        energy: likewise for energy.
+
+    Negative predictions are clamped to 0 and flagged ``runtime_clamped`` / ``energy_clamped``;
+    tokens outside the training ranges are flagged ``extrapolated``, a load beyond the measured
+    one ``load_extrapolated``.
+    """
+    runtime_s = linear_cost(model.runtime if runtime is None else runtime, input_tokens, output_tokens)
+    energy_j = linear_cost(model.energy if energy is None else energy, input_tokens, output_tokens)
+    flags = _NO_FLAGS
+    if model.load is not None and in_flight is not None:
+        runtime_factor, energy_factor = load_factors(model.load, in_flight)
+        runtime_s *= runtime_factor
+        energy_j *= energy_factor
+        max_load = model.load[3]
+        if max_load is not None and in_flight > max_load:
+            flags = (FLAG_LOAD_EXTRAPOLATED,)
     if runtime_s < 0.0:
-        runtime_s, flags = 0.0, ("runtime_clamped",)
+        runtime_s, flags = 0.0, (*flags, "runtime_clamped")
     if energy_j < 0.0:
         energy_j, flags = 0.0, (*flags, "energy_clamped")
+    tin_range, tout_range = model.input_range, model.output_range
+    if (tin_range is not None and not tin_range[0] <= input_tokens <= tin_range[1]) or (
+        tout_range is not None and not tout_range[0] <= output_tokens <= tout_range[1]
+    ):
+        flags = (*flags, FLAG_EXTRAPOLATED)
     return runtime_s, energy_j, flags
 
 
@@ -72,3 +123,6 @@ class CompiledModel(NamedTuple):
     accuracy: float
     accuracy_by_task: Mapping[str, float]
     context_window: int
+    load: LoadTuple | None = None
+    input_range: tuple[float, float] | None = None
+    output_range: tuple[float, float] | None = None

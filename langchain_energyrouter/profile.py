@@ -36,11 +36,22 @@ from pydantic import (
     model_validator,
 )
 
-from langchain_energyrouter.cost import Coefficients, CompiledModel, linear_cost, predict_costs, predict_output_tokens
+from langchain_energyrouter.cost import (
+    Coefficients,
+    CompiledModel,
+    LoadTuple,
+    linear_cost,
+    load_factors,
+    predict_costs,
+    predict_output_tokens,
+)
 from langchain_energyrouter.errors import ProfileError
 
-SCHEMA_VERSION = 1
-"""The version of the profile format this package reads and writes."""
+SCHEMA_VERSION = 2
+"""The version of the profile format this package writes.
+
+Version 2 added training ranges, held-out bias, sign constraints, censoring and
+the load model; every new field is optional, so version-1 files load unchanged."""
 
 EnergyMethod = Literal["nvml_counter", "nvml_poll", "rapl", "estimate", "none"]
 """How energy was obtained: GPU counter, GPU power polling, CPU RAPL, an estimate, or not at all."""
@@ -71,6 +82,14 @@ class FitStats(_Strict):
     """95% confidence interval of each coefficient, by coefficient name."""
     note: str = ""
     """Free text: the model choice made (with or without interaction) and why."""
+    bias_holdout: float | None = Field(default=None, ge=0)
+    """Summed held-out predictions over summed measurements (1.0 = unbiased on average)."""
+    cv: str | None = None
+    """How the held-out rows were chosen, e.g. ``"grouped by design cell"`` or ``"time-ordered"``."""
+    condition_number: float | None = Field(default=None, ge=0)
+    """Condition number of the (column-scaled) design matrix; large values mean collinear inputs."""
+    constrained: list[str] = Field(default_factory=list)
+    """Coefficients held at 0 because the free fit made them negative (one more token never costs less)."""
 
 
 class CostModel(_Strict):
@@ -88,6 +107,10 @@ class CostModel(_Strict):
     """Coefficient of ``tin * tout`` (b3)."""
     uses_interaction: bool = True
     """False when the fit was made without the interaction term (then ``interaction`` is 0)."""
+    input_range: tuple[float, float] | None = None
+    """Smallest and largest input tokens in the training rows; predictions outside are flagged ``extrapolated``."""
+    output_range: tuple[float, float] | None = None
+    """Smallest and largest output tokens in the training rows."""
     fit: FitStats | None = None
 
     @model_validator(mode="after")
@@ -98,6 +121,13 @@ class CostModel(_Strict):
                 "set interaction to 0 or uses_interaction to true"
             )
         return self
+
+    @field_validator("input_range", "output_range")
+    @classmethod
+    def _range_ordered(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not (0 <= value[0] <= value[1]):
+            raise ValueError(f"range {list(value)} must be (low, high) with 0 <= low <= high")
+        return value
 
     @property
     def coefficients(self) -> Coefficients:
@@ -119,11 +149,25 @@ class OutputLengthModel(_Strict):
     slope: float = ORIGINAL_OUTPUT_SLOPE
     source: Literal["fitted", "heuristic"] = "heuristic"
     max_output_tokens: int | None = Field(default=None, gt=0)
-    """Largest output length seen while fitting; predictions are capped there."""
+    """A hard cap on predictions (e.g. the model's own generation limit); None = no cap.
+
+    Version-1 files stored the largest length seen while fitting here; when that equals
+    ``censored_at`` it is the calibration budget, not a property of the model, and is ignored."""
+    censored_at: int | None = Field(default=None, gt=0)
+    """The generation budget while fitting: answers of this length were cut, so their true
+    length is unknown (at least this); the fit treats them as censored."""
     by_task: dict[str, float] = Field(default_factory=dict)
     """Mean output tokens per task type (``energyrouter accuracy`` records them from the
     suite's answers); used instead of the line when a request names its task type."""
     fit: FitStats | None = None
+
+    @property
+    def prediction_cap(self) -> int | None:
+        """The cap on predictions: :attr:`max_output_tokens`, unless it is only the censoring budget."""
+        cap = self.max_output_tokens
+        if cap is not None and self.censored_at is not None and cap <= self.censored_at:
+            return None  # the budget of the calibration run says nothing about the model's answers
+        return cap
 
     @field_validator("by_task")
     @classmethod
@@ -132,6 +176,39 @@ class OutputLengthModel(_Strict):
             if not tokens >= 0.0:
                 raise ValueError(f"output length for task {task!r} is {tokens}, expected tokens >= 0")
         return value
+
+
+class LoadModel(_Strict):
+    """How one request's cost changes with the number of requests in flight on its model.
+
+    With ``n`` requests in flight (this one included) and ``ref`` = :attr:`reference_load`,
+    the load at which the cost models were measured::
+
+        runtime factor = 1 + runtime_per_request * (n - ref)
+        energy factor  = (1 - energy_fixed_share) + energy_fixed_share * ref / n
+
+    Inter-token latency grows about linearly with the batch (``t0 + t1*b``), and
+    energy per token falls as fixed power is shared (``A + C/b``): the ML.ENERGY
+    measurements follow both forms (``benchmarks/bench_load.py``).
+    """
+
+    runtime_per_request: float = Field(ge=0)
+    """Relative runtime increase per extra request in flight."""
+    energy_fixed_share: float = Field(ge=0, le=1)
+    """Share of a request's energy (at ``reference_load``) that is fixed power shared by the requests in flight."""
+    reference_load: float = Field(default=1.0, gt=0)
+    """Requests in flight when the runtime and energy models were measured."""
+    max_load: float | None = Field(default=None, gt=0)
+    """Largest load measured; predictions beyond are flagged ``load_extrapolated``."""
+    fit: FitStats | None = None
+
+    def factors(self, in_flight: float) -> tuple[float, float]:
+        """``(runtime factor, energy factor)`` at ``in_flight`` requests (this one included)."""
+        return load_factors(self.compile(), in_flight)
+
+    def compile(self) -> LoadTuple:
+        """This model as plain floats for the hot path."""
+        return (self.runtime_per_request, self.energy_fixed_share, self.reference_load, self.max_load)
 
 
 class Prediction(NamedTuple):
@@ -159,6 +236,8 @@ class ModelProfile(_Strict):
     """Accuracy per task type (e.g. ``"math"``), each in [0, 1]; falls back to ``accuracy``."""
     context_window: int = Field(gt=0)
     """Maximum prompt plus output tokens."""
+    load: LoadModel | None = None
+    """How cost changes with requests in flight; None = not measured (cost does not depend on load)."""
 
     @field_validator("accuracy_by_task")
     @classmethod
@@ -168,11 +247,19 @@ class ModelProfile(_Strict):
                 raise ValueError(f"accuracy for task {task!r} is {score}, expected a value in [0, 1]")
         return value
 
-    def predict(self, input_tokens: float, output_tokens: float) -> Prediction:
-        """Predict runtime (s) and energy (J); negative extrapolations are clamped to 0 and flagged."""
-        return Prediction(
-            *predict_costs(self.runtime.coefficients, self.energy.coefficients, input_tokens, output_tokens)
-        )
+    def predict(self, input_tokens: float, output_tokens: float, in_flight: float | None = None) -> Prediction:
+        """Predict runtime (s) and energy (J) of one request.
+
+        Args:
+            input_tokens: prompt tokens.
+            output_tokens: generated tokens.
+            in_flight: requests in flight on this model, this one included (None = the
+                profile's reference load, i.e. no load adjustment).
+
+        Negative extrapolations are clamped to 0 and flagged; inputs outside the training
+        ranges are flagged ``extrapolated``.
+        """
+        return Prediction(*predict_costs(self.compile(""), input_tokens, output_tokens, in_flight))
 
     def predict_output_tokens(
         self, input_tokens: float, max_output_tokens: int | None = None, task_type: str | None = None
@@ -184,7 +271,7 @@ class ModelProfile(_Strict):
             length.intercept,
             length.slope,
             length.by_task,
-            length.max_output_tokens,
+            length.prediction_cap,
             input_tokens,
             max_output_tokens,
             task_type,
@@ -199,10 +286,13 @@ class ModelProfile(_Strict):
             output_intercept=self.output_length.intercept,
             output_slope=self.output_length.slope,
             output_by_task=dict(self.output_length.by_task),
-            output_cap=self.output_length.max_output_tokens,
+            output_cap=self.output_length.prediction_cap,
             accuracy=self.accuracy,
             accuracy_by_task=dict(self.accuracy_by_task),
             context_window=self.context_window,
+            load=self.load.compile() if self.load is not None else None,
+            input_range=_range_of(self.runtime, self.energy, "input_range"),
+            output_range=_range_of(self.runtime, self.energy, "output_range"),
         )
 
     def accuracy_for(self, task_type: str | None) -> float:
@@ -210,6 +300,14 @@ class ModelProfile(_Strict):
         if task_type is None:
             return self.accuracy
         return self.accuracy_by_task.get(task_type, self.accuracy)
+
+
+def _range_of(runtime: CostModel, energy: CostModel, attr: str) -> tuple[float, float] | None:
+    """The training range both cost models cover (their intersection), or None when unknown."""
+    ranges = [r for r in (getattr(runtime, attr), getattr(energy, attr)) if r is not None]
+    if not ranges:
+        return None
+    return (max(r[0] for r in ranges), min(r[1] for r in ranges))
 
 
 class DeviceInfo(_Strict):

@@ -5,17 +5,28 @@ profile, drop candidates that break a constraint (or are Pareto-dominated, if
 asked), normalise accuracy cost, energy and runtime across the rest, weigh them,
 and pick the lowest score.
 
-Ties are broken, in order, by higher accuracy, lower predicted energy, then model
-name (alphabetical), so the same inputs always give the same decision.
+Ties are broken, in order, by higher accuracy, lower predicted energy, lower
+predicted runtime, then model name (alphabetical), so the same inputs always give
+the same decision and a dominated model never wins a tie.
+
+Two things make a prediction about *this* moment rather than the calibration run:
+
+- **Load**: ``decide(..., in_flight={model: n})`` scales each candidate's runtime and
+  energy by its profile's load model (:func:`~langchain_energyrouter.cost.load_factors`).
+- **Learned costs**: :meth:`Scheduler.set_learned` installs, per model, an adapted
+  snapshot (e.g. :class:`~langchain_energyrouter.online.LearnedCosts`) whose
+  coefficients and output length replace the prior's. Each candidate says where its
+  predictions came from (``sources``) and from how many observations.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from types import MappingProxyType
+from typing import Any, Literal, NamedTuple, Protocol
 
-from langchain_energyrouter.cost import CompiledModel, predict_costs, predict_output_tokens
+from langchain_energyrouter.cost import Coefficients, CompiledModel, predict_costs, predict_output_tokens
 from langchain_energyrouter.errors import NoFeasibleModelError, UnknownModelError
 from langchain_energyrouter.profile import EnergyProfile
 from langchain_energyrouter.scoring import (
@@ -28,6 +39,36 @@ from langchain_energyrouter.scoring import (
 )
 
 OnInfeasible = Literal["raise", "least_violating"]
+
+PRIOR = "prior"
+ADAPTED = "adapted"
+TASK = "task"
+"""Values of :attr:`Candidate.sources`: the profile, the learned state, the profile's per-task mean."""
+
+_PRIOR_SOURCES: Mapping[str, str] = MappingProxyType({"runtime": PRIOR, "energy": PRIOR, "output_tokens": PRIOR})
+_TASK_SOURCES: Mapping[str, str] = MappingProxyType({"runtime": PRIOR, "energy": PRIOR, "output_tokens": TASK})
+_NO_OBSERVATIONS: Mapping[str, int] = MappingProxyType({"runtime": 0, "energy": 0, "output_tokens": 0})
+
+
+_Row = tuple[str, int, float, float, float, float, tuple[str, ...], Any, Mapping[str, str], Mapping[str, int]]
+"""(name, tin, tout, runtime_s, energy_j, accuracy, flags, in_flight, sources, observations)."""
+
+
+class LearnedSnapshot(Protocol):
+    """What the scheduler reads of a learned (adapted) model; ``None`` fields fall back to the prior."""
+
+    @property
+    def runtime(self) -> Coefficients | None: ...
+    @property
+    def energy(self) -> Coefficients | None: ...
+    @property
+    def output_tokens(self) -> float | None: ...
+    @property
+    def n_runtime(self) -> int: ...
+    @property
+    def n_energy(self) -> int: ...
+    @property
+    def n_length(self) -> int: ...
 
 
 class Candidate(NamedTuple):
@@ -48,12 +89,21 @@ class Candidate(NamedTuple):
     excluded: str | None = None
     """Why the candidate was not eligible, or None."""
     flags: tuple[str, ...] = ()
-    """E.g. ``runtime_clamped`` when a prediction was negative and clamped to 0."""
+    """E.g. ``runtime_clamped`` when a prediction was negative and clamped to 0, ``extrapolated``
+    outside the fit's token ranges, ``load_extrapolated`` beyond the measured load."""
+    in_flight: float | None = None
+    """Requests in flight on this model when deciding, this one included (None: not known)."""
+    sources: Mapping[str, str] = _PRIOR_SOURCES
+    """Where each prediction came from: ``{"runtime"|"energy"|"output_tokens": "prior"|"adapted"|"task"}``."""
+    observations: Mapping[str, int] = _NO_OBSERVATIONS
+    """Observations behind each adapted prediction (0 for the prior)."""
 
     def as_dict(self) -> dict[str, Any]:
         out = self._asdict()
         del out["model"]
         out["flags"] = list(self.flags)
+        out["sources"] = dict(self.sources)
+        out["observations"] = dict(self.observations)
         return out
 
 
@@ -138,6 +188,7 @@ class Scheduler:
         if not names:
             raise ValueError("The scheduler needs at least one model.")
         self._models: dict[str, CompiledModel] = {name: self.profile.model(name).compile(name) for name in names}
+        self._learned: dict[str, LearnedSnapshot] = {}
         self.pareto = pareto
         if on_infeasible not in ("raise", "least_violating"):
             raise ValueError(f"on_infeasible={on_infeasible!r}; use 'raise' or 'least_violating'.")
@@ -146,6 +197,27 @@ class Scheduler:
     @property
     def models(self) -> tuple[str, ...]:
         return tuple(self._models)
+
+    def set_learned(self, model: str, snapshot: LearnedSnapshot | None) -> None:
+        """Install (or, with None, remove) the adapted predictions of ``model``.
+
+        The snapshot's coefficients replace the profile's in every later decision; its
+        ``None`` fields keep the prior. Replacing one dict entry is atomic, so decisions
+        running in other threads see either the old or the new snapshot.
+
+        Raises:
+            UnknownModelError: ``model`` is not a candidate.
+        """
+        if model not in self._models:
+            raise UnknownModelError(f"Cannot set learned costs of {model!r}: candidates are {list(self._models)}.")
+        if snapshot is None:
+            self._learned.pop(model, None)
+        else:
+            self._learned[model] = snapshot
+
+    def learned(self, model: str) -> LearnedSnapshot | None:
+        """The adapted snapshot in use for ``model``, or None (the prior)."""
+        return self._learned.get(model)
 
     def decide(
         self,
@@ -157,6 +229,7 @@ class Scheduler:
         task_type: str | None = None,
         exclude: Mapping[str, str] | None = None,
         force: str | None = None,
+        in_flight: Mapping[str, float] | None = None,
     ) -> Decision:
         """Choose a model for one request.
 
@@ -169,6 +242,8 @@ class Scheduler:
             task_type: use per-task accuracy and output length where the profile has them.
             exclude: model -> reason, for candidates the caller rules out (e.g. no tool calling).
             force: choose this model whatever the scores (still predicted and scored).
+            in_flight: ``{model: requests in flight}`` counting this request, for the profile's
+                load models; models absent from it (or ``None``) get no load adjustment.
 
         Raises:
             NoFeasibleModelError: every candidate was excluded (and ``on_infeasible="raise"``).
@@ -194,20 +269,28 @@ class Scheduler:
         if force is not None and force not in self._models:
             raise UnknownModelError(f"Cannot force model {force!r}: candidates are {list(self._models)}.")
 
-        rows: list[tuple[str, int, float, float, float, float, tuple[str, ...]]] = []
+        rows: list[_Row] = []
         excluded: dict[str, str] = {}
         excess: dict[str, float] = {}
         unconstrained = limits.max_runtime_s is None and limits.max_energy_j is None and limits.min_accuracy is None
+        learned = self._learned
         for m in self._models.values():
             name = m.name
             tin = counts[name] if counts is not None else one_count
             cap = caps.get(name) if caps is not None else one_cap
-            tout = predict_output_tokens(
-                m.output_intercept, m.output_slope, m.output_by_task, m.output_cap, tin, cap, task_type
-            )
-            runtime_s, energy_j, flags = predict_costs(m.runtime, m.energy, tin, tout)
+            load = in_flight.get(name) if in_flight is not None else None
+            snap = learned.get(name) if learned else None
+            if snap is None:
+                tout = predict_output_tokens(
+                    m.output_intercept, m.output_slope, m.output_by_task, m.output_cap, tin, cap, task_type
+                )
+                runtime_s, energy_j, flags = predict_costs(m, tin, tout, load)
+                sources = _TASK_SOURCES if task_type is not None and task_type in m.output_by_task else _PRIOR_SOURCES
+                observations = _NO_OBSERVATIONS
+            else:
+                tout, runtime_s, energy_j, flags, sources, observations = _adapted(m, snap, tin, cap, task_type, load)
             accuracy = m.accuracy_by_task.get(task_type, m.accuracy) if task_type is not None else m.accuracy
-            rows.append((name, tin, tout, runtime_s, energy_j, accuracy, flags))
+            rows.append((name, tin, tout, runtime_s, energy_j, accuracy, flags, load, sources, observations))
             if exclude and name in exclude:
                 excluded[name] = exclude[name]
                 continue
@@ -256,20 +339,54 @@ class Scheduler:
                 scored[r[0]] = (w.accuracy * a + w.energy * e + w.time * t, a, e, t)
 
         candidates: dict[str, Candidate] = {}
-        for name, tin, tout, runtime_s, energy_j, accuracy, flags in rows:
+        for name, tin, tout, runtime_s, energy_j, accuracy, flags, load, sources, observations in rows:
             s = scored.get(name)
             if s is None:
                 candidates[name] = Candidate(
-                    name, tin, tout, runtime_s, energy_j, accuracy, None, None, None, None, excluded.get(name), flags
+                    name,
+                    tin,
+                    tout,
+                    runtime_s,
+                    energy_j,
+                    accuracy,
+                    None,
+                    None,
+                    None,
+                    None,
+                    excluded.get(name),
+                    flags,
+                    load,
+                    sources,
+                    observations,
                 )
             else:
                 candidates[name] = Candidate(
-                    name, tin, tout, runtime_s, energy_j, accuracy, s[1], s[2], s[3], s[0], None, flags
+                    name,
+                    tin,
+                    tout,
+                    runtime_s,
+                    energy_j,
+                    accuracy,
+                    s[1],
+                    s[2],
+                    s[3],
+                    s[0],
+                    None,
+                    flags,
+                    load,
+                    sources,
+                    observations,
                 )
         ranking = tuple(
             sorted(
                 scored,
-                key=lambda m: (scored[m][0], -candidates[m].accuracy, candidates[m].predicted_energy_j, m),
+                key=lambda m: (
+                    scored[m][0],
+                    -candidates[m].accuracy,
+                    candidates[m].predicted_energy_j,
+                    candidates[m].predicted_runtime_s,
+                    m,
+                ),
             )
         )
         chosen = force if force is not None else ranking[0]
@@ -288,3 +405,40 @@ class Scheduler:
             note=note,
             excluded=excluded,
         )
+
+
+def _adapted(
+    m: CompiledModel,
+    snap: LearnedSnapshot,
+    tin: int,
+    cap: int | None,
+    task_type: str | None,
+    load: float | None,
+) -> tuple[float, float, float, tuple[str, ...], Mapping[str, str], Mapping[str, int]]:
+    """Output tokens, runtime, energy, flags, sources and observation counts from a learned snapshot.
+
+    A request that names a task type the profile knows keeps the per-task answer length (the
+    caller told us more than an average does); otherwise a learned output length replaces the line.
+    """
+    learned_tout = snap.output_tokens
+    if learned_tout is not None and not (task_type is not None and task_type in m.output_by_task):
+        tout = predict_output_tokens(learned_tout, 0.0, m.output_by_task, m.output_cap, tin, cap, None)
+        out_source = ADAPTED
+    else:
+        tout = predict_output_tokens(
+            m.output_intercept, m.output_slope, m.output_by_task, m.output_cap, tin, cap, task_type
+        )
+        out_source = TASK if task_type is not None and task_type in m.output_by_task else PRIOR
+    runtime, energy = snap.runtime, snap.energy
+    sources = {
+        "runtime": PRIOR if runtime is None else ADAPTED,
+        "energy": PRIOR if energy is None else ADAPTED,
+        "output_tokens": out_source,
+    }
+    observations = {
+        "runtime": snap.n_runtime if runtime is not None else 0,
+        "energy": snap.n_energy if energy is not None else 0,
+        "output_tokens": snap.n_length if out_source == ADAPTED else 0,
+    }
+    runtime_s, energy_j, flags = predict_costs(m, tin, tout, load, runtime, energy)
+    return tout, runtime_s, energy_j, flags, sources, observations
