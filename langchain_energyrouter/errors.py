@@ -11,7 +11,8 @@ that fits, so callers can catch either::
     ├── RoutingError(RuntimeError)         every candidate tried (with fallback) raised
     ├── MeterError(RuntimeError)           an energy meter is unavailable or misbehaved
     ├── CalibrationError(RuntimeError)     a calibration run or fit could not proceed
-    └── ModelLoadError(RuntimeError)       a chat model could not be resolved, converted or loaded
+    ├── ModelLoadError(RuntimeError)       a chat model could not be resolved, converted or loaded
+    └── StateError(RuntimeError)           the learned-state store is unreadable, corrupt or overloaded
 
 A missing optional dependency raises :class:`MissingExtraError`, an ``ImportError``
 that names the extra to install.
@@ -75,6 +76,10 @@ class CalibrationError(EnergyRouterError, RuntimeError):
 
 class ModelLoadError(EnergyRouterError, RuntimeError):
     """A model name or path could not be resolved, converted or loaded."""
+
+
+class StateError(EnergyRouterError, RuntimeError):
+    """The learned-state store cannot be opened, holds a corrupt document, or lost too many write races."""
 
 
 class MissingExtraError(EnergyRouterError, ImportError):
