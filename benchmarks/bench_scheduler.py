@@ -1,5 +1,8 @@
 """Decision time of Scheduler.decide for 3, 16 and 64 candidates, against a pandas
-implementation of the original scheduler in the same process (a ratio, since machines are noisy).
+implementation of the original scheduler in the same process (a ratio, since machines are noisy),
+and the same decision with every input that makes it about this moment: load models and requests
+in flight, learned (adapted) coefficients and output lengths, per-prompt accuracy and length
+(issue 9's target: under 0.2 ms for 16 candidates).
 
 Run: .venv/bin/python benchmarks/bench_scheduler.py
 """
@@ -11,9 +14,11 @@ import random
 from _timing import median_us
 
 from langchain_energyrouter import CostModel, DeviceInfo, EnergyProfile, ModelProfile, Scheduler, Weights
+from langchain_energyrouter.online import CostLearner
+from langchain_energyrouter.profile import LoadModel
 
 
-def synthetic_profile(n_models: int, seed: int = 0) -> EnergyProfile:
+def synthetic_profile(n_models: int, seed: int = 0, *, with_load: bool = False) -> EnergyProfile:
     rng = random.Random(seed)
     models = {}
     for i in range(n_models):
@@ -27,6 +32,7 @@ def synthetic_profile(n_models: int, seed: int = 0) -> EnergyProfile:
             ),
             accuracy=rng.uniform(0.5, 0.9),
             context_window=8192,
+            load=LoadModel(runtime_per_request=0.02, energy_fixed_share=0.7, max_load=64) if with_load else None,
         )
     return EnergyProfile.new(models, device=DeviceInfo(name="synthetic"), energy_method="estimate")
 
@@ -74,6 +80,33 @@ def main() -> None:
         ours = median_us(lambda s=scheduler: s.decide(input_tokens=120, max_output_tokens=None), 2000)
         theirs = median_us(lambda f=frame: pandas_original(f, 120, w), 300)
         print(f"{n:>10} {ours:>13.1f} {theirs:>10.1f} {theirs / ours:>11.1f}x  {agree}")
+    print()
+    print("Decision with load, learned state and per-prompt predictions (same process):")
+    print(f"{'candidates':>10} {'plain_us':>9} {'full_us':>8} {'full/plain':>11}  sources")
+    for n in (3, 16, 64):
+        profile = synthetic_profile(n, with_load=True)
+        scheduler = Scheduler(profile, weights)
+        learner = CostLearner(profile)
+        rng = random.Random(n)
+        for name in profile.models:  # every model adapted from a few measured calls
+            for _ in range(5):
+                tin, tout = rng.randint(10, 200), rng.randint(5, 100)
+                cost = profile.models[name].predict(tin, tout)
+                learner.observe(name, tin, tout, cost.runtime_s * 1.3, cost.energy_j * 1.3, "estimate")
+            scheduler.set_learned(name, learner.snapshot(name))
+        in_flight = {name: float(rng.randint(1, 8)) for name in profile.models}
+        accuracy = {name: rng.uniform(0.2, 0.9) for name in profile.models}
+        lengths = {name: float(rng.randint(10, 300)) for name in profile.models}
+        plain = Scheduler(profile, weights)
+        plain_us = median_us(lambda s=plain: s.decide(input_tokens=120, max_output_tokens=None), 2000)
+        full_us = median_us(
+            lambda s=scheduler, f=in_flight, a=accuracy, o=lengths: s.decide(
+                120, None, in_flight=f, prompt_accuracy=a, prompt_output_tokens=o
+            ),
+            2000,
+        )
+        sources = dict(scheduler.decide(120, None, in_flight=in_flight).chosen.sources)
+        print(f"{n:>10} {plain_us:>9.1f} {full_us:>8.1f} {full_us / plain_us:>10.2f}x  {sources}")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,9 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import platformdirs
+from filelock import FileLock
+
 from langchain_energyrouter.errors import MissingExtraError, ModelLoadError
 
 if TYPE_CHECKING:
@@ -65,6 +68,8 @@ __all__ = [
 ]
 
 ModelKind = Literal["embedded", "directory", "gguf", "hub"]
+
+_APP_NAME = "langchain-energyrouter"
 
 CACHE_MARKER = ".energyrouter-complete.json"
 """Name of the completion marker written last into every cache entry."""
@@ -252,16 +257,16 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
 def default_cache_dir() -> Path:
     """The user cache directory of this package.
 
-    ``$LANGCHAIN_ENERGYROUTER_CACHE`` if set, else
-    ``$XDG_CACHE_HOME/langchain-energyrouter``, else
-    ``~/.cache/langchain-energyrouter``.
+    ``$LANGCHAIN_ENERGYROUTER_CACHE`` if set, else the platform's user cache
+    directory from ``platformdirs``: on Linux ``$XDG_CACHE_HOME/langchain-energyrouter``,
+    else ``~/.cache/langchain-energyrouter`` (as before); on macOS
+    ``~/Library/Caches/langchain-energyrouter``; on Windows
+    ``%LOCALAPPDATA%\\langchain-energyrouter\\Cache``.
     """
     explicit = os.environ.get("LANGCHAIN_ENERGYROUTER_CACHE")
     if explicit:
         return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "langchain-energyrouter"
+    return platformdirs.user_cache_path(_APP_NAME, appauthor=False)
 
 
 def _file_fingerprint(path: Path) -> str:
@@ -313,23 +318,14 @@ def is_valid_cache_entry(directory: str | Path) -> bool:
 
 @contextlib.contextmanager
 def _exclusive_lock(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock on ``lock_path`` (blocking).
+    """Hold an exclusive lock on ``lock_path`` (blocking), between processes and threads.
 
-    Without ``fcntl`` (Windows) no lock is taken; the atomic rename in
-    :func:`cached_build` still keeps entries whole, at the cost of duplicate work.
+    ``filelock`` picks the platform's lock (``fcntl`` on POSIX, ``msvcrt`` on Windows),
+    so concurrent builders wait everywhere instead of duplicating the work.
     """
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    with FileLock(lock_path, thread_local=False, is_singleton=False):
+        yield
 
 
 def _remove(path: Path) -> None:
@@ -636,7 +632,7 @@ def load_model_and_tokenizer(
     name_or_path: str | os.PathLike[str] | ResolvedModel,
     *,
     device: str = "cpu",
-    dtype: str | Any = "float32",
+    dtype: str | Any = "auto",
     cache_dir: str | Path | None = None,
     local_files_only: bool = False,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -653,7 +649,8 @@ def load_model_and_tokenizer(
             an already resolved model.
         device: torch device to move the model to, e.g. ``"cpu"``, ``"cuda:0"``.
         dtype: torch dtype name (``"float32"``, ``"bfloat16"``, ...), ``"auto"``
-            or a ``torch.dtype``.
+            (the default: the dtype the checkpoint was saved in; embedded models
+            are cached in float32) or a ``torch.dtype``.
         cache_dir: cache root; defaults to :func:`default_cache_dir`.
         local_files_only: for hub ids, never touch the network.
 
@@ -715,7 +712,7 @@ def load_chat_model(
     *,
     max_new_tokens: int = 128,
     device: str = "cpu",
-    dtype: str | Any = "float32",
+    dtype: str | Any = "auto",
     cache_dir: str | Path | None = None,
     **pipeline_kwargs: Any,
 ) -> ChatHuggingFace:
@@ -732,7 +729,7 @@ def load_chat_model(
         name_or_path: see :func:`resolve_model`.
         max_new_tokens: generation budget per call, tokens.
         device: torch device, e.g. ``"cpu"`` or ``"cuda:0"``.
-        dtype: torch dtype name, ``"auto"`` or a ``torch.dtype``.
+        dtype: torch dtype name, ``"auto"`` (the default: the checkpoint's own) or a ``torch.dtype``.
         cache_dir: cache root; defaults to :func:`default_cache_dir`.
         **pipeline_kwargs: passed to ``transformers.pipeline`` (e.g.
             ``repetition_penalty``, ``do_sample``); they override the defaults

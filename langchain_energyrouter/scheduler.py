@@ -35,6 +35,7 @@ from langchain_energyrouter.scoring import (
     Weights,
     WeightsLike,
     dominated_by,
+    get_accuracy_normalizer,
     get_normalizer,
 )
 
@@ -43,11 +44,26 @@ OnInfeasible = Literal["raise", "least_violating"]
 PRIOR = "prior"
 ADAPTED = "adapted"
 TASK = "task"
-"""Values of :attr:`Candidate.sources`: the profile, the learned state, the profile's per-task mean."""
+PROMPT = "prompt"
+"""Values of :attr:`Candidate.sources`: the profile, the learned state, the profile's per-task
+figures, a prediction for this prompt."""
 
-_PRIOR_SOURCES: Mapping[str, str] = MappingProxyType({"runtime": PRIOR, "energy": PRIOR, "output_tokens": PRIOR})
-_TASK_SOURCES: Mapping[str, str] = MappingProxyType({"runtime": PRIOR, "energy": PRIOR, "output_tokens": TASK})
+_NO_TASKS: Mapping[str, float] = MappingProxyType({})
+_PRIOR_SOURCES: Mapping[str, str] = MappingProxyType(
+    {"runtime": PRIOR, "energy": PRIOR, "output_tokens": PRIOR, "accuracy": PRIOR}
+)
+
 _NO_OBSERVATIONS: Mapping[str, int] = MappingProxyType({"runtime": 0, "energy": 0, "output_tokens": 0})
+_SOURCES: Mapping[tuple[str, str, str, str], Mapping[str, str]] = MappingProxyType(
+    {
+        (r, e, o, a): MappingProxyType({"runtime": r, "energy": e, "output_tokens": o, "accuracy": a})
+        for r in (PRIOR, ADAPTED)
+        for e in (PRIOR, ADAPTED)
+        for o in (PRIOR, ADAPTED, TASK, PROMPT)
+        for a in (PRIOR, TASK, PROMPT)
+    }
+)
+"""Every possible ``sources`` value, built once: a decision allocates none."""
 
 
 _Row = tuple[str, int, float, float, float, float, tuple[str, ...], Any, Mapping[str, str], Mapping[str, int]]
@@ -94,7 +110,8 @@ class Candidate(NamedTuple):
     in_flight: float | None = None
     """Requests in flight on this model when deciding, this one included (None: not known)."""
     sources: Mapping[str, str] = _PRIOR_SOURCES
-    """Where each prediction came from: ``{"runtime"|"energy"|"output_tokens": "prior"|"adapted"|"task"}``."""
+    """Where each prediction came from: ``{"runtime"|"energy"|"output_tokens"|"accuracy":
+    "prior"|"adapted"|"task"|"prompt"}``."""
     observations: Mapping[str, int] = _NO_OBSERVATIONS
     """Observations behind each adapted prediction (0 for the prior)."""
 
@@ -183,6 +200,7 @@ class Scheduler:
         self.profile = EnergyProfile.coerce(profile)
         self.weights = Weights.coerce(weights)
         self.normalization, self._normalize = get_normalizer(normalization)
+        self._normalize_accuracy = get_accuracy_normalizer(normalization)
         self.constraints = Constraints.coerce(constraints, Constraints())
         names = list(self.profile.models) if models is None else list(models)
         if not names:
@@ -230,6 +248,8 @@ class Scheduler:
         exclude: Mapping[str, str] | None = None,
         force: str | None = None,
         in_flight: Mapping[str, float] | None = None,
+        prompt_accuracy: Mapping[str, float] | None = None,
+        prompt_output_tokens: Mapping[str, float] | None = None,
     ) -> Decision:
         """Choose a model for one request.
 
@@ -244,6 +264,10 @@ class Scheduler:
             force: choose this model whatever the scores (still predicted and scored).
             in_flight: ``{model: requests in flight}`` counting this request, for the profile's
                 load models; models absent from it (or ``None``) get no load adjustment.
+            prompt_accuracy: ``{model: expected score in [0, 1]}`` predicted for *this* prompt
+                (e.g. by a quality predictor); replaces the profile's accuracy for those models.
+            prompt_output_tokens: ``{model: generated tokens}`` predicted for this prompt; replaces
+                the length model (still capped by the request's ``max_output_tokens``).
 
         Raises:
             NoFeasibleModelError: every candidate was excluded (and ``on_infeasible="raise"``).
@@ -280,16 +304,28 @@ class Scheduler:
             cap = caps.get(name) if caps is not None else one_cap
             load = in_flight.get(name) if in_flight is not None else None
             snap = learned.get(name) if learned else None
-            if snap is None:
+            said_tout = prompt_output_tokens.get(name) if prompt_output_tokens else None
+            said_accuracy = prompt_accuracy.get(name) if prompt_accuracy else None
+            if snap is None and said_tout is None and said_accuracy is None:  # the common case: the profile alone
                 tout = predict_output_tokens(
                     m.output_intercept, m.output_slope, m.output_by_task, m.output_cap, tin, cap, task_type
                 )
                 runtime_s, energy_j, flags = predict_costs(m, tin, tout, load)
-                sources = _TASK_SOURCES if task_type is not None and task_type in m.output_by_task else _PRIOR_SOURCES
+                accuracy = m.accuracy_by_task.get(task_type, m.accuracy) if task_type is not None else m.accuracy
+                if task_type is None:
+                    sources = _PRIOR_SOURCES
+                else:
+                    sources = _sources(
+                        PRIOR,
+                        PRIOR,
+                        TASK if task_type in m.output_by_task else PRIOR,
+                        TASK if task_type in m.accuracy_by_task else PRIOR,
+                    )
                 observations = _NO_OBSERVATIONS
             else:
-                tout, runtime_s, energy_j, flags, sources, observations = _adapted(m, snap, tin, cap, task_type, load)
-            accuracy = m.accuracy_by_task.get(task_type, m.accuracy) if task_type is not None else m.accuracy
+                tout, runtime_s, energy_j, accuracy, flags, sources, observations = _predict(
+                    m, snap, tin, cap, task_type, load, said_tout, said_accuracy
+                )
             rows.append((name, tin, tout, runtime_s, energy_j, accuracy, flags, load, sources, observations))
             if exclude and name in exclude:
                 excluded[name] = exclude[name]
@@ -332,7 +368,7 @@ class Scheduler:
 
         scored: dict[str, tuple[float, float, float, float]] = {}
         if eligible:
-            acc_terms = self._normalize([1.0 - r[5] for r in eligible])
+            acc_terms = self._normalize_accuracy([r[5] for r in eligible])
             energy_terms = self._normalize([r[4] for r in eligible])
             time_terms = self._normalize([r[3] for r in eligible])
             for r, a, e, t in zip(eligible, acc_terms, energy_terms, time_terms, strict=True):
@@ -407,38 +443,58 @@ class Scheduler:
         )
 
 
-def _adapted(
+def _sources(runtime: str, energy: str, output_tokens: str, accuracy: str) -> Mapping[str, str]:
+    return _SOURCES[runtime, energy, output_tokens, accuracy]
+
+
+def _predict(
     m: CompiledModel,
-    snap: LearnedSnapshot,
+    snap: LearnedSnapshot | None,
     tin: int,
     cap: int | None,
     task_type: str | None,
     load: float | None,
-) -> tuple[float, float, float, tuple[str, ...], Mapping[str, str], Mapping[str, int]]:
-    """Output tokens, runtime, energy, flags, sources and observation counts from a learned snapshot.
+    said_tout: float | None,
+    said_accuracy: float | None,
+) -> tuple[float, float, float, float, tuple[str, ...], Mapping[str, str], Mapping[str, int]]:
+    """Output tokens, runtime, energy, accuracy, flags, sources and observation counts.
 
-    A request that names a task type the profile knows keeps the per-task answer length (the
-    caller told us more than an average does); otherwise a learned output length replaces the line.
+    Output length, most specific first: this prompt's prediction, the profile's per-task mean
+    (the caller named the task), the learned mean, the profile's line. Accuracy: this prompt's
+    prediction, the per-task score, the static score.
     """
-    learned_tout = snap.output_tokens
-    if learned_tout is not None and not (task_type is not None and task_type in m.output_by_task):
-        tout = predict_output_tokens(learned_tout, 0.0, m.output_by_task, m.output_cap, tin, cap, None)
-        out_source = ADAPTED
-    else:
+    by_task = task_type is not None and task_type in m.output_by_task
+    if said_tout is not None:
+        tout = predict_output_tokens(said_tout, 0.0, _NO_TASKS, None, tin, cap, None)
+        out_source = PROMPT
+    elif by_task:
         tout = predict_output_tokens(
             m.output_intercept, m.output_slope, m.output_by_task, m.output_cap, tin, cap, task_type
         )
-        out_source = TASK if task_type is not None and task_type in m.output_by_task else PRIOR
-    runtime, energy = snap.runtime, snap.energy
-    sources = {
-        "runtime": PRIOR if runtime is None else ADAPTED,
-        "energy": PRIOR if energy is None else ADAPTED,
-        "output_tokens": out_source,
-    }
+        out_source = TASK
+    elif snap is not None and snap.output_tokens is not None:
+        tout = predict_output_tokens(snap.output_tokens, 0.0, _NO_TASKS, m.output_cap, tin, cap, None)
+        out_source = ADAPTED
+    else:
+        tout = predict_output_tokens(m.output_intercept, m.output_slope, _NO_TASKS, m.output_cap, tin, cap, None)
+        out_source = PRIOR
+    if said_accuracy is not None:
+        accuracy, acc_source = said_accuracy, PROMPT
+    elif task_type is not None and task_type in m.accuracy_by_task:
+        accuracy, acc_source = m.accuracy_by_task[task_type], TASK
+    else:
+        accuracy, acc_source = m.accuracy, PRIOR
+    runtime = snap.runtime if snap is not None else None
+    energy = snap.energy if snap is not None else None
+    runtime_s, energy_j, flags = predict_costs(m, tin, tout, load, runtime, energy)
+    sources = _sources(
+        PRIOR if runtime is None else ADAPTED, PRIOR if energy is None else ADAPTED, out_source, acc_source
+    )
+    if snap is None:
+        return tout, runtime_s, energy_j, accuracy, flags, sources, _NO_OBSERVATIONS
     observations = {
         "runtime": snap.n_runtime if runtime is not None else 0,
         "energy": snap.n_energy if energy is not None else 0,
         "output_tokens": snap.n_length if out_source == ADAPTED else 0,
     }
-    runtime_s, energy_j, flags = predict_costs(m, tin, tout, load, runtime, energy)
-    return tout, runtime_s, energy_j, flags, sources, observations
+    return tout, runtime_s, energy_j, accuracy, flags, sources, observations

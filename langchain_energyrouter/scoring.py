@@ -1,12 +1,14 @@
 """Weights, normalisers, constraints and the Pareto filter (hot path: stdlib only).
 
 A candidate's score is
-``w_acc * n(1 - accuracy) + w_energy * n(energy_j) + w_time * n(runtime_s)``,
-where ``n`` is a normaliser applied across the feasible candidates; the lowest
-score wins.
+``w_acc * a(accuracy) + w_energy * n(energy_j) + w_time * n(runtime_s)``,
+where ``n`` is a normaliser applied across the feasible candidates and ``a`` its
+accuracy form (:data:`ACCURACY_NORMALIZERS`, :func:`get_accuracy_normalizer`);
+the lowest score wins.
 
-Normalisers (the registry :data:`NORMALIZERS`) map a list of costs to comparable
-terms, lower is better, and never reverse order (if ``a <= b`` then ``n(a) <= n(b)``):
+Normalisers (the registry :data:`NORMALIZERS`) map a list of costs (>= 0) to
+comparable terms, lower is better, and never reverse order (if ``a <= b`` then
+``n(a) <= n(b)``):
 
 ``minmax`` (the original's): ``(x - min) / (max - min + eps)``. Every axis spans
     [0, 1] whatever its spread, so between two candidates a 1% runtime difference
@@ -16,11 +18,29 @@ terms, lower is better, and never reverse order (if ``a <= b`` then ``n(a) <= n(
     stays 0.01; weights then trade percentages.
     Fits when candidates are close on some axis, and for two candidates.
 ``hybrid``: the original variant's five stages (z-score, log, min-max, softmax
-    amplification, variance rebasing), with the objective the right way up: the
+    amplification, variance rebasing), with the objective the right way up (the
     original ranked by a softmax of *negated* costs and then took the lowest score,
-    which prefers the slowest, least accurate model.
+    which preferred the slowest, least accurate model) and anchored at the ideal
+    cost 0: the stages see the values together with a virtual candidate that costs
+    nothing, which is then dropped. Without the anchor the stages keep only the
+    *shape* of the values: any two candidates got ``[0, 2]`` (two z-scores are
+    always -1 and +1) and ``[100, 101, 102]`` got the same terms as ``[1, 2, 3]``.
+    With it, ``[100, 101]`` gives ``[0, 0.04]`` and ``[1, 100]`` about ``[0, 2.1]``.
 
-A custom normaliser is any callable ``(Sequence[float]) -> list[float]`` that keeps order.
+Accuracy is a benefit in [0, 1], not a cost; each normaliser has an accuracy form
+(:data:`ACCURACY_NORMALIZERS`) that keeps how much better one candidate is expected
+to be, not only which is better:
+
+``minmax``: ``minmax(1 - accuracy)``, i.e. ``(best - acc) / (best - worst)``.
+``relative``: ``(best - acc) / best``, the share of the best candidate's correct
+    answers a candidate is expected to lose: bounded in [0, 1] and continuous
+    (0.90 against 0.99 gives 0.091, against 0.999 0.099, against 1.0 0.1). The plain
+    ``relative`` of the error rate ``1 - accuracy`` was unbounded and jumped
+    (9, 99, then 1 for the same three pairs), outweighing any energy weight.
+``hybrid``: ``hybrid(1 - accuracy)``: the error rates, anchored at a perfect model.
+
+A custom normaliser is any callable ``(Sequence[float]) -> list[float]`` that keeps order;
+its accuracy form applies it to ``1 - accuracy``.
 """
 
 from __future__ import annotations
@@ -33,6 +53,9 @@ from typing import Any
 from langchain_energyrouter.errors import WeightsError
 
 Normalizer = Callable[[Sequence[float]], list[float]]
+"""Costs (>= 0, lower is better) -> terms (lower is better), order kept."""
+AccuracyNormalizer = Callable[[Sequence[float]], list[float]]
+"""Accuracies in [0, 1] (higher is better) -> terms (lower is better), order reversed."""
 _EPS = 1e-12
 
 
@@ -125,18 +148,23 @@ def relative(values: Sequence[float]) -> list[float]:
 
 
 def hybrid(values: Sequence[float], temperature: float = 3.0) -> list[float]:
-    """The original variant's five stages, order-preserving and the right way up.
+    """The original variant's five stages, order-preserving, the right way up, anchored at 0.
 
+    0. add the ideal cost ``min(0, *values)`` as a virtual candidate (dropped at the end), so
+       the result keeps how far apart the values are relative to the ideal, not only their shape;
     1. z-score; 2. log (shifted to be defined and monotone); 3. min-max;
     4. softmax amplification (a larger temperature stretches the gap to the leader);
-    5. variance rebasing: shift the best to 0 and scale to unit spread.
+    5. variance rebasing: scale to unit spread and shift the best real value to 0.
     """
-    n = len(values)
-    mean = sum(values) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / n)
+    if not values:
+        return []
+    anchored = [min(0.0, *values), *values]
+    n = len(anchored)
+    mean = sum(anchored) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in anchored) / n)
     if std <= _EPS * max(1.0, abs(mean)):
-        return [0.0] * n
-    z = [(v - mean) / std for v in values]
+        return [0.0] * len(values)
+    z = [(v - mean) / std for v in anchored]
     z_min = min(z)
     logged = [math.log1p(v - z_min) for v in z]
     scaled = minmax(logged)
@@ -145,10 +173,11 @@ def hybrid(values: Sequence[float], temperature: float = 3.0) -> list[float]:
     soft = [e / total for e in exps]
     s_mean = sum(soft) / n
     s_std = math.sqrt(sum((s - s_mean) ** 2 for s in soft) / n)
-    s_min = min(soft)
+    real = soft[1:]
+    s_min = min(real)
     if s_std <= 0.0:
-        return [0.0] * n
-    return [(s - s_min) / s_std for s in soft]
+        return [0.0] * len(values)
+    return [(s - s_min) / s_std for s in real]
 
 
 NORMALIZERS: dict[str, Normalizer] = {"minmax": minmax, "relative": relative, "hybrid": hybrid}
@@ -161,6 +190,59 @@ def get_normalizer(normalization: str | Normalizer) -> tuple[str, Normalizer]:
         return getattr(normalization, "__name__", "custom"), normalization
     try:
         return normalization, NORMALIZERS[normalization]
+    except KeyError:
+        raise ValueError(
+            f"Unknown normalization {normalization!r}; choose one of {sorted(NORMALIZERS)} or pass a callable."
+        ) from None
+
+
+def minmax_accuracy(accuracies: Sequence[float]) -> list[float]:
+    """``(best - acc) / (best - worst + eps)``: :func:`minmax` of the error rate."""
+    return minmax([1.0 - a for a in accuracies])
+
+
+def relative_accuracy(accuracies: Sequence[float]) -> list[float]:
+    """``(best - acc) / best``: the share of the best candidate's correct answers a candidate loses.
+
+    Bounded in [0, 1] and continuous in every accuracy; all zeros when the best accuracy is 0.
+    """
+    best = max(accuracies)
+    if best <= _EPS:
+        return [0.0] * len(accuracies)
+    return [(best - a) / best for a in accuracies]
+
+
+def hybrid_accuracy(accuracies: Sequence[float]) -> list[float]:
+    """:func:`hybrid` of the error rate ``1 - accuracy``, anchored at a perfect model."""
+    return hybrid([1.0 - a for a in accuracies])
+
+
+ACCURACY_NORMALIZERS: dict[str, AccuracyNormalizer] = {
+    "minmax": minmax_accuracy,
+    "relative": relative_accuracy,
+    "hybrid": hybrid_accuracy,
+}
+"""The accuracy form of each named normaliser (accuracies in, cost terms out)."""
+
+
+def get_accuracy_normalizer(normalization: str | Normalizer) -> AccuracyNormalizer:
+    """The accuracy form of a normaliser name or callable.
+
+    A name gets its entry of :data:`ACCURACY_NORMALIZERS`; a custom callable is applied
+    to the error rates ``1 - accuracy``.
+
+    Raises:
+        ValueError: an unknown name.
+    """
+    if callable(normalization):
+        custom = normalization
+
+        def accuracy_form(accuracies: Sequence[float]) -> list[float]:
+            return custom([1.0 - a for a in accuracies])
+
+        return accuracy_form
+    try:
+        return ACCURACY_NORMALIZERS[normalization]
     except KeyError:
         raise ValueError(
             f"Unknown normalization {normalization!r}; choose one of {sorted(NORMALIZERS)} or pass a callable."

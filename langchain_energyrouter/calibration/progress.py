@@ -1,10 +1,11 @@
-"""A tiny progress bar with ETA for stderr (no dependency)."""
+"""Progress bars for calibration: a thin :class:`Progress` over ``tqdm``, plus :func:`format_seconds`."""
 
 from __future__ import annotations
 
 import sys
-import time
 from typing import TextIO
+
+from tqdm import tqdm
 
 
 def format_seconds(seconds: float) -> str:
@@ -16,9 +17,17 @@ def format_seconds(seconds: float) -> str:
 
 
 class Progress:
-    """``[#####-----] 12/24  50%  0:12 elapsed, ETA 0:11  note``, redrawn in place on a terminal.
+    """A ``tqdm`` bar with elapsed time, ETA and a note, redrawn in place on a terminal.
 
-    Not on a terminal (CI logs), a line is printed at most every ``log_every_s`` seconds and at the end.
+    Not on a terminal (CI logs), it redraws at most every ``log_every_s`` seconds and at the end.
+    The bar closes itself when ``done`` reaches ``total``; call :meth:`close` when stopping short.
+
+    Args:
+        total: number of steps.
+        label: text before the bar (e.g. the model name).
+        stream: where the bar goes (default: stderr).
+        width: width of the bar itself, in characters.
+        log_every_s: seconds between redraws when ``stream`` is not a terminal.
     """
 
     def __init__(
@@ -28,39 +37,31 @@ class Progress:
         self.done = 0
         self.label = label
         self.stream = stream if stream is not None else sys.stderr
-        self.width = width
-        self.log_every_s = log_every_s
-        self._start = time.monotonic()
-        self._last_log = -1e9
-        self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._bar = tqdm(
+            total=self.total,
+            desc=label or None,
+            file=self.stream,
+            mininterval=0.1 if tty else log_every_s,
+            bar_format="{desc} |{bar:" + str(width) + "}| {n_fmt}/{total_fmt} {percentage:3.0f}%"
+            "  {elapsed} elapsed, ETA {remaining}{postfix}",
+            dynamic_ncols=tty,
+            leave=True,
+            disable=self.total == 0,  # nothing to show; as before, no empty bar
+        )
 
     def update(self, n: int = 1, note: str = "") -> None:
-        self.done = min(self.total, self.done + n)
-        self._draw(note)
-
-    def _draw(self, note: str) -> None:
-        now = time.monotonic()
-        elapsed = now - self._start
-        final = self.done >= self.total
-        if not self._tty and not final and now - self._last_log < self.log_every_s:
-            return
-        self._last_log = now
-        frac = self.done / self.total if self.total else 1.0
-        filled = round(frac * self.width)
-        eta = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
-        eta_text = format_seconds(eta) if self.done else "?"
-        line = (
-            f"{self.label} [{'#' * filled}{'-' * (self.width - filled)}] {self.done}/{self.total} {frac:4.0%}"
-            f"  {format_seconds(elapsed)} elapsed, ETA {eta_text}  {note}"
-        ).rstrip()
-        if self._tty:
-            self.stream.write("\r\033[K" + line + ("\n" if final else ""))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
+        """Advance by ``n`` steps (never past ``total``) and show ``note`` after the bar."""
+        step = max(0, min(self.total - self.done, n))
+        self.done += step
+        if note:
+            self._bar.set_postfix_str(note, refresh=False)
+        self._bar.update(step)
+        if self.done >= self.total:
+            self._bar.close()
 
     def close(self, note: str = "") -> None:
-        """Finish the line (if the bar was left short, e.g. stopped at a time budget)."""
-        if self._tty and self.done < self.total:
-            self.stream.write("\n")
-            self.stream.flush()
+        """Finish the bar (if it was left short, e.g. stopped at a time budget); idempotent."""
+        if note:
+            self._bar.set_postfix_str(note, refresh=False)
+        self._bar.close()

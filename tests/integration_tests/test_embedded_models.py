@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
+import threading
 import time
+from pathlib import Path
 
 import pytest
 from langchain_core.messages import AIMessage
@@ -17,6 +20,8 @@ from langchain_core.messages import AIMessage
 from langchain_energyrouter.models import (
     CACHE_MARKER,
     EMBEDDED_MODELS,
+    cached_build,
+    default_cache_dir,
     is_valid_cache_entry,
     load_chat_model,
     load_model_and_tokenizer,
@@ -99,3 +104,59 @@ def test_gemma3_answers_as_a_one_line_completion() -> None:
     assert "Question:" not in str(answer.content)  # stopped at the end of its line
     assert is_valid_cache_entry(resolve_model("gemma3-270m").cache_path)  # type: ignore[arg-type]
     print(f"\ngemma3-270m: load {first_s:.1f}s, invoke {invoke_s:.2f}s, answer {answer.content!r}")
+
+
+# -- cache lock, cache directory, default dtype (issue 12, item 18) ------------------------
+def test_concurrent_builders_wait_on_the_lock_even_without_fcntl(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where ``fcntl`` is missing (Windows) the hand-written lock took no lock: both built."""
+    monkeypatch.setitem(sys.modules, "fcntl", None)  # `import fcntl` now raises ImportError
+    builds: list[int] = []
+    start = threading.Barrier(2, timeout=30)
+
+    def build(directory: Path) -> None:
+        builds.append(threading.get_ident())
+        time.sleep(0.3)  # long enough for the other caller to arrive while this one builds
+        (directory / "weights.bin").write_bytes(b"x" * 16)
+
+    entries: list[Path] = []
+
+    def caller() -> None:
+        start.wait()
+        entries.append(cached_build(tmp_path, "entry", build))
+
+    threads = [threading.Thread(target=caller) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(builds) == 1
+    assert entries == [tmp_path / "entry", tmp_path / "entry"]
+    assert is_valid_cache_entry(tmp_path / "entry")
+
+
+def test_cache_dir_keeps_the_override_and_the_xdg_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LANGCHAIN_ENERGYROUTER_CACHE", str(tmp_path / "mine"))
+    assert default_cache_dir() == tmp_path / "mine"
+    monkeypatch.delenv("LANGCHAIN_ENERGYROUTER_CACHE")
+    if sys.platform.startswith("linux"):
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+        assert default_cache_dir() == tmp_path / "xdg" / "langchain-energyrouter"
+        monkeypatch.delenv("XDG_CACHE_HOME")
+        assert default_cache_dir() == Path.home() / ".cache" / "langchain-energyrouter"
+
+
+def test_default_dtype_is_the_checkpoints_own(tmp_path: Path) -> None:
+    """A bfloat16 checkpoint loads in bfloat16 (half the memory of the old float32 default)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from langchain_energyrouter.testing import build_tiny_model_and_tokenizer
+
+    model, tokenizer = build_tiny_model_and_tokenizer("tiny-bf16")
+    model.to(torch.bfloat16).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    loaded, _ = load_model_and_tokenizer(str(tmp_path))
+    assert loaded.dtype == torch.bfloat16
+    forced, _ = load_model_and_tokenizer(str(tmp_path), dtype="float32")
+    assert forced.dtype == torch.float32

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -19,7 +21,7 @@ from langchain_core.tracers import context as tracer_context
 from langchain_energyrouter import callbacks as callbacks_module
 from langchain_energyrouter.callbacks import EnergyCallbackHandler, EnergyRecord, get_energy_callback
 from langchain_energyrouter.energy import EnergyMeter, EnergyReading, EstimateMeter, NullMeter
-from langchain_energyrouter.errors import MeterError
+from langchain_energyrouter.errors import MeterError, RoutingError
 
 
 class MeteredFakeChatModel(BaseChatModel):
@@ -28,6 +30,9 @@ class MeteredFakeChatModel(BaseChatModel):
     meter: Any
     name_of_model: str = "fake-model"
     energy_in_generation_info: bool = False
+    barrier: Any = None
+    """If set, every call waits on it with its window open, spins ``busy_cpu_s``, and waits again."""
+    busy_cpu_s: float = 0.0
 
     @property
     def _llm_type(self) -> str:
@@ -43,6 +48,10 @@ class MeteredFakeChatModel(BaseChatModel):
         meter: EnergyMeter = self.meter
         handle = meter.begin()
         try:
+            if self.barrier is not None:
+                self.barrier.wait()
+                _spin_cpu(self.busy_cpu_s)
+                self.barrier.wait()
             text = "ok " * 10
         finally:
             energy = meter.end(handle).as_metadata()
@@ -70,6 +79,13 @@ class MeteredFakeChatModel(BaseChatModel):
         yield ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata=metadata))
 
 
+def _spin_cpu(seconds: float) -> None:
+    """Burn ``seconds`` of this thread's CPU time."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
 @pytest.fixture
 def meter() -> Iterator[EstimateMeter]:
     with EstimateMeter() as m:
@@ -81,9 +97,11 @@ def assert_consistent(handler: EnergyCallbackHandler, calls: int, method: str = 
     assert len(records) == calls
     assert len({r.run_id for r in records}) == calls
     assert handler.calls_by_method == {method: calls}
-    expected_j = sum(r.reading.energy_j or 0.0 for r in records)
-    assert handler.total_energy_j(method=method) == pytest.approx(expected_j)
-    assert handler.total_energy_j() == pytest.approx(expected_j)
+    alone_j = sum(r.reading.energy_j or 0.0 for r in records if not r.overlapped)
+    overlapped_j = sum(r.reading.energy_j or 0.0 for r in records if r.overlapped)
+    assert handler.total_energy_j(method=method) == pytest.approx(alone_j)
+    assert handler.total_energy_j() == pytest.approx(alone_j)
+    assert handler.total_energy_j(method=method, overlapped=True) == pytest.approx(overlapped_j)
     assert handler.runtime_s_by_method[method] == pytest.approx(sum(r.reading.runtime_s for r in records))
 
 
@@ -203,3 +221,156 @@ def test_configure_hook_is_registered_once(meter: EstimateMeter) -> None:
             MeteredFakeChatModel(meter=meter).invoke("hi")
     ours = [hook for hook in tracer_context._configure_hooks if hook[0] is callbacks_module._energy_callback_var]
     assert len(ours) == 1
+
+
+# -- overlapped readings (issue 12, item 5) ----------------------------------------------
+def test_overlapped_readings_are_kept_out_of_the_totals(caplog: pytest.LogCaptureFixture) -> None:
+    """Four batched calls whose windows all overlap: each reading holds all four calls' CPU time.
+
+    Summed, they reported about 4x the CPU time x watts the batch used; the totals now leave
+    them out and keep them apart, never adding them up silently.
+    """
+    handler = EnergyCallbackHandler()
+    with EstimateMeter(watts_per_thread_w=1.0) as meter:
+        model = MeteredFakeChatModel(meter=meter, barrier=threading.Barrier(4, timeout=60), busy_cpu_s=0.05)
+        cpu_before_s = time.process_time()
+        model.batch(["a", "b", "c", "d"], config={"callbacks": [handler], "max_concurrency": 4})
+        batch_j = (time.process_time() - cpu_before_s) * 1.0  # what the batch really used, at 1 W
+    records = handler.records
+    assert len(records) == 4 and all(r.overlapped for r in records)
+    readings_j = sum(r.reading.energy_j or 0.0 for r in records)
+    assert readings_j > 2 * batch_j  # the double counting the totals must not show
+    assert handler.energy_j_by_method.get("estimate", 0.0) <= batch_j
+    assert handler.energy_j_by_method == {}
+    assert handler.overlapped_energy_j_by_method == {"estimate": pytest.approx(readings_j)}
+    assert handler.overlapped_energy_j_by_model == {"fake-model": {"estimate": pytest.approx(readings_j)}}
+    assert handler.overlapped_calls_by_method == {"estimate": 4}
+    assert handler.calls_by_method == {"estimate": 4}
+    assert handler.total_energy_j() == 0.0
+    assert handler.total_energy_j("estimate", overlapped=True) == pytest.approx(readings_j)
+    assert [r.message for r in caplog.records if "overlapped" in r.message].__len__() == 1
+    assert "overlapped_energy_j_by_method" in repr(handler)
+
+
+def test_a_lone_call_is_not_overlapped(meter: EstimateMeter) -> None:
+    handler = EnergyCallbackHandler()
+    MeteredFakeChatModel(meter=meter).invoke("hi", config={"callbacks": [handler]})
+    assert not handler.records[0].overlapped
+    assert handler.overlapped_energy_j_by_method == {}
+    assert set(handler.energy_j_by_method) == {"estimate"}
+
+
+# -- failed attempts (issue 12, item 7) --------------------------------------------------
+def _failure(model: str, reading: EnergyReading | None, error_type: str = "OutOfMemoryError") -> dict[str, Any]:
+    """One ``routing["failures"]`` entry, in the router's shape."""
+    return {
+        "model": model,
+        "error_type": error_type,
+        "error": "CUDA out of memory",
+        "runtime_s": None if reading is None else reading.runtime_s,
+        "energy_j": None if reading is None else reading.energy_j,
+        "method": None if reading is None else reading.method,
+        "flags": [] if reading is None else list(reading.flags),
+    }
+
+
+_GPU = ("cuda:0",)
+
+
+def _gpu_reading(energy_j: float, runtime_s: float) -> EnergyReading:
+    return EnergyReading(energy_j, {"cuda:0": energy_j}, runtime_s, "nvml_counter", is_estimate=False, devices=_GPU)
+
+
+def test_failed_attempts_before_the_answer_count(meter: EstimateMeter) -> None:
+    """A fallback answer: the first candidate ran out of memory after 30 s of GPU work."""
+    oom = _gpu_reading(9000.0, 30.0)
+    answer = _gpu_reading(150.0, 1.5)
+    failures = [_failure("big", oom), _failure("flaky", None, "TimeoutError")]
+    message = AIMessage(
+        content="ok",
+        response_metadata={
+            "model_name": "small",
+            "energy": answer.as_metadata(),
+            "routing": {"served_by": "small", "failures": failures},
+        },
+    )
+    handler = EnergyCallbackHandler()
+    GenericFakeChatModel(messages=iter([message])).invoke("hi", config={"callbacks": [handler]})
+
+    assert handler.energy_j_by_method == {"nvml_counter": pytest.approx(9150.0)}
+    assert handler.failed_energy_j_by_method == {"nvml_counter": pytest.approx(9000.0)}
+    assert handler.failed_calls_by_method == {"nvml_counter": 1}
+    assert handler.calls_by_method == {"nvml_counter": 2}
+    assert handler.failed_attempts_without_energy == 1
+    assert handler.runtime_s_by_method == {"nvml_counter": pytest.approx(31.5)}
+    assert handler.energy_j_by_model == {"big": {"nvml_counter": 9000.0}, "small": {"nvml_counter": 150.0}}
+    failed = [r for r in handler.records if r.failed]
+    assert [(r.model_name, r.error_type, r.failed_attempt) for r in failed] == [("big", "OutOfMemoryError", 0)]
+    assert (failed[0].reading.energy_j, failed[0].reading.runtime_s, failed[0].reading.is_estimate) == (
+        9000.0,
+        30.0,
+        False,
+    )
+    assert handler.failed_runs == 0
+
+
+def test_estimate_failures_default_is_estimate_and_flags_survive(meter: EstimateMeter) -> None:
+    reading = meter.end(meter.begin())
+    handler = EnergyCallbackHandler()
+    message = AIMessage(content="ok", response_metadata={"routing": {"failures": [_failure("cpu-model", reading)]}})
+    GenericFakeChatModel(messages=iter([message])).invoke("hi", config={"callbacks": [handler]})
+    (record,) = handler.records
+    assert record.failed and record.reading.is_estimate and record.reading.flags == reading.flags
+    assert handler.calls_without_energy == 1  # the answer itself carried no energy
+
+
+class _FailingChatModel(BaseChatModel):
+    """Raises the exception it holds, as the router does when every candidate failed."""
+
+    error: Any
+
+    @property
+    def _llm_type(self) -> str:
+        return "failing-fake"
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        raise self.error
+
+
+def test_a_call_whose_every_candidate_failed_still_counts() -> None:
+    error = RoutingError("Every candidate tried failed (big: OutOfMemoryError; small: OutOfMemoryError).")
+    error.failures = [_failure("big", _gpu_reading(9000.0, 30.0)), _failure("small", _gpu_reading(40.0, 0.5))]  # type: ignore[assignment]
+    handler = EnergyCallbackHandler()
+    with get_energy_callback() as cb, pytest.raises(RoutingError):
+        _FailingChatModel(error=error).invoke("hi", config={"callbacks": [handler]})
+    for h in (handler, cb):
+        assert h.failed_runs == 1
+        assert h.energy_j_by_method == {"nvml_counter": pytest.approx(9040.0)}
+        assert h.failed_energy_j_by_method == {"nvml_counter": pytest.approx(9040.0)}
+        assert h.failed_calls_by_method == {"nvml_counter": 2}
+        assert [r.failed_attempt for r in h.records] == [0, 1]
+        assert h.calls_without_energy == 0
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ValueError("no reading at all"),
+        RoutingError("every candidate failed", {"big": MemoryError("oom")}),  # model -> exception: no readings
+    ],
+    ids=["plain-error", "routing-error-without-readings"],
+)
+def test_a_failed_call_without_readings_is_counted_not_lost(error: BaseException) -> None:
+    handler = EnergyCallbackHandler()
+    with pytest.raises(type(error)):
+        _FailingChatModel(error=error).invoke("hi", config={"callbacks": [handler]})
+    assert handler.records == []
+    assert handler.failed_runs == 1
+    assert handler.calls_without_energy == 1
+    assert handler.failed_attempts_without_energy == (1 if isinstance(error, RoutingError) else 0)

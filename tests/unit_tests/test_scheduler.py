@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from langchain_energyrouter import (
@@ -239,36 +239,69 @@ _cost = st.floats(min_value=0.0, max_value=1e4, allow_nan=False, allow_infinity=
 _acc = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
 
 
+_name = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=6)
+_weight = st.one_of(st.just(0.0), _acc)  # zero weights often: they make score ties common
+
+
 @st.composite
 def _profiles_with_a_dominating_pair(draw):
+    """(profile, better, worse): ``better`` is no worse than ``worse`` on every axis.
+
+    Names are random, so a tie-break that falls back to the name before runtime (or any
+    other axis) puts the dominated model first whenever its name happens to sort first.
+    Each axis of ``better`` is either equal to ``worse``'s or drawn below it, so exact
+    ties on some axes (and on the score) are common.
+    """
     n_others = draw(st.integers(min_value=0, max_value=4))
+    names = draw(st.lists(_name, min_size=2 + n_others, max_size=2 + n_others, unique=True))
     b = (draw(_acc), draw(_cost), draw(_cost))  # (accuracy, energy intercept, runtime intercept)
-    # A is no worse than B on every axis
     a = (
-        draw(st.floats(min_value=b[0], max_value=1.0)),
-        draw(st.floats(min_value=0.0, max_value=b[1])),
-        draw(st.floats(min_value=0.0, max_value=b[2])),
+        b[0] if draw(st.booleans()) else draw(st.floats(min_value=b[0], max_value=1.0)),
+        b[1] if draw(st.booleans()) else draw(st.floats(min_value=0.0, max_value=b[1])),
+        b[2] if draw(st.booleans()) else draw(st.floats(min_value=0.0, max_value=b[2])),
     )
     others = [(draw(_acc), draw(_cost), draw(_cost)) for _ in range(n_others)]
 
     def model(acc: float, energy: float, runtime: float):
         return make_model(runtime=(runtime, 0, 0, 0), energy=(energy, 0, 0, 0), accuracy=acc)
 
-    models = {"A": model(*a), "B": model(*b)}
-    models.update({f"o{i}": model(*o) for i, o in enumerate(others)})
-    return make_profile(models)
+    better, worse = names[0], names[1]
+    models = {better: model(*a), worse: model(*b)}
+    models.update({name: model(*o) for name, o in zip(names[2:], others, strict=True)})
+    return make_profile(models), better, worse
 
 
 @pytest.mark.parametrize("normalization", sorted(NORMALIZERS))
 @settings(max_examples=150, deadline=None)
-@given(profile=_profiles_with_a_dominating_pair(), weights=st.tuples(_acc, _acc, _acc).filter(lambda w: sum(w) > 0))
-def test_dominance_property(normalization: str, profile: EnergyProfile, weights) -> None:
+@given(
+    case=_profiles_with_a_dominating_pair(), weights=st.tuples(_weight, _weight, _weight).filter(lambda w: sum(w) > 0)
+)
+@example(  # equal score, accuracy and energy; "better" is faster but its name sorts last
+    case=(
+        make_profile(
+            {
+                "zz-fast": make_model(runtime=(1.0, 0, 0, 0), energy=(5.0, 0, 0, 0), accuracy=0.5),
+                "aa-slow": make_model(runtime=(2.0, 0, 0, 0), energy=(5.0, 0, 0, 0), accuracy=0.5),
+            }
+        ),
+        "zz-fast",
+        "aa-slow",
+    ),
+    weights=(1.0, 0.0, 0.0),
+)
+def test_dominance_property(normalization: str, case, weights) -> None:
+    """A model that dominates another never scores worse and always ranks before it."""
+    profile, better, worse = case
     decision = Scheduler(profile, Weights(*weights), normalization=normalization).decide(10, 10)
-    score_a = decision.candidates["A"].score
-    score_b = decision.candidates["B"].score
-    assert score_a is not None and score_b is not None
-    assert score_a <= score_b + 1e-9
-    assert decision.ranking.index("A") < decision.ranking.index("B") or score_a == pytest.approx(score_b, abs=1e-9)
+    score_better = decision.candidates[better].score
+    score_worse = decision.candidates[worse].score
+    assert score_better is not None and score_worse is not None
+    assert score_better <= score_worse + 1e-9
+    costs = {
+        name: (1.0 - c.accuracy, c.predicted_energy_j, c.predicted_runtime_s) for name, c in decision.candidates.items()
+    }
+    if costs[better] != costs[worse]:  # strictly dominates: no tie-break may put the other first
+        assert decision.ranking.index(better) < decision.ranking.index(worse), (decision.ranking, costs)
 
 
 @pytest.mark.parametrize("normalization", sorted(NORMALIZERS))
