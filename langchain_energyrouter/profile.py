@@ -149,10 +149,11 @@ class OutputLengthModel(_Strict):
     slope: float = ORIGINAL_OUTPUT_SLOPE
     source: Literal["fitted", "heuristic"] = "heuristic"
     max_output_tokens: int | None = Field(default=None, gt=0)
-    """A hard cap on predictions (e.g. the model's own generation limit); None = no cap.
-
-    Version-1 files stored the largest length seen while fitting here; when that equals
-    ``censored_at`` it is the calibration budget, not a property of the model, and is ignored."""
+    """The deployment's generation limit (max new tokens it serves), a hard cap on predictions;
+    None = no limit beyond the request's. Set it from the serving configuration
+    (``energyrouter fit --max-output-tokens NAME=N``), never from calibration data: the longest
+    answer seen while fitting is the calibration budget, not a property of the model
+    (version-1 files stored that here; it is dropped when they load)."""
     censored_at: int | None = Field(default=None, gt=0)
     """The generation budget while fitting: answers of this length were cut, so their true
     length is unknown (at least this); the fit treats them as censored."""
@@ -163,11 +164,8 @@ class OutputLengthModel(_Strict):
 
     @property
     def prediction_cap(self) -> int | None:
-        """The cap on predictions: :attr:`max_output_tokens`, unless it is only the censoring budget."""
-        cap = self.max_output_tokens
-        if cap is not None and self.censored_at is not None and cap <= self.censored_at:
-            return None  # the budget of the calibration run says nothing about the model's answers
-        return cap
+        """The cap on predictions: the deployment's generation limit, if the profile states one."""
+        return self.max_output_tokens
 
     @field_validator("by_task")
     @classmethod
@@ -338,6 +336,21 @@ class EnergyProfile(_Strict):
     """What produced the file (command line, traces), for provenance."""
     models: dict[str, ModelProfile] = Field(min_length=1)
     _origin: str = PrivateAttr(default="<in memory>")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _migrate_version_1(cls, data: Any) -> Any:
+        """Version 1 kept the longest *fitted* answer in ``max_output_tokens``: the calibration
+        budget, which capped every prediction at it. Drop it; nothing else changes."""
+        if not isinstance(data, dict) or data.get("schema_version") != 1 or not isinstance(data.get("models"), dict):
+            return data
+        models = {}
+        for name, entry in data["models"].items():
+            length = entry.get("output_length") if isinstance(entry, dict) else None
+            if isinstance(length, dict) and length.get("source") == "fitted" and "max_output_tokens" in length:
+                entry = {**entry, "output_length": {k: v for k, v in length.items() if k != "max_output_tokens"}}
+            models[name] = entry
+        return {**data, "models": models}
 
     @field_validator("schema_version")
     @classmethod

@@ -15,14 +15,19 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_energyrouter.calibration.design import SuiteItem
 from langchain_energyrouter.errors import CalibrationError
 
-DEFAULT_MAX_NEW_TOKENS = 32
+if TYPE_CHECKING:
+    from langchain_energyrouter.outcomes import OutcomeRow
+
+DEFAULT_MAX_NEW_TOKENS = 256
+"""Answer budget: long enough that no packaged model's qa-small answer is cut (SmolLM2-135M's longest is 224)."""
 
 _PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
 _SPACE = re.compile(r"\s+")
@@ -75,6 +80,20 @@ class AccuracyResult:
     """Item id -> whether it was answered correctly."""
     output_tokens_by_task: dict[str, float] = field(default_factory=dict)
     """Mean generated tokens per task type (answers capped at the run's max_new_tokens)."""
+    measurements: dict[str, ItemMeasurement] = field(default_factory=dict)
+    """Item id -> tokens, runtime and energy of its generation (filled by :func:`score_model`)."""
+
+
+@dataclass(frozen=True)
+class ItemMeasurement:
+    """What one suite item's generation cost (a row of an outcome matrix, with the score)."""
+
+    input_tokens: int
+    output_tokens: int
+    runtime_s: float
+    energy_j: float | None = None
+    """Joules from the meter given to :func:`score_model` (None without one, or method ``none``)."""
+    energy_method: str | None = None
 
 
 def score_outputs(
@@ -116,12 +135,17 @@ def score_model(
     *,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     on_item: Callable[[SuiteItem, str, bool], None] | None = None,
+    meter: Any = None,
 ) -> tuple[AccuracyResult, dict[str, str]]:
     """Generate greedily for every labelled item and score the answers.
+
+    Every generation is timed, and metered with ``meter`` (``begin()`` / ``end(handle)``)
+    when one is given: :attr:`AccuracyResult.measurements`.
 
     Returns:
         The result and the raw outputs (item id -> text).
     """
+
     from langchain_energyrouter.calibration.runner import encode_prompt, generate
 
     labelled = [item for item in items if item.labelled]
@@ -129,14 +153,55 @@ def score_model(
         raise CalibrationError("The suite has no labelled items (no 'answer' fields); nothing to score.")
     outputs: dict[str, str] = {}
     output_tokens: dict[str, int] = {}
+    measurements: dict[str, ItemMeasurement] = {}
     for item in labelled:
-        new_ids, n_out = generate(model, tokenizer, encode_prompt(tokenizer, item.prompt), max_new_tokens, forced=False)
+        ids = encode_prompt(tokenizer, item.prompt)
+        handle = meter.begin() if meter is not None else None
+        start_s = time.perf_counter()
+        new_ids, n_out = generate(model, tokenizer, ids, max_new_tokens, forced=False)
+        runtime_s = time.perf_counter() - start_s
+        reading = meter.end(handle) if meter is not None else None
         text = tokenizer.decode(new_ids, skip_special_tokens=True)
         outputs[item.id] = text
         output_tokens[item.id] = n_out
+        measurements[item.id] = ItemMeasurement(
+            input_tokens=len(ids),
+            output_tokens=n_out,
+            runtime_s=reading.runtime_s if reading is not None else runtime_s,
+            energy_j=reading.energy_j if reading is not None else None,
+            energy_method=reading.method if reading is not None else None,
+        )
         if on_item is not None:
             on_item(item, text, is_correct(text, item))
-    return score_outputs(labelled, outputs, output_tokens), outputs
+    result = score_outputs(labelled, outputs, output_tokens)
+    result.measurements = measurements
+    return result, outputs
+
+
+def outcome_rows(model_name: str, items: Sequence[SuiteItem], result: AccuracyResult) -> list[OutcomeRow]:
+    """One outcome-matrix row per scored item that has a measurement (score 1 right, 0 wrong)."""
+    from langchain_energyrouter.outcomes import OutcomeRow
+
+    rows = []
+    for item in items:
+        measured = result.measurements.get(item.id)
+        if measured is None or item.id not in result.correct:
+            continue
+        rows.append(
+            OutcomeRow(
+                prompt_id=item.id,
+                prompt=item.prompt,
+                model=model_name,
+                score=1.0 if result.correct[item.id] else 0.0,
+                input_tokens=measured.input_tokens,
+                output_tokens=measured.output_tokens,
+                runtime_s=measured.runtime_s,
+                energy_j=measured.energy_j,
+                energy_method=measured.energy_method if measured.energy_j is not None else None,
+                task_type=item.task_type,
+            )
+        )
+    return rows
 
 
 def print_result(name: str, result: AccuracyResult, stream: Any = None) -> None:

@@ -38,7 +38,7 @@ def test_measurements_move_the_next_decision_and_say_so() -> None:
     _observe_slow(loop, "tiny-a", 40, 20.0)
     after = scheduler.decide(20, 10)
     a = after.candidates["tiny-a"]
-    assert a.sources == {"runtime": ADAPTED, "energy": ADAPTED, "output_tokens": ADAPTED}
+    assert dict(a.sources) == {"runtime": ADAPTED, "energy": ADAPTED, "output_tokens": ADAPTED, "accuracy": PRIOR}
     assert a.observations["runtime"] == 40 and a.observations["energy"] == 40
     prior = tiny_profile().models["tiny-a"].predict(20, 10)
     assert a.predicted_energy_j == pytest.approx(prior.energy_j * 20.0, rel=0.1)
@@ -87,11 +87,7 @@ def test_state_learned_against_another_profile_is_not_inherited() -> None:
     assert profile_fingerprint(recalibrated, "tiny-a") != profile_fingerprint(tiny_profile(), "tiny-a")
     fresh = LearningLoop(Scheduler(recalibrated), store)
     assert fresh.scheduler.decide(20, 10).candidates["tiny-a"].sources["runtime"] == PRIOR
-    assert fresh.scheduler.decide(20, 10).candidates["tiny-b"].sources == {
-        "runtime": PRIOR,
-        "energy": PRIOR,
-        "output_tokens": PRIOR,
-    }
+    assert set(fresh.scheduler.decide(20, 10).candidates["tiny-b"].sources.values()) == {PRIOR}
 
 
 def test_a_failing_store_never_fails_the_call(tmp_path: Path) -> None:
