@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 from langchain_energyrouter.errors import CalibrationError, EnergyRouterError
 from langchain_energyrouter.profile import DeviceInfo, EnergyProfile
@@ -123,13 +123,18 @@ def _fit_row(name: str, mp: Any, extra: Sequence[str] = ()) -> list[str]:
         fit = cm.fit
         est = fit.note.split(" by ")[0].removeprefix("Chose ") if fit and fit.note.startswith("Chose") else "?"
         mape = f"{fit.mape_holdout:.1%}" if fit and fit.mape_holdout is not None else "-"
-        return f"{est} (CV MAPE {mape})"
+        bias = f", bias {fit.bias_holdout:.3f}" if fit and fit.bias_holdout is not None else ""
+        held = f", {'+'.join(fit.constrained)} held at 0" if fit and fit.constrained else ""
+        return f"{est} (CV MAPE {mape}{bias}{held})"
 
     ol = mp.output_length
     length = (
-        f"fitted {ol.intercept:.1f}+{ol.slope:.3f}*tin (MAPE {ol.fit.mape_holdout:.0%})"
+        f"fitted {ol.intercept:.1f}+{ol.slope:.3f}*tin (MAPE {ol.fit.mape_holdout:.0%}"
+        + (f", bias {ol.fit.bias_holdout:.3f}" if ol.fit.bias_holdout is not None else "")
+        + (f", censored at {ol.censored_at}" if ol.censored_at else "")
+        + ")"
         if ol.source == "fitted" and ol.fit and ol.fit.mape_holdout is not None
-        else "heuristic 44.12+1.028*tin"
+        else ("heuristic 44.12+1.028*tin" if ol.source == "heuristic" else f"fitted {ol.intercept:.1f} (lower bound)")
     )
     n = mp.runtime.fit.n if mp.runtime.fit else 0
     dropped = mp.runtime.fit.rows_dropped if mp.runtime.fit else 0
@@ -146,15 +151,21 @@ def _fit_row(name: str, mp: Any, extra: Sequence[str] = ()) -> list[str]:
 
 # -- calibrate ------------------------------------------------------------------
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    import dataclasses
     import gc
 
     from langchain_energyrouter.calibration.accuracy import score_outputs
-    from langchain_energyrouter.calibration.design import default_natural_suite, load_suite, parse_lengths
+    from langchain_energyrouter.calibration.design import (
+        default_natural_suite,
+        load_suite,
+        parse_concurrency,
+        parse_lengths,
+    )
     from langchain_energyrouter.calibration.fitting import fit_model
+    from langchain_energyrouter.calibration.load import at_reference_load, with_load_model
     from langchain_energyrouter.calibration.progress import format_seconds
     from langchain_energyrouter.calibration.rawdata import read_raw
-    from langchain_energyrouter.calibration.runner import RunSettings, read_outputs, run_model
-    from langchain_energyrouter.energy import default_meter
+    from langchain_energyrouter.calibration.runner import RunSettings, calibration_meter, read_outputs, run_model
 
     started = time.monotonic()
     out = Path(args.out)
@@ -166,6 +177,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         cooldown_s=args.cooldown,
         seed=args.seed,
         natural_max_new_tokens=args.natural_max_new_tokens,
+        concurrency=parse_concurrency(args.concurrency),
     )
     if args.repetitions < 1:
         raise CalibrationError(f"--repetitions {args.repetitions}: give at least 1.")
@@ -178,7 +190,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    meter = default_meter()
+    meter = calibration_meter(device)  # only the device the models run on (issue 12, item 4)
     if existing is not None and existing.energy_method != meter.method:
         raise CalibrationError(
             f"{out} was measured with {existing.energy_method!r}, this machine measures {meter.method!r}; "
@@ -207,6 +219,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                 raw_dir / f"{name}.csv",
                 settings,
                 suite,
+                context={"device": device, "dtype": args.dtype, "threads": args.threads, "model": spec},
             )
             del model
             gc.collect()
@@ -228,16 +241,27 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                 )
             profile_entry, _report = fit_model(
                 name,
-                raw,
+                dataclasses.replace(raw, frame=at_reference_load(raw.frame)),  # cost models: one request in flight
                 accuracy=accuracy,
                 accuracy_by_task=by_task,
                 context_window=result.context_window,
                 model_id=spec,
                 length_rows="natural",
+                censored_at=args.natural_max_new_tokens,
                 seed=args.seed,
                 warn=_say,
             )
+            profile_entry = with_load_model(profile_entry, raw.frame, seed=args.seed, warn=_say)
             models[name] = profile_entry
+            # saved after every model, so a later model's failure keeps this one's fit
+            _merge_or_new(
+                existing,
+                models,
+                command=_invocation(args),
+                device=_device_info(device),
+                energy_method=meter.method,
+                description=args.description or "Calibrated with `energyrouter calibrate`.",
+            ).save(out)
             summary.append(
                 _fit_row(
                     name,
@@ -277,18 +301,27 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 # -- fit ------------------------------------------------------------------------
 def cmd_fit(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from langchain_energyrouter.calibration.fitting import ESTIMATORS, fit_model
+    from langchain_energyrouter.calibration.load import at_reference_load, with_load_model
     from langchain_energyrouter.calibration.rawdata import read_raw
 
     raws = _pairs(args.raw, "--raw")
     accuracy = _number_pairs(args.accuracy, "--accuracy", float)
     windows = _number_pairs(args.context_window, "--context-window", int)
     model_ids = _pairs(args.model_id, "--model-id")
+    served_caps = _number_pairs(args.max_output_tokens, "--max-output-tokens", int)
     estimators = tuple(e.strip() for e in args.estimators.split(",") if e.strip())
     unknown = [e for e in estimators if e not in ESTIMATORS]
     if unknown or not estimators:
         raise CalibrationError(f"--estimators {args.estimators!r}: unknown {unknown}; choose from {list(ESTIMATORS)}.")
-    for option, mapping in (("--accuracy", accuracy), ("--context-window", windows), ("--model-id", model_ids)):
+    for option, mapping in (
+        ("--accuracy", accuracy),
+        ("--context-window", windows),
+        ("--model-id", model_ids),
+        ("--max-output-tokens", served_caps),
+    ):
         stray = sorted(set(mapping) - set(raws))
         if stray:
             raise CalibrationError(f"{option} names {stray}, which have no --raw file; raw models: {sorted(raws)}.")
@@ -327,7 +360,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         _say(f"{name}: fitting {len(raw.frame)} rows of {raw.path} ...")
         mp, _report = fit_model(
             name,
-            raw,
+            dataclasses.replace(raw, frame=at_reference_load(raw.frame)),  # cost models: the reference load's rows
             accuracy=acc,
             accuracy_by_task=by_task,
             context_window=window,
@@ -336,8 +369,20 @@ def cmd_fit(args: argparse.Namespace) -> int:
             folds=args.folds,
             seed=args.seed,
             length_rows=args.length_rows,
+            censored_at=_censored_at(args.censored_at),
+            cv=args.cv,
             warn=_say,
         )
+        if existing is not None and name in existing.models:
+            # Per-task answer lengths come from `energyrouter accuracy`, not from raw rows: keep them.
+            kept = existing.models[name].output_length.by_task
+            mp = mp.model_copy(update={"output_length": mp.output_length.model_copy(update={"by_task": dict(kept)})})
+        if name in served_caps:  # the deployment's generation limit: a hard cap on predicted answers
+            cap = served_caps[name]
+            if cap < 1:
+                raise CalibrationError(f"--max-output-tokens {name}={cap}: give a positive number of tokens.")
+            mp = mp.model_copy(update={"output_length": mp.output_length.model_copy(update={"max_output_tokens": cap})})
+        mp = with_load_model(mp, raw.frame, seed=args.seed, warn=_say)  # when the rows hold several in_flight levels
         models[name] = mp
         summary.append(_fit_row(name, mp))
     profile = _merge_or_new(
@@ -354,6 +399,21 @@ def cmd_fit(args: argparse.Namespace) -> int:
     print(_table(["model", "rows", "runtime fit", "energy fit", "output length", "accuracy"], summary))
     print(f"wrote {out}")
     return 0
+
+
+def _censored_at(text: str) -> int | Literal["auto"] | None:
+    """``--censored-at``: ``auto``, ``none`` or a positive number of tokens."""
+    if text in ("auto", "none"):
+        return None if text == "none" else "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise CalibrationError(
+            f"--censored-at {text!r}: give the generation budget in tokens (e.g. 50), auto (detect it) or none."
+        )
+    return value
 
 
 def _merge_or_new(
@@ -398,9 +458,10 @@ def _tick(progress: Any, item: Any, text: str, ok: bool) -> None:
 
 
 def cmd_accuracy(args: argparse.Namespace) -> int:
-    from langchain_energyrouter.calibration.accuracy import print_result, score_model
+    from langchain_energyrouter.calibration.accuracy import outcome_rows, print_result, score_model
     from langchain_energyrouter.calibration.design import load_suite
     from langchain_energyrouter.calibration.progress import Progress
+    from langchain_energyrouter.outcomes import OutcomeRow, write_matrix
 
     profile = EnergyProfile.load(args.profile)
     suite = load_suite(args.suite)
@@ -420,6 +481,12 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    meter = None
+    if args.outcomes:
+        from langchain_energyrouter.calibration.runner import calibration_meter
+
+        meter = calibration_meter(device)
+    outcomes: list[OutcomeRow] = []
     updated = {}
     for name, source in specs:
         _resolved, model, tokenizer = _load(source, device, args.dtype)
@@ -430,8 +497,13 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
             suite,
             max_new_tokens=args.max_new_tokens,
             on_item=functools.partial(_tick, progress),
+            meter=meter,
         )
         print_result(name, result)
+        if args.outcomes:  # written after every model, so a later failure keeps the finished ones
+            outcomes.extend(outcome_rows(name, suite, result))
+            write_matrix(args.outcomes, outcomes)
+            print(f"wrote {len(outcomes)} outcome rows to {args.outcomes}")
         entry = profile.models[name]
         # Answer lengths per task type refine the output-length prediction of requests that
         # name their task type (the answers are capped at --max-new-tokens, as requests are).
@@ -515,6 +587,39 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- replay ---------------------------------------------------------------------
+def cmd_replay(args: argparse.Namespace) -> int:
+    import json
+
+    from langchain_energyrouter.calibration.progress import Progress
+    from langchain_energyrouter.calibration.rawdata import read_raw
+    from langchain_energyrouter.calibration.replay import as_json, render_table, replay_trace
+
+    raws = _pairs(args.raw, "--raw")
+    read = {name: read_raw(path, warn=_say) for name, path in raws.items()}
+    results = {}
+    for name, raw in read.items():
+        bars: list[Progress] = []  # drawn from the first replayed rows on: a bad split errors before any bar
+
+        def advance(rows: int, name: str = name, total: int = len(raw.frame), bars: list[Progress] = bars) -> None:
+            if not bars:
+                bars.append(Progress(total - int(args.prior_fraction * total), f"{name} replay"))
+            bars[0].update(rows)
+
+        try:
+            results[name] = replay_trace(
+                name, raw, prior_fraction=args.prior_fraction, energy_method=args.energy_method, on_rows=advance
+            )
+        finally:
+            for bar in bars:
+                bar.close()
+    if args.json:
+        print(json.dumps(as_json(results), indent=2))
+    else:
+        print(render_table(results))
+    return 0
+
+
 # -- demo -----------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
     import importlib
@@ -532,6 +637,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # -- parser ---------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from langchain_energyrouter.calibration.accuracy import DEFAULT_MAX_NEW_TOKENS
+    from langchain_energyrouter.calibration.runner import DEFAULT_NATURAL_MAX_NEW_TOKENS as DEFAULT_NATURAL_BUDGET
+
     common = _Parser(add_help=False)
     common.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks instead of one-line errors"
@@ -551,7 +659,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("models", nargs="+", metavar="MODEL", help="short name, local directory, .gguf file or HF id")
     p.add_argument("--out", required=True, help="profile JSON to write (models are merged into an existing one)")
     p.add_argument("--device", default="auto", help="torch device: auto (default), cpu, cuda:0, ...")
-    p.add_argument("--dtype", default="float32", help="torch dtype (default float32)")
+    p.add_argument("--dtype", default="auto", help="torch dtype (default auto: the checkpoint's own)")
     p.add_argument("--suite", help="JSONL of natural prompts (default: the packaged chat prompts)")
     p.add_argument("--max-minutes", type=float, help="time budget for all measurements; the design shrinks to fit")
     p.add_argument("--repetitions", type=int, default=2, help="repetitions of each grid cell (default 2)")
@@ -562,9 +670,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--input-lengths", default="16,64,256,512", help="grid input lengths, tokens (default 16,64,256,512)"
     )
     p.add_argument("--output-lengths", default="4,16,48", help="forced output lengths, tokens (default 4,16,48)")
-    p.add_argument("--natural-max-new-tokens", type=int, default=64, help="cap for natural prompts (default 64)")
+    p.add_argument(
+        "--natural-max-new-tokens",
+        type=int,
+        default=DEFAULT_NATURAL_BUDGET,
+        help="generation budget for natural prompts; answers reaching it are censored "
+        f"(default {DEFAULT_NATURAL_BUDGET})",
+    )
     p.add_argument("--accuracy", action="append", metavar="NAME=VALUE", help="set a model's accuracy")
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument(
+        "--concurrency",
+        default="1",
+        help="requests in flight to measure each grid cell at, e.g. 1,2,4 (one batched generate each; "
+        "more than one level fits the profile's load model; default 1)",
+    )
     p.add_argument("--seed", type=int, default=0, help="shuffle and CV seed (default 0)")
     p.add_argument("--description", help="profile description")
     p.set_defaults(func=cmd_calibrate)
@@ -573,13 +693,20 @@ def build_parser() -> argparse.ArgumentParser:
         "fit",
         parents=[common],
         help="fit a profile from raw CSVs (also the original traces)",
-        description="Fit runtime and energy (OLS and relative-error estimators, with and without "
-        "the interaction term, chosen by k-fold CV MAPE) and output length from raw CSVs.",
+        description="Fit runtime and energy (least squares and relative-error estimators with non-negative "
+        "per-token slopes, with and without the interaction term, chosen by held-out bias, then MAPE) and output "
+        "length (censored at the generation budget) from raw CSVs.",
     )
     p.add_argument("--raw", action="append", required=True, metavar="NAME=PATH", help="a model's raw CSV (.csv.gz ok)")
     p.add_argument("--accuracy", action="append", metavar="NAME=VALUE", help="a model's accuracy in [0, 1]")
     p.add_argument("--context-window", action="append", metavar="NAME=N", help="a model's context window, tokens")
     p.add_argument("--model-id", action="append", metavar="NAME=ID", help="where the model came from (for people)")
+    p.add_argument(
+        "--max-output-tokens",
+        action="append",
+        metavar="NAME=N",
+        help="the deployment's generation limit (max new tokens it serves): caps predicted answers",
+    )
     p.add_argument("--out", required=True, help="profile JSON to write (models are merged into an existing one)")
     p.add_argument("--replace", action="store_true", help="overwrite --out instead of merging into it")
     p.add_argument(
@@ -591,6 +718,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device-kind", default="other", choices=["cuda", "cpu", "mps", "other"])
     p.add_argument("--estimators", default="ols,wls_rel,lad_rel", help="estimators to try (default all)")
     p.add_argument("--folds", type=int, default=5, help="k of k-fold cross-validation (default 5)")
+    p.add_argument(
+        "--cv",
+        default="auto",
+        choices=["auto", "grouped", "blocked", "forward", "random"],
+        help="held-out rows: auto (grouped by design cell if the file has cells, else blocked in time order)",
+    )
+    p.add_argument(
+        "--censored-at",
+        default="auto",
+        help="generation budget of the rows (answers this long were cut): tokens, auto (detect) or none",
+    )
     p.add_argument(
         "--length-rows",
         default="auto",
@@ -605,10 +743,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("models", nargs="+", metavar="MODEL", help="profile model name, or NAME=MODEL to load MODEL")
     p.add_argument("--profile", required=True)
     p.add_argument("--suite", required=True, help="labelled JSONL: id, prompt, answer, match, task_type")
-    p.add_argument("--max-new-tokens", type=int, default=32, help="answer length cap (default 32)")
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=DEFAULT_MAX_NEW_TOKENS,
+        help=f"answer length cap (default {DEFAULT_MAX_NEW_TOKENS})",
+    )
     p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="float32")
+    p.add_argument("--dtype", default="auto")
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument(
+        "--outcomes",
+        metavar="OUT.jsonl",
+        help="also write every prompt's per-model outcome (score, tokens, runtime, energy) as an outcome matrix",
+    )
     p.set_defaults(func=cmd_accuracy)
 
     p = sub.add_parser("explain", parents=[common], help="show the routing decision for a prompt")
@@ -632,6 +780,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt-tokens", type=int, default=32, help="prompt length for the trade-off plots (default 32)")
     p.add_argument("--normalization", default="minmax")
     p.set_defaults(func=cmd_plot)
+
+    from langchain_energyrouter.calibration import statecmd
+
+    statecmd.add_parser(sub, common)
+
+    from langchain_energyrouter.calibration import evaluate
+
+    evaluate.add_parser(sub, common)
+
+    p = sub.add_parser(
+        "replay",
+        parents=[common],
+        help="replay raw traces through the online learner: static prior vs online",
+        description="Fit the prior on the first rows of each trace, then predict every later row before "
+        "seeing it (static prior and online learner) and learn from it; print MAPE and bias of both.",
+    )
+    p.add_argument("--raw", action="append", required=True, metavar="NAME=PATH", help="a model's raw CSV (.csv.gz ok)")
+    p.add_argument(
+        "--prior-fraction", type=float, default=0.2, help="share of each trace's first rows the prior is fitted on"
+    )
+    p.add_argument(
+        "--energy-method",
+        default="nvml_poll",
+        choices=["nvml_counter", "nvml_poll", "rapl", "estimate", "none"],
+        help="the rows' energy method when a file has no energy_method column (default nvml_poll)",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("demo", parents=[common], help="run the demo (langchain_energyrouter.demo)", add_help=False)
     p.add_argument("demo_args", nargs=argparse.REMAINDER)

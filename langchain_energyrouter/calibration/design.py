@@ -6,6 +6,13 @@ text to an exact token count. Natural cells are suite prompts generated without
 forcing; they fit the output-length predictor (and score accuracy if labelled).
 Every cell has a stable label (``grid:in=64,out=16,rep=1``, ``natural:<id>``),
 which is how a rerun knows what is already measured.
+
+Load: with ``--concurrency 1,2,4`` every grid cell is also measured with 2 and 4
+requests in flight (``grid:in=64,out=16,rep=1,load=4``): one batched ``generate``
+of that many different prompts of the same length, which is what a
+continuous-batching engine runs when that many requests of one shape are in
+flight. Natural cells run one at a time (they measure answer length and accuracy,
+which do not depend on load).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from langchain_energyrouter.errors import CalibrationError
 DEFAULT_INPUT_LENGTHS: tuple[int, ...] = (16, 64, 256, 512)
 DEFAULT_OUTPUT_LENGTHS: tuple[int, ...] = (4, 16, 48)
 DEFAULT_REPETITIONS = 2
+DEFAULT_CONCURRENCY: tuple[int, ...] = (1,)
 MATCH_RULES = ("exact", "contains", "choice")
 
 
@@ -54,11 +62,14 @@ class Cell:
     """Forced output length (grid cells)."""
     rep: int = 1
     item: SuiteItem | None = None
+    concurrency: int = 1
+    """Requests generated together (one batch), each a different prompt of this shape."""
 
     @property
     def label(self) -> str:
         if self.kind == "grid":
-            return f"grid:in={self.input_tokens},out={self.output_tokens},rep={self.rep}"
+            load = f",load={self.concurrency}" if self.concurrency != 1 else ""
+            return f"grid:in={self.input_tokens},out={self.output_tokens},rep={self.rep}{load}"
         assert self.item is not None
         return f"natural:{self.item.id}"
 
@@ -74,24 +85,37 @@ def parse_lengths(text: str, what: str) -> tuple[int, ...]:
     return tuple(sorted(set(values)))
 
 
+def parse_concurrency(text: str) -> tuple[int, ...]:
+    """``"1,2,4"`` -> ``(1, 2, 4)``; 1 must be among them (the cost models are measured there)."""
+    levels = parse_lengths(text, "--concurrency")
+    if 1 not in levels:
+        raise CalibrationError(
+            f"--concurrency {text!r} must include 1: the runtime and energy models are measured with one "
+            f"request in flight and the load model scales them from there (e.g. --concurrency 1,{levels[0]})."
+        )
+    return levels
+
+
 def grid_cells(
     input_lengths: Sequence[int],
     output_lengths: Sequence[int],
     repetitions: int,
     context_window: int,
+    concurrency: Sequence[int] = DEFAULT_CONCURRENCY,
 ) -> tuple[list[Cell], list[str]]:
-    """Every (input, output, repetition) combination that fits the context window.
+    """Every (input, output, repetition, concurrency) combination that fits the context window.
 
     Returns:
         The cells, and messages about combinations dropped for the context window.
     """
     cells: list[Cell] = []
     dropped = [(i, o) for i in input_lengths for o in output_lengths if i + o > context_window]
-    for rep in range(1, repetitions + 1):
-        for tin in input_lengths:
-            for tout in output_lengths:
-                if tin + tout <= context_window:
-                    cells.append(Cell("grid", tin, tout, rep))
+    for level in concurrency:
+        for rep in range(1, repetitions + 1):
+            for tin in input_lengths:
+                for tout in output_lengths:
+                    if tin + tout <= context_window:
+                        cells.append(Cell("grid", tin, tout, rep, concurrency=level))
     messages = []
     if dropped:
         messages.append(
@@ -114,9 +138,14 @@ def shuffled(cells: Sequence[Cell], seed: int) -> list[Cell]:
 
 
 def estimate_cell_s(cell: Cell, step_s: float, prefill_token_s: float, natural_tokens: int) -> float:
-    """Rough seconds for one cell from warm-up timings (decode step, per-prompt-token prefill)."""
+    """Rough seconds for one cell from warm-up timings (decode step, per-prompt-token prefill).
+
+    A batch of ``n`` requests is costed at ``n`` times the prefill and ``1 + (n - 1) / 2`` decode
+    steps' time (decoding a batch is cheaper per request than one at a time; a rough guess).
+    """
     if cell.kind == "grid":
-        return cell.output_tokens * step_s + cell.input_tokens * prefill_token_s
+        n = cell.concurrency
+        return cell.output_tokens * step_s * (1 + (n - 1) / 2) + n * cell.input_tokens * prefill_token_s
     return natural_tokens * step_s + 64 * prefill_token_s
 
 

@@ -1,11 +1,13 @@
 """Raw measurement CSVs: the row format, a crash-safe appender, reading, validation, repair.
 
-One CSV per model, in the original project's format plus three columns::
+One CSV per model, in the original project's format plus four columns::
 
-    prompt_id,input_tokens,output_tokens,runtime_seconds,energy_joules,energy_method,timestamp,design_cell
+    prompt_id,input_tokens,output_tokens,runtime_seconds,energy_joules,energy_method,timestamp,design_cell,in_flight
 
-The original's traces have only the first five columns; :func:`read_raw` accepts
-both (and ``.csv.gz``). :class:`RawWriter` writes each row with one ``write``,
+``in_flight`` is the number of requests running on the model during the row's
+request, this one included (``calibrate --concurrency``); files written before it
+existed, and the original's traces (only the first five columns), mean 1.
+:func:`read_raw` accepts all of them (and ``.csv.gz``). :class:`RawWriter` writes each row with one ``write``,
 then flushes and fsyncs, so a crash or Ctrl-C loses at most the row in flight; a
 partial trailing line left by such a crash is found by :func:`repair_trailing_line`
 and truncated away (with a message), never parsed.
@@ -29,8 +31,11 @@ if TYPE_CHECKING:
 
 BASE_COLUMNS: tuple[str, ...] = ("prompt_id", "input_tokens", "output_tokens", "runtime_seconds", "energy_joules")
 """The original project's columns, in order."""
-COLUMNS: tuple[str, ...] = (*BASE_COLUMNS, "energy_method", "timestamp", "design_cell")
+LEGACY_COLUMNS: tuple[str, ...] = (*BASE_COLUMNS, "energy_method", "timestamp", "design_cell")
+"""The columns written before ``in_flight`` existed (rows there mean one request in flight)."""
+COLUMNS: tuple[str, ...] = (*LEGACY_COLUMNS, "in_flight")
 """The columns this package writes, in order."""
+_CELL = LEGACY_COLUMNS.index("design_cell")
 NUMERIC_COLUMNS: tuple[str, ...] = ("input_tokens", "output_tokens", "runtime_seconds", "energy_joules")
 """Columns every raw file must have (``prompt_id`` is optional when reading)."""
 
@@ -47,21 +52,25 @@ class RawRow:
     energy_method: str
     timestamp: str
     design_cell: str
+    in_flight: int = 1
+    """Requests running on the model during this one, this one included."""
 
-    def as_line(self) -> str:
+    def as_line(self, legacy: bool = False) -> str:
+        """The CSV line; ``legacy`` omits ``in_flight`` (for files with :data:`LEGACY_COLUMNS`)."""
         buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerow(
-            [
-                self.prompt_id,
-                self.input_tokens,
-                self.output_tokens,
-                f"{self.runtime_seconds:.6f}",
-                f"{self.energy_joules:.6f}",
-                self.energy_method,
-                self.timestamp,
-                self.design_cell,
-            ]
-        )
+        fields: list[object] = [
+            self.prompt_id,
+            self.input_tokens,
+            self.output_tokens,
+            f"{self.runtime_seconds:.6f}",
+            f"{self.energy_joules:.6f}",
+            self.energy_method,
+            self.timestamp,
+            self.design_cell,
+        ]
+        if not legacy:
+            fields.append(self.in_flight)
+        csv.writer(buffer, lineterminator="\n").writerow(fields)
         return buffer.getvalue()
 
 
@@ -120,22 +129,25 @@ class RawWriter:
         self.done_cells: dict[str, int] = {}
         self.next_prompt_id = 1
         fresh = not self.path.exists() or self.path.stat().st_size == 0
+        self.legacy = False
+        """The file predates ``in_flight``: rows are appended without it (one request in flight only)."""
         if not fresh:
             with open(self.path, encoding="utf-8", newline="") as handle:
                 reader = csv.reader(handle)
                 header = next(reader, [])
-                if tuple(header) != COLUMNS:
+                self.legacy = tuple(header) == LEGACY_COLUMNS
+                if tuple(header) != COLUMNS and not self.legacy:
                     raise CalibrationError(
                         f"Raw file {self.path} has columns {header}, expected {list(COLUMNS)}. "
                         "Point --raw-dir elsewhere or move the file away."
                     )
                 for lineno, fields in enumerate(reader, start=2):
-                    if len(fields) != len(COLUMNS):
+                    if len(fields) != len(header):
                         raise CalibrationError(
-                            f"Raw file {self.path} line {lineno} has {len(fields)} fields, expected {len(COLUMNS)}; "
+                            f"Raw file {self.path} line {lineno} has {len(fields)} fields, expected {len(header)}; "
                             "fix or remove that line."
                         )
-                    cell = fields[-1]
+                    cell = fields[_CELL]
                     self.done_cells[cell] = self.done_cells.get(cell, 0) + 1
                     try:
                         self.next_prompt_id = max(self.next_prompt_id, int(fields[0]) + 1)
@@ -152,7 +164,12 @@ class RawWriter:
 
     def append(self, row: RawRow) -> None:
         """Write one row durably."""
-        self._write(row.as_line())
+        if self.legacy and row.in_flight != 1:
+            raise CalibrationError(
+                f"Raw file {self.path} predates the in_flight column, so it cannot hold a row measured with "
+                f"{row.in_flight} requests in flight. Measure other --concurrency levels into another --raw-dir."
+            )
+        self._write(row.as_line(legacy=self.legacy))
         self.done_cells[row.design_cell] = self.done_cells.get(row.design_cell, 0) + 1
         self.next_prompt_id = max(self.next_prompt_id, row.prompt_id + 1)
 
@@ -231,6 +248,9 @@ def read_raw(path: str | os.PathLike[str], warn: Callable[[str], None] | None = 
         out[column] = numeric.loc[keep, column].astype(float)
     if "design_cell" not in out.columns:
         out["design_cell"] = ""
+    # files written before the in_flight column (and the original traces) ran one request at a time
+    in_flight = pd.to_numeric(out["in_flight"], errors="coerce") if "in_flight" in out.columns else None
+    out["in_flight"] = 1 if in_flight is None else in_flight.fillna(1).astype(int)
     out["design_cell"] = out["design_cell"].fillna("").astype(str)
     dropped = total - len(out)
     return RawData(
