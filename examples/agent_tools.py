@@ -174,7 +174,7 @@ def run_agent(router: EnergyAwareRouter, question: str) -> dict[str, Any]:
     state = agent.invoke({"messages": [{"role": "user", "content": question}]})
     calls = [
         {
-            "model": m.response_metadata["model_name"],
+            "model": m.response_metadata["routing"]["served_by"],
             "excluded": m.response_metadata["routing"]["excluded"],
             "energy_method": m.response_metadata["energy"]["method"],
             "tool_calls": [c["name"] for c in m.tool_calls],

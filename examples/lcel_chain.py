@@ -44,7 +44,7 @@ def run(router: EnergyAwareRouter, question: str) -> list[dict[str, Any]]:
     for preset, weights in PRESETS.items():
         # The answer text comes out of the parser; the routing is on the message, so ask the router too.
         decision = router.explain(prompt.invoke({"question": question}), weights=weights)
-        answer = chain.invoke({"question": question}, config={"configurable": {"weights": weights}})
+        answer = chain.invoke({"question": question}, config={"configurable": {"energyrouter_weights": weights}})
         rows.append(
             {
                 "preset": preset,

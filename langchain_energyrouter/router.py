@@ -6,28 +6,34 @@ tokenizer (:mod:`langchain_energyrouter.tokens`), asks the
 the chosen model inside an energy-meter window. It is the *one* LLM run of the
 call: it calls the candidate's ``_generate`` / ``_agenerate`` / ``_stream`` /
 ``_astream`` directly with its own run manager, so callbacks see one start and
-one end, tokens once and usage once. (The candidate's own callbacks, cache and
-rate limiter are bypassed; the routed model is named in the metadata.)
+one end, tokens once and usage once. The candidate's ``rate_limiter`` is
+honoured (acquired before its meter window opens); its own callbacks and cache
+are bypassed.
 
 Every result carries::
 
-    response_metadata["model_name"]  the model that produced the answer
+    response_metadata["model_name"]  the provider's model name (the candidate's model_id where it sets none)
     response_metadata["routing"]     Decision.as_dict() plus
-        served_by            the model that answered (differs from "model" after a fallback)
-        failures             [{model, error_type, error, runtime_s}] of candidates that raised first
+        served_by            the candidate (router name) that answered; "model" is the scheduler's choice
+        failures             [{model, error_type, error, runtime_s, energy_j, method, flags}] of attempts that raised
         measured_energy_j    the meter's joules (None when not measured locally)
         measured_runtime_s   the meter's wall time in seconds
+        energy_method_mismatch   {model: {"profile": ..., "meter": ...}} where the live meter measures
+                             differently from the profile's energy data (only when some differ)
+        cache_hit            True on an answer replayed from a LangChain cache (then 0 J, flag "cache_hit")
     response_metadata["energy"]      EnergyReading.as_metadata() plus
         predicted_energy_j, predicted_runtime_s   the profile's prediction for the model that answered
     usage_metadata                   the candidate's own usage, else counted with its tokenizer
 
 In a stream, these arrive exactly once, on one final empty chunk (chunk merging
-adds numbers and concatenates strings, so nothing is repeated).
+adds numbers and concatenates strings, so nothing is repeated). An exception
+that leaves the router carries the attempts' readings as ``routing_failures``
+(same entries as ``routing["failures"]``, the raising attempt last).
 
-Remote candidates (a ``ChatHuggingFace`` over ``HuggingFaceEndpoint``, or any
-model with an endpoint URL) spend their energy elsewhere: they are timed with
-the :class:`~langchain_energyrouter.energy.NullMeter` (method ``"none"``,
-flag ``"not_measured_locally"``). Override the detection with ``local_models``.
+Meters (:mod:`langchain_energyrouter.metering`): one per device the candidates
+run on (NVML for the GPU a pipeline is on, RAPL or the estimate for the CPU,
+none for remote endpoints); a meter that fails degrades the reading to
+method ``"none"`` with flag ``"meter_failed"``, never the answer.
 
 Tool calls: ``bind_tools`` binds OpenAI-format tools on the router; a call with
 tools is routed only among candidates that really call tools (a local
@@ -37,8 +43,8 @@ tools are bound on the chosen candidate for that call.
 
 from __future__ import annotations
 
-import json
-import threading
+import dataclasses
+import hashlib
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -47,204 +53,84 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.chat_models import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.messages.ai import add_usage
-from langchain_core.messages.tool import tool_call_chunk
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
-from langchain_core.runnables.config import run_in_executor
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, Generation
+from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables.config import ensure_config, run_in_executor, var_child_runnable_config
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import ConfigDict, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from typing_extensions import Self
 
-from langchain_energyrouter.energy.base import EnergyMeter, EnergyReading
-from langchain_energyrouter.energy.null import NullMeter
-from langchain_energyrouter.errors import (
-    NoFeasibleModelError,
-    ProfileError,
-    RoutingError,
-    UnknownModelError,
+from langchain_energyrouter.candidates import (
+    candidate_device,
+    local_pipeline,
+    model_name_of,
+    named_models,
+    runs_locally,
+    tool_incapability,
+    tool_kwargs,
 )
+from langchain_energyrouter.chunks import StreamTracker, to_chunk
+from langchain_energyrouter.energy.base import EnergyMeter, EnergyReading
+from langchain_energyrouter.errors import NoFeasibleModelError, ProfileError, RoutingError, UnknownModelError
+from langchain_energyrouter.live import Attempt, LiveState
+from langchain_energyrouter.local_stream import (
+    iterate_in_thread,
+    stop_pipeline_kwargs,
+    stream_local_pipeline,
+    truncate_result,
+)
+from langchain_energyrouter.metering import CandidateMeters
+from langchain_energyrouter.online import OnlineOptions
 from langchain_energyrouter.profile import EnergyProfile
 from langchain_energyrouter.scheduler import Decision, Scheduler
-from langchain_energyrouter.scoring import Weights
+from langchain_energyrouter.scoring import Constraints, Normalizer, Weights
 from langchain_energyrouter.tokens import TokenCounter, configured_output_cap, message_text, request_output_cap
 
 ROUTING_OPTIONS = ("weights", "model", "constraints", "task_type")
-"""Per-call options: call keywords, ``.bind(...)`` or ``config["configurable"]``."""
+"""Per-call options: call keywords, ``.bind(...)``, or ``config["configurable"]["<prefix>_<option>"]``."""
+
+DEFAULT_CONFIG_PREFIX = "energyrouter"
+"""Prefix of the router's ``configurable`` keys: ``energyrouter_weights``, ``energyrouter_model``, ..."""
+
+FLAG_CACHE_HIT = "cache_hit"
+"""Energy flag of an answer replayed from a LangChain cache: nothing ran, 0 J."""
 
 _PIPELINE_ONLY_KWARGS = ("pipeline_kwargs", "skip_prompt")
-_URL_ATTRS = ("endpoint_url", "inference_server_url", "base_url", "openai_api_base", "api_base", "api_url")
 
-__all__ = ["ROUTING_OPTIONS", "EnergyAwareRouter"]
-
-
-# -- what kind of candidate is this? -------------------------------------------
-def _local_pipeline(model: Any) -> Any | None:
-    """The ``HuggingFacePipeline`` a ``ChatHuggingFace`` wraps, or None (duck-typed: no import)."""
-    llm = getattr(model, "llm", None)
-    if llm is not None and getattr(llm, "pipeline", None) is not None and hasattr(model, "_to_chat_prompt"):
-        return llm
-    return None
+__all__ = ["DEFAULT_CONFIG_PREFIX", "FLAG_CACHE_HIT", "ROUTING_OPTIONS", "EnergyAwareRouter"]
 
 
-def _has_endpoint_url(obj: Any) -> bool:
-    return any(isinstance(getattr(obj, attr, None), str) and getattr(obj, attr) for attr in _URL_ATTRS)
+def configured_options(configurable: Mapping[str, Any] | None, prefix: str) -> dict[str, Any]:
+    """The routing options set in ``configurable`` under ``<prefix>_<option>`` keys."""
+    if not configurable:
+        return {}
+    return {key: configurable[f"{prefix}_{key}"] for key in ROUTING_OPTIONS if f"{prefix}_{key}" in configurable}
 
 
-def _runs_locally(model: Any) -> bool:
-    """Whether a candidate spends its energy in this process's hardware (so a meter can see it)."""
-    if _local_pipeline(model) is not None:
-        return True
-    llm = getattr(model, "llm", None)
-    if llm is not None and (_has_endpoint_url(llm) or type(llm).__name__ != "HuggingFacePipeline"):
-        return False  # ChatHuggingFace over an endpoint, TGI or the Hub
-    return not _has_endpoint_url(model)
-
-
-def _tool_incapability(model: Any) -> str | None:
-    """Why a candidate cannot call tools, or None when it can."""
-    if _local_pipeline(model) is not None:
-        return "local HuggingFacePipeline ignores tools (no tool calling)"
-    if type(model).bind_tools is BaseChatModel.bind_tools:
-        return f"{type(model).__name__} does not implement bind_tools"
-    return None
-
-
-def _model_name_of(model: Any) -> str | None:
-    for attr in ("model_id", "model_name", "model"):
-        value = getattr(model, attr, None)
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
-def _lift_configurable(config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[str, Any]:
-    configurable = (config or {}).get("configurable") or {}
-    for key in ROUTING_OPTIONS:
-        if key in configurable and key not in kwargs:
-            kwargs[key] = configurable[key]
-    return kwargs
-
-
-def _to_chunk(message: BaseMessage) -> AIMessageChunk:
-    """An AIMessage as one AIMessageChunk (for candidates that cannot stream)."""
-    calls = getattr(message, "tool_calls", None) or []
-    return AIMessageChunk(
-        content=message.content,
-        additional_kwargs=dict(message.additional_kwargs),
-        response_metadata=dict(message.response_metadata),
-        usage_metadata=getattr(message, "usage_metadata", None),
-        tool_call_chunks=[
-            tool_call_chunk(name=c["name"], args=json.dumps(c["args"]), id=c.get("id"), index=i)
-            for i, c in enumerate(calls)
-        ],
-        id=message.id,
+def _cache_hit_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """``response_metadata`` of a replayed answer: the old routing, a 0 J reading flagged ``cache_hit``."""
+    reading = EnergyReading(
+        energy_j=0.0, energy_j_by_device={}, runtime_s=0.0, method="estimate", is_estimate=True, flags=(FLAG_CACHE_HIT,)
     )
-
-
-def _add_usage(total: dict[str, Any] | None, usage: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    if not usage:
-        return total
-    if total is None:
-        return dict(usage)
-    return dict(add_usage(total, usage))  # type: ignore[arg-type]
-
-
-def _chunk_is_empty(chunk: ChatGenerationChunk) -> bool:
-    message = chunk.message
-    return (
-        not message.content
-        and not getattr(message, "tool_call_chunks", None)
-        and not message.additional_kwargs
-        and not message.response_metadata
-        and not chunk.generation_info
-    )
-
-
-# -- guarded streaming over a local pipeline -----------------------------------
-def _stream_local_pipeline(
-    chat: Any,
-    messages: list[BaseMessage],
-    stop: list[str] | None,
-    run_manager: CallbackManagerForLLMRun | None,
-    **kwargs: Any,
-) -> Iterator[ChatGenerationChunk]:
-    """Stream a ``ChatHuggingFace`` over a local pipeline, surfacing generation errors.
-
-    langchain-huggingface's own ``_stream`` runs the pipeline in a thread and
-    reads a ``TextIteratorStreamer`` with a 60 s timeout: when generation
-    fails the error only reaches stderr and the reader hangs 60 s. Here the
-    thread catches the error, wakes the reader and the reader re-raises it. A
-    reader that stops early also stops the generation (a stopping criterion).
-    """
-    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
-
-    pipe = chat.llm.pipeline
-    prompt = chat._to_chat_prompt(messages)
-    pipeline_kwargs = dict(kwargs.get("pipeline_kwargs") or {})
-    stop_ids = list(pipe.tokenizer.convert_tokens_to_ids(stop)) if stop else []
-    cancelled = threading.Event()
-
-    class _Stop(StoppingCriteria):
-        def __call__(self, input_ids: Any, scores: Any, **_: Any) -> bool:
-            return cancelled.is_set() or any(int(input_ids[0][-1]) == i for i in stop_ids)
-
-    streamer = TextIteratorStreamer(
-        pipe.tokenizer, timeout=None, skip_prompt=kwargs.get("skip_prompt", True), skip_special_tokens=True
-    )
-    failure: list[BaseException] = []
-
-    def generate() -> None:
-        try:
-            pipe(
-                text_inputs=prompt,
-                streamer=streamer,
-                stopping_criteria=StoppingCriteriaList([_Stop()]),
-                **pipeline_kwargs,
-            )
-        except BaseException as err:  # reported to the reader below, not lost on stderr
-            failure.append(err)
-        finally:
-            streamer.text_queue.put(streamer.stop_signal)  # wake the reader whatever happened
-
-    thread = threading.Thread(target=generate, name="energyrouter-generate", daemon=True)
-    thread.start()
-    try:
-        for text in streamer:
-            if failure:
-                break
-            chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
-            if run_manager:
-                run_manager.on_llm_new_token(text, chunk=chunk)
-            yield chunk
-        thread.join()
-        if failure:
-            raise failure[0]
-    finally:
-        cancelled.set()
-
-
-async def _iterate_in_thread(iterator: Iterator[Any]) -> AsyncIterator[Any]:
-    """Iterate a blocking iterator from async code, one ``next`` per executor call."""
-    done = object()
-    try:
-        while True:
-            item = await run_in_executor(None, next, iterator, done)
-            if item is done:
-                return
-            yield item
-    finally:
-        close = getattr(iterator, "close", None)
-        if close is not None:
-            try:
-                close()
-            except ValueError:  # "generator already executing": cancelled mid-next; it ends on its own
-                pass
+    routing = {
+        **(metadata.get("routing") or {}),
+        "cache_hit": True,
+        "failures": [],  # the first call's failed attempts were counted then
+        "measured_energy_j": 0.0,
+        "measured_runtime_s": 0.0,
+    }
+    energy = {**reading.as_metadata()}
+    for key in ("predicted_energy_j", "predicted_runtime_s"):
+        energy[key] = (metadata.get("energy") or {}).get(key)
+    return {**metadata, "routing": routing, "energy": energy}
 
 
 # -- one call's plan -----------------------------------------------------------
 @dataclass
 class _Plan:
+    rt: _Runtime
+    """The router's state when the call began (a later settings change does not affect this call)."""
     decision: Decision
     order: list[str]
     """Models to try, in order (the decision's choice first)."""
@@ -254,8 +140,10 @@ class _Plan:
     output_cap: int | None
     tools: list[dict[str, Any]] | None
     tool_choice: Any
+    stop: list[str] | None
     failures: list[dict[str, Any]] = field(default_factory=list)
     errors: dict[str, BaseException] = field(default_factory=dict)
+    attempts: dict[str, Attempt] = field(default_factory=dict)
 
 
 class EnergyAwareRouter(BaseChatModel):
@@ -271,27 +159,32 @@ class EnergyAwareRouter(BaseChatModel):
         chain = prompt | router | StrOutputParser()
         router.invoke(messages, weights={"energy": 1.0})   # per call
         router.invoke(messages, model="gemma3-270m")       # forced route
+        chain.invoke(x, config={"configurable": {"energyrouter_weights": {"energy": 1.0}}})
         router.explain(messages).model                     # decide without running
+        router.weights = {"energy": 1.0}                   # applies to later calls
         ```
 
     Per-call options (``weights``, ``model``, ``constraints``, ``task_type``)
-    are call keywords, ``.bind(...)`` keywords or keys of
-    ``config["configurable"]`` (explicit keywords win). ``max_tokens`` /
+    are call keywords, ``.bind(...)`` keywords or ``config["configurable"]``
+    keys named ``<config_prefix>_<option>`` (explicit keywords win). The
+    configurable keys are read wherever the config is visible: ``invoke``,
+    ``stream``, their async forms, ``batch``, and ``generate`` called inside a
+    runnable (a chain step, a LangGraph node). ``max_tokens`` /
     ``max_new_tokens`` cap the output and reach the candidate in the form it
     understands (``pipeline_kwargs["max_new_tokens"]`` for a local pipeline).
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True, validate_assignment=True)
 
-    models: Any
-    """Name -> ``BaseChatModel`` (or a list of chat models, named by their ``model_id``/``model_name``)."""
-    profile: Any
-    """An :class:`EnergyProfile` or the path of a profile JSON; must cover every model."""
-    weights: Any = None
+    models: dict[str, BaseChatModel]
+    """Name -> ``BaseChatModel``; a list of chat models is named by their ``model_id``/``model_name``."""
+    profile: EnergyProfile  # type: ignore[assignment]  # replaces BaseChatModel's capability profile
+    """An :class:`EnergyProfile`, or the path of a profile JSON; must cover every model."""
+    weights: Weights = Field(default_factory=Weights.balanced)
     """Default weights: :class:`Weights`, a dict or an (accuracy, energy, time) tuple; None = balanced."""
-    normalization: Any = "minmax"
+    normalization: str | Normalizer = "minmax"
     """Scheduler normaliser: ``"minmax"``, ``"relative"``, ``"hybrid"`` or a callable."""
-    constraints: Any = None
+    constraints: Constraints = Field(default_factory=Constraints)
     """Default hard limits: :class:`Constraints` or a dict."""
     pareto: bool = False
     """Drop candidates dominated on accuracy, energy and runtime."""
@@ -305,14 +198,28 @@ class EnergyAwareRouter(BaseChatModel):
     """On a candidate's error, try the next in the decision's ranking (not for forced routes)."""
     fallback_on: tuple[type[BaseException], ...] = (Exception,)
     """Exception types that trigger a fallback; others propagate at once."""
-    meter: Any = None
-    """Energy meter for local candidates; None = ``default_meter()``, created on first use."""
+    meter: EnergyMeter | None = None
+    """An :class:`~langchain_energyrouter.energy.EnergyMeter` for every local candidate (you close it);
+    None = one meter per device, chosen and closed by the router (see :mod:`~langchain_energyrouter.metering`)."""
     local_models: list[str] | None = None
     """Candidates metered locally; None = detected (endpoint-backed models are not)."""
     tool_models: list[str] | None = None
     """Candidates that call tools; None = detected (local pipelines do not)."""
     streaming: bool = False
     """Route ``invoke`` through the streaming path."""
+    config_prefix: str = DEFAULT_CONFIG_PREFIX
+    """Prefix of the ``configurable`` keys this router reads (give two routers in one graph different ones)."""
+    learn: bool = True
+    """Learn from every measured call: each answer updates its model's runtime, energy and answer-length
+    predictions (the profile stays the prior; see :mod:`~langchain_energyrouter.learning`)."""
+    state_store: Any = None
+    """Where learned state lives: None = in this router's memory; a path (or ``"default"``) = an SQLite
+    file shared by every process on the host; or any :class:`~langchain_energyrouter.state.StateStore`."""
+    online_options: OnlineOptions | None = None
+    """Tuning of the online learners (forgetting, prior pull, drift detection); None = the defaults."""
+    engine_metrics: dict[str, str] | None = None
+    """Candidate name -> URL of its serving engine's Prometheus ``/metrics`` (vLLM, TGI): the engine's own
+    requests in flight then feed the load models. This router's own requests are always counted."""
 
     _rt: _Runtime = PrivateAttr()
 
@@ -325,46 +232,59 @@ class EnergyAwareRouter(BaseChatModel):
             ProfileError: the profile is unreadable or lacks a model.
             WeightsError: the weights are invalid.
         """
-        super().__init__(**kwargs)
-        self._rt = rt = _Runtime()
-        rt.candidates = candidates = _named_models(self.models)
-        profile = EnergyProfile.coerce(self.profile)
-        missing = [name for name in candidates if name not in profile.models]
-        if missing:
-            raise ProfileError(
-                f"Profile {profile.origin} has no entry for model(s) {missing}. "
-                f"Profiled models: {sorted(profile.models)}. "
-                "Run `energyrouter calibrate` for them, or drop them from the router."
-            )
-        rt.scheduler = Scheduler(
-            profile,
-            Weights.coerce(self.weights),
-            self.normalization,
-            constraints=self.constraints,
-            models=list(candidates),
-            pareto=self.pareto,
-            on_infeasible=self.on_infeasible,
-        )
-        rt.counter = TokenCounter(candidates)
-        if self.local_models is not None:
-            rt.local = frozenset(self._check_names("local_models", self.local_models))
-        else:
-            rt.local = frozenset(n for n, m in candidates.items() if _runs_locally(m))
-        if self.tool_models is not None:
-            capable = set(self._check_names("tool_models", self.tool_models))
-            rt.tool_reasons = {n: "not listed in tool_models" for n in candidates if n not in capable}
-        else:
-            rt.tool_reasons = {n: why for n, m in candidates.items() if (why := _tool_incapability(m)) is not None}
-        # Without a cap in the call, each model's prediction is capped at its own configured budget.
-        rt.configured_caps = {name: configured_output_cap(m) for name, m in candidates.items()}
-        rt.meter = self.meter
+        try:
+            super().__init__(**kwargs)
+        except ValidationError as err:
+            # Our own errors keep their type (ProfileError, WeightsError, ...) rather than pydantic's wrapper.
+            causes = [e.get("ctx", {}).get("error") for e in err.errors()]
+            if len(causes) == 1 and isinstance(causes[0], Exception):
+                raise causes[0] from None
+            raise
 
-    def _check_names(self, option: str, names: Sequence[str]) -> list[str]:
-        unknown = [n for n in names if n not in self._rt.candidates]
+    # -- settings: coerced on construction and on assignment --------------------
+    @field_validator("models", mode="before")
+    @classmethod
+    def _name_models(cls, value: Any) -> dict[str, BaseChatModel]:
+        return named_models(value)
+
+    @field_validator("profile", mode="before")
+    @classmethod
+    def _load_profile(cls, value: Any) -> EnergyProfile:
+        return EnergyProfile.coerce(value)
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _coerce_weights(cls, value: Any) -> Weights:
+        return Weights.coerce(value)
+
+    @field_validator("constraints", mode="before")
+    @classmethod
+    def _coerce_constraints(cls, value: Any) -> Constraints:
+        return Constraints.coerce(value, Constraints())
+
+    @model_validator(mode="after")
+    def _build_runtime(self) -> Self:
+        """Derive the scheduler, counter and meters from the settings (again after each assignment)."""
+        self._derive_runtime()
+        return self
+
+    def _derive_runtime(self) -> _Runtime:
+        old = (self.__pydantic_private__ or {}).get("_rt")
+        self._rt = rt = _Runtime(self, old)
+        if old is not None:
+            rt.meters.adopt(old.meters)
+        return rt
+
+    def _runtime(self) -> _Runtime:
+        try:
+            return self._rt
+        except AttributeError:  # built with model_construct(): derive the state on first use
+            return self._derive_runtime()
+
+    def _check_names(self, option: str, names: Sequence[str], candidates: Mapping[str, Any]) -> list[str]:
+        unknown = [n for n in names if n not in candidates]
         if unknown:
-            raise UnknownModelError(
-                f"{option} names unknown model(s) {unknown}; candidates are {list(self._rt.candidates)}."
-            )
+            raise UnknownModelError(f"{option} names unknown model(s) {unknown}; candidates are {list(candidates)}.")
         return list(names)
 
     # -- LangChain identity ---------------------------------------------------
@@ -374,36 +294,78 @@ class EnergyAwareRouter(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
+        rt = self._runtime()
+        normalization = self.normalization
         return {
-            "models": {name: model._llm_type for name, model in self._rt.candidates.items()},
-            "profile": self._rt.scheduler.profile.origin,
-            "weights": self._rt.scheduler.weights.as_dict(),
-            "normalization": self._rt.scheduler.normalization,
+            "models": {name: {"type": m._llm_type, "model": rt.model_names[name]} for name, m in rt.candidates.items()},
+            "profile": rt.scheduler.profile.origin,
+            "profile_sha256": rt.profile_digest,
+            "weights": rt.scheduler.weights.as_dict(),
+            "normalization": normalization
+            if isinstance(normalization, str)
+            else getattr(normalization, "__qualname__", repr(normalization)),
+            "constraints": dataclasses.asdict(rt.scheduler.constraints),
+            "task_type": self.task_type,
+            "max_tokens": self.max_tokens,
             "pareto": self.pareto,
+            "on_infeasible": self.on_infeasible,
+            "tool_models": sorted(n for n in rt.candidates if n not in rt.tool_reasons),
         }
+
+    def _get_invocation_params(self, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
+        # Options from an ambient config (generate() inside a chain step) belong in cache keys and traces too.
+        ambient = self._ambient_options()
+        return super()._get_invocation_params(stop=stop, **{**ambient, **kwargs})
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = super()._get_ls_params(stop=stop, **kwargs)
+        rt = self._runtime()
         params["ls_provider"] = "energyrouter"
-        forced = kwargs.get("model")
-        params["ls_model_name"] = str(forced) if forced else "|".join(self._rt.candidates)
+        forced = kwargs.get("model", self._ambient_options().get("model"))
+        # The model is only known before the call when it is forced; the answer's model_name says the rest.
+        if isinstance(forced, str) and forced:
+            params["ls_model_name"] = rt.model_names.get(forced, forced)
+        else:
+            params["ls_model_name"] = self._llm_type
         params["ls_model_type"] = "chat"
         cap = kwargs.get("max_tokens", self.max_tokens)
         if isinstance(cap, int):
             params["ls_max_tokens"] = cap
         return params
 
+    def _convert_cached_generations(self, cache_val: list[Generation]) -> list[ChatGeneration]:
+        """Replayed answers: nothing ran, so the energy is 0 J (flag ``cache_hit``), never the first call's."""
+        generations = []
+        for generation in super()._convert_cached_generations(cache_val):
+            message = generation.message
+            if "energy" in message.response_metadata:
+                message = message.model_copy(
+                    update={"response_metadata": _cache_hit_metadata(message.response_metadata)}
+                )
+            generations.append(ChatGeneration(message=message, generation_info=generation.generation_info))
+        return generations
+
     @property
     def candidates(self) -> dict[str, BaseChatModel]:
         """The candidate models by name (a copy)."""
-        return dict(self._rt.candidates)
+        return dict(self._runtime().candidates)
 
     @property
     def scheduler(self) -> Scheduler:
         """The scheduler making the decisions."""
-        return self._rt.scheduler
+        return self._runtime().scheduler
 
     # -- per-call options from config["configurable"] --------------------------
+    # BaseChatModel.invoke/stream hand only callbacks, tags, metadata and run name/id to _generate/_stream:
+    # configurable never reaches them, so these four lift the router's prefixed keys into keywords.
+    def _lift(self, config: RunnableConfig | None, kwargs: dict[str, Any]) -> tuple[RunnableConfig, dict[str, Any]]:
+        config = ensure_config(config)  # the explicit config over an ambient one (a LangGraph node's)
+        return config, {**configured_options(config.get("configurable"), self.config_prefix), **kwargs}
+
+    def _ambient_options(self) -> dict[str, Any]:
+        config = var_child_runnable_config.get()
+        return configured_options(config.get("configurable") if config else None, self.config_prefix)
+
     def invoke(
         self,
         input: LanguageModelInput,
@@ -412,7 +374,8 @@ class EnergyAwareRouter(BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AIMessage:
-        return super().invoke(input, config, stop=stop, **_lift_configurable(config, kwargs))
+        config, kwargs = self._lift(config, kwargs)
+        return super().invoke(input, config, stop=stop, **kwargs)
 
     async def ainvoke(
         self,
@@ -422,7 +385,8 @@ class EnergyAwareRouter(BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AIMessage:
-        return await super().ainvoke(input, config, stop=stop, **_lift_configurable(config, kwargs))
+        config, kwargs = self._lift(config, kwargs)
+        return await super().ainvoke(input, config, stop=stop, **kwargs)
 
     def stream(
         self,
@@ -432,7 +396,8 @@ class EnergyAwareRouter(BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> Iterator[AIMessageChunk]:
-        return super().stream(input, config, stop=stop, **_lift_configurable(config, kwargs))
+        config, kwargs = self._lift(config, kwargs)
+        return super().stream(input, config, stop=stop, **kwargs)
 
     def astream(
         self,
@@ -442,7 +407,8 @@ class EnergyAwareRouter(BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[AIMessageChunk]:
-        return super().astream(input, config, stop=stop, **_lift_configurable(config, kwargs))
+        config, kwargs = self._lift(config, kwargs)
+        return super().astream(input, config, stop=stop, **kwargs)
 
     # -- tools -----------------------------------------------------------------
     def bind_tools(
@@ -473,11 +439,11 @@ class EnergyAwareRouter(BaseChatModel):
         ``constraints``, ``task_type``, ``max_tokens``, ``tools``).
         """
         messages = self._convert_input(input).to_messages()
-        return self._plan(messages, dict(kwargs)).decision
+        return self._plan(messages, dict(kwargs), None).decision
 
-    def _plan(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> _Plan:
-        rt = self._rt
-        options = {key: kwargs.pop(key) for key in ROUTING_OPTIONS if key in kwargs}
+    def _plan(self, messages: list[BaseMessage], kwargs: dict[str, Any], stop: list[str] | None) -> _Plan:
+        rt = self._runtime()
+        options = {**self._ambient_options(), **{key: kwargs.pop(key) for key in ROUTING_OPTIONS if key in kwargs}}
         cap = request_output_cap(kwargs)
         for key in ("max_tokens", "max_new_tokens"):
             kwargs.pop(key, None)
@@ -499,69 +465,77 @@ class EnergyAwareRouter(BaseChatModel):
                     "(e.g. a ChatHuggingFace over an endpoint), list it in tool_models, or do not bind tools.",
                     {n: exclude[n] for n in who},
                 )
+        # Excluded candidates cannot win: characters / 4 is enough for their (reported) prediction.
+        counts = rt.counter.count_all(messages, tools, approximate=exclude.keys() - {forced})
         decision = rt.scheduler.decide(
-            rt.counter.count_all(messages),
+            counts,
             cap if cap is not None else rt.configured_caps,
             weights=options.get("weights"),
             constraints=options.get("constraints"),
             task_type=options.get("task_type", self.task_type),
             exclude=exclude or None,
             force=forced,
+            in_flight=rt.live.before_decision(rt.candidates),
         )
         can_fall_back = self.fallback and forced is None
         order = [decision.model]
         if can_fall_back:
             order += [name for name in decision.ranking if name != decision.model]
-        return _Plan(decision, order, can_fall_back, kwargs, cap, tools, tool_choice)
+        return _Plan(rt, decision, order, can_fall_back, kwargs, cap, tools, tool_choice, stop)
 
     def _prepare(self, name: str, plan: _Plan) -> tuple[BaseChatModel, dict[str, Any]]:
-        """The candidate and the keywords to call it with (output cap and tools in its own form).
+        """The candidate and the keywords to call it with (output cap, stop strings and tools in its own form).
 
         ``pipeline_kwargs`` / ``skip_prompt`` reach local pipelines only: an endpoint would reject them.
         """
-        model = self._rt.candidates[name]
+        model = plan.rt.candidates[name]
         kwargs = dict(plan.kwargs)
-        local_pipeline = _local_pipeline(model) is not None
-        if not local_pipeline:
+        is_local_pipeline = local_pipeline(model) is not None
+        if not is_local_pipeline:
             for key in _PIPELINE_ONLY_KWARGS:
                 kwargs.pop(key, None)
         if plan.output_cap is not None:
-            if local_pipeline:
+            if is_local_pipeline:
                 kwargs["pipeline_kwargs"] = {**(kwargs.get("pipeline_kwargs") or {}), "max_new_tokens": plan.output_cap}
             else:
                 kwargs["max_tokens"] = plan.output_cap
+        if is_local_pipeline:
+            kwargs = stop_pipeline_kwargs(kwargs, plan.stop)
         if plan.tools:
-            kwargs.update(_tool_kwargs(model, plan.tools, plan.tool_choice))
+            kwargs.update(tool_kwargs(model, plan.tools, plan.tool_choice))
         return model, kwargs
 
-    # -- metering --------------------------------------------------------------
-    def _meter_for(self, name: str) -> EnergyMeter:
-        rt = self._rt
-        if name not in rt.local:
-            return rt.null_meter
-        meter = rt.meter
-        if meter is None:
-            with rt.meter_lock:
-                if rt.meter is None:
-                    from langchain_energyrouter.energy import default_meter
+    # -- attempts --------------------------------------------------------------
+    def _start_attempt(self, name: str, plan: _Plan) -> tuple[BaseChatModel, dict[str, Any], Attempt]:
+        """Prepare the call to ``name``, wait for its rate limiter, count it in flight, open its meter window."""
+        model, call_kwargs = self._prepare(name, plan)
+        if model.rate_limiter is not None:
+            model.rate_limiter.acquire(blocking=True)
+        return model, call_kwargs, self._attempt(name, plan)
 
-                    rt.meter = default_meter()
-                    rt.owns_meter = True
-                meter = rt.meter
-        return meter  # type: ignore[no-any-return]
+    async def _astart_attempt(self, name: str, plan: _Plan) -> tuple[BaseChatModel, dict[str, Any], Attempt]:
+        """:meth:`_start_attempt` for async calls (the rate limiter is awaited)."""
+        model, call_kwargs = self._prepare(name, plan)
+        if model.rate_limiter is not None:
+            await model.rate_limiter.aacquire(blocking=True)
+        return model, call_kwargs, self._attempt(name, plan)
+
+    @staticmethod
+    def _attempt(name: str, plan: _Plan) -> Attempt:
+        attempt = plan.attempts[name] = plan.rt.live.attempt(name, plan.rt.meters.meter_for(name))
+        return attempt
 
     def close(self) -> None:
-        """Close the meter the router created itself (a meter passed in is left to its owner)."""
-        rt = self._rt
-        with rt.meter_lock:
-            if rt.owns_meter and rt.meter is not None:
-                rt.meter.close()
-                rt.meter = None
-                rt.owns_meter = False
+        """Close the meters and state store the router opened itself (those passed in are left to their owners)."""
+        rt = self._runtime()
+        rt.meters.close()
+        rt.live.close()
 
-    def _failed(self, plan: _Plan, name: str, err: BaseException, reading: EnergyReading | None) -> bool:
-        """Record a failed attempt; True when the next candidate may be tried."""
-        if not (plan.can_fall_back and isinstance(err, Exception) and isinstance(err, self.fallback_on)):
+    def _failed(
+        self, plan: _Plan, name: str, err: BaseException, reading: EnergyReading, *, may_fall_back: bool = True
+    ) -> bool:
+        """Record a failed attempt and its reading; True when the next candidate may be tried."""
+        if not isinstance(err, Exception):  # interrupted or closed by the caller: not a model failure
             return False
         plan.errors[name] = err
         plan.failures.append(
@@ -569,41 +543,52 @@ class EnergyAwareRouter(BaseChatModel):
                 "model": name,
                 "error_type": type(err).__name__,
                 "error": str(err),
-                "runtime_s": reading.runtime_s if reading is not None else None,
+                "runtime_s": reading.runtime_s,
+                "energy_j": reading.energy_j,
+                "method": reading.method,
+                "flags": list(reading.flags),
             }
         )
-        return True
+        if may_fall_back and plan.can_fall_back and isinstance(err, self.fallback_on):
+            return True
+        err.routing_failures = list(plan.failures)  # type: ignore[attr-defined]
+        return False
 
     def _all_failed(self, plan: _Plan) -> RoutingError:
         detail = "; ".join(f"{name}: {type(err).__name__}: {err}" for name, err in plan.errors.items())
-        return RoutingError(
+        error = RoutingError(
             f"Every candidate tried failed ({detail}). See RoutingError.failures; "
             "check the models, or pass fallback_on=() to see the first error directly.",
             plan.errors,
         )
+        error.routing_failures = list(plan.failures)  # type: ignore[attr-defined]
+        return error
 
     def _metadata(
-        self, plan: _Plan, name: str, reading: EnergyReading
+        self, plan: _Plan, name: str, reading: EnergyReading, provider_name: str | None
     ) -> tuple[dict[str, Any], Callable[[Mapping[str, Any] | None, str], dict[str, Any]]]:
         """``response_metadata`` for the answer of ``name``, and a usage builder."""
-        counter = self._rt.counter
+        rt = plan.rt
         candidate = plan.decision.candidates[name]
         routing = plan.decision.as_dict()
         routing["served_by"] = name
         routing["failures"] = list(plan.failures)
         routing["measured_energy_j"] = reading.energy_j
         routing["measured_runtime_s"] = reading.runtime_s
+        mismatch = rt.method_mismatch()
+        if mismatch:
+            routing["energy_method_mismatch"] = mismatch
         energy = reading.as_metadata()
         energy["predicted_energy_j"] = candidate.predicted_energy_j
         energy["predicted_runtime_s"] = candidate.predicted_runtime_s
-        metadata = {"model_name": name, "routing": routing, "energy": energy}
+        metadata = {"model_name": provider_name or rt.model_names[name], "routing": routing, "energy": energy}
 
         def usage(own: Mapping[str, Any] | None, output_text: str) -> dict[str, Any]:
             if own and own.get("total_tokens"):
                 return dict(own)
-            output_tokens = counter.count_text(name, output_text)
+            output_tokens = rt.counter.count_text(name, output_text)
             return {
-                "input_tokens": candidate.input_tokens,
+                "input_tokens": candidate.input_tokens,  # the count the decision used: not counted twice
                 "output_tokens": output_tokens,
                 "total_tokens": candidate.input_tokens + output_tokens,
             }
@@ -611,31 +596,51 @@ class EnergyAwareRouter(BaseChatModel):
         return metadata, usage
 
     def _finish_result(self, plan: _Plan, name: str, result: ChatResult, reading: EnergyReading) -> ChatResult:
-        metadata, usage = self._metadata(plan, name, reading)
-        generations = []
+        if local_pipeline(plan.rt.candidates[name]) is not None:
+            result = truncate_result(result, plan.stop)
+        provider = (result.llm_output or {}).get("model_name")
+        generations: list[ChatGeneration] = []
         for generation in result.generations:
             message = generation.message
-            own = getattr(message, "usage_metadata", None)
-            meta = {k: v for k, v in message.response_metadata.items() if k != "model_name"}
-            update: dict[str, Any] = {"response_metadata": {**meta, **metadata}}
+            own_name = message.response_metadata.get("model_name") or (generation.generation_info or {}).get(
+                "model_name"
+            )
+            metadata, usage = self._metadata(plan, name, reading, own_name or provider)
+            update: dict[str, Any] = {"response_metadata": {**message.response_metadata, **metadata}}
             if isinstance(message, AIMessage):
-                update["usage_metadata"] = usage(own, message_text(message))
-            info = {k: v for k, v in (generation.generation_info or {}).items() if k != "model_name"}
+                update["usage_metadata"] = usage(getattr(message, "usage_metadata", None), message_text(message))
+                if not generations:  # learn from the answer (the first generation) once
+                    self._learn(plan, name, reading, update["usage_metadata"])
             # A copy: fake and cached models hand out the same message object every call.
-            generations.append(ChatGeneration(message=message.model_copy(update=update), generation_info=info or None))
-        llm_output = {**(result.llm_output or {}), "model_name": name}
-        return ChatResult(generations=generations, llm_output=llm_output)
+            generations.append(
+                ChatGeneration(message=message.model_copy(update=update), generation_info=generation.generation_info)
+            )
+        model_name = generations[0].message.response_metadata["model_name"] if generations else provider
+        return ChatResult(generations=generations, llm_output={**(result.llm_output or {}), "model_name": model_name})
 
-    def _final_chunk(self, plan: _Plan, name: str, reading: EnergyReading, own: Any, text: str) -> ChatGenerationChunk:
-        metadata, usage = self._metadata(plan, name, reading)
+    def _final_chunk(
+        self, plan: _Plan, name: str, reading: EnergyReading, tracker: StreamTracker
+    ) -> ChatGenerationChunk:
+        metadata, usage = self._metadata(plan, name, reading, tracker.model_name)
+        counted = usage(tracker.usage, tracker.text)
+        self._learn(plan, name, reading, counted)
         return ChatGenerationChunk(
             message=AIMessageChunk(
                 content="",
                 response_metadata=metadata,
-                usage_metadata=usage(own, text),  # type: ignore[arg-type]
+                usage_metadata=counted,  # type: ignore[arg-type]
                 chunk_position="last",
             )
         )
+
+    @staticmethod
+    def _learn(plan: _Plan, name: str, reading: EnergyReading, usage: Mapping[str, Any]) -> None:
+        """Feed the answer's measurement to the learners (see :class:`~langchain_energyrouter.live.LiveState`)."""
+        output_tokens = usage.get("output_tokens")
+        if not isinstance(output_tokens, int) or name not in plan.attempts:
+            return
+        cap = plan.output_cap if plan.output_cap is not None else plan.rt.configured_caps.get(name)
+        plan.rt.live.observe(plan.decision.candidates[name], plan.attempts[name], reading, output_tokens, cap)
 
     # -- generate --------------------------------------------------------------
     def _generate(
@@ -645,18 +650,16 @@ class EnergyAwareRouter(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        plan = self._plan(messages, kwargs)
+        plan = self._plan(messages, kwargs, stop)
         for name in plan.order:
-            model, call_kwargs = self._prepare(name, plan)
-            meter = self._meter_for(name)
-            handle = meter.begin()
+            model, call_kwargs, window = self._start_attempt(name, plan)
             try:
                 result = model._generate(messages, stop=stop, run_manager=run_manager, **call_kwargs)
             except BaseException as err:
-                if not self._failed(plan, name, err, meter.end(handle)):
+                if not self._failed(plan, name, err, window.end()):
                     raise
                 continue
-            return self._finish_result(plan, name, result, meter.end(handle))
+            return self._finish_result(plan, name, result, window.end())
         raise self._all_failed(plan) from plan.errors[plan.order[-1]]
 
     async def _agenerate(
@@ -666,28 +669,22 @@ class EnergyAwareRouter(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        plan = self._plan(messages, kwargs)
+        plan = self._plan(messages, kwargs, stop)
         for name in plan.order:
-            model, call_kwargs = self._prepare(name, plan)
-            meter = self._meter_for(name)
-            handle = meter.begin()
+            model, call_kwargs, window = await self._astart_attempt(name, plan)
             try:
-                if _local_pipeline(model) is not None:  # no async path: run the sync one in a thread
+                if local_pipeline(model) is not None:  # no async path: run the sync one in a thread
+                    sync_manager = run_manager.get_sync() if run_manager else None
                     result = await run_in_executor(
-                        None,
-                        model._generate,
-                        messages,
-                        stop=stop,
-                        run_manager=run_manager.get_sync() if run_manager else None,
-                        **call_kwargs,
+                        None, model._generate, messages, stop=stop, run_manager=sync_manager, **call_kwargs
                     )
                 else:
                     result = await model._agenerate(messages, stop=stop, run_manager=run_manager, **call_kwargs)
             except BaseException as err:
-                if not self._failed(plan, name, err, meter.end(handle)):
+                if not self._failed(plan, name, err, window.end()):
                     raise
                 continue
-            return self._finish_result(plan, name, result, meter.end(handle))
+            return self._finish_result(plan, name, result, window.end())
         raise self._all_failed(plan) from plan.errors[plan.order[-1]]
 
     # -- stream ----------------------------------------------------------------
@@ -699,8 +696,8 @@ class EnergyAwareRouter(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None,
         kwargs: dict[str, Any],
     ) -> Iterator[ChatGenerationChunk]:
-        if _local_pipeline(model) is not None:
-            return _stream_local_pipeline(model, messages, stop, run_manager, **kwargs)
+        if local_pipeline(model) is not None:
+            return stream_local_pipeline(model, messages, stop, run_manager, **kwargs)
         if type(model)._stream is BaseChatModel._stream:
             return self._generate_as_stream(model, messages, stop, run_manager, kwargs)
         return model._stream(messages, stop=stop, run_manager=run_manager, **kwargs)
@@ -715,7 +712,7 @@ class EnergyAwareRouter(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         result = model._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
         for generation in result.generations[:1]:
-            yield ChatGenerationChunk(message=_to_chunk(generation.message), generation_info=generation.generation_info)
+            yield ChatGenerationChunk(message=to_chunk(generation.message), generation_info=generation.generation_info)
 
     def _stream(
         self,
@@ -724,12 +721,10 @@ class EnergyAwareRouter(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        plan = self._plan(messages, kwargs)
+        plan = self._plan(messages, kwargs, stop)
         for name in plan.order:
-            model, call_kwargs = self._prepare(name, plan)
-            meter = self._meter_for(name)
-            tracker = _StreamTracker()
-            handle = meter.begin()
+            model, call_kwargs, window = self._start_attempt(name, plan)
+            tracker = StreamTracker()
             chunks = self._candidate_stream(model, messages, stop, run_manager, call_kwargs)
             try:
                 for chunk in chunks:
@@ -737,16 +732,15 @@ class EnergyAwareRouter(BaseChatModel):
                     if cleaned is not None:
                         yield cleaned
             except BaseException as err:
-                reading = meter.end(handle)
+                reading = window.end()
                 close = getattr(chunks, "close", None)
                 if close is not None:
                     close()
                 # Once a token reached the caller the answer cannot be swapped for another model's.
-                if tracker.started or not self._failed(plan, name, err, reading):
+                if not self._failed(plan, name, err, reading, may_fall_back=not tracker.started):
                     raise
                 continue
-            reading = meter.end(handle)
-            yield self._final_chunk(plan, name, reading, tracker.usage, tracker.text)
+            yield self._final_chunk(plan, name, window.end(), tracker)
             return
         raise self._all_failed(plan) from plan.errors[plan.order[-1]]
 
@@ -757,16 +751,14 @@ class EnergyAwareRouter(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        plan = self._plan(messages, kwargs)
+        plan = self._plan(messages, kwargs, stop)
         for name in plan.order:
-            model, call_kwargs = self._prepare(name, plan)
-            meter = self._meter_for(name)
-            tracker = _StreamTracker()
-            handle = meter.begin()
+            model, call_kwargs, window = await self._astart_attempt(name, plan)
+            tracker = StreamTracker()
             chunks: AsyncIterator[ChatGenerationChunk]
-            if _local_pipeline(model) is not None or type(model)._astream is BaseChatModel._astream:
+            if local_pipeline(model) is not None or type(model)._astream is BaseChatModel._astream:
                 sync_manager = run_manager.get_sync() if run_manager else None
-                chunks = _iterate_in_thread(self._candidate_stream(model, messages, stop, sync_manager, call_kwargs))
+                chunks = iterate_in_thread(self._candidate_stream(model, messages, stop, sync_manager, call_kwargs))
             else:
                 chunks = model._astream(messages, stop=stop, run_manager=run_manager, **call_kwargs)
             try:
@@ -775,15 +767,14 @@ class EnergyAwareRouter(BaseChatModel):
                     if cleaned is not None:
                         yield cleaned
             except BaseException as err:
-                reading = meter.end(handle)
+                reading = window.end()
                 aclose = getattr(chunks, "aclose", None)
                 if aclose is not None:
                     await aclose()
-                if tracker.started or not self._failed(plan, name, err, reading):
+                if not self._failed(plan, name, err, reading, may_fall_back=not tracker.started):
                     raise
                 continue
-            reading = meter.end(handle)
-            yield self._final_chunk(plan, name, reading, tracker.usage, tracker.text)
+            yield self._final_chunk(plan, name, window.end(), tracker)
             return
         raise self._all_failed(plan) from plan.errors[plan.order[-1]]
 
@@ -792,129 +783,78 @@ class _Runtime:
     """The router's derived state, in one plain object (pydantic private attributes are slow to read)."""
 
     __slots__ = (
+        "_mismatch",
         "candidates",
         "configured_caps",
         "counter",
-        "local",
-        "meter",
-        "meter_lock",
-        "null_meter",
-        "owns_meter",
+        "live",
+        "meters",
+        "model_names",
+        "profile_digest",
         "scheduler",
         "tool_reasons",
     )
 
-    def __init__(self) -> None:
-        self.candidates: dict[str, BaseChatModel] = {}
-        self.scheduler: Scheduler
-        self.counter: TokenCounter
-        self.local: frozenset[str] = frozenset()
-        self.tool_reasons: dict[str, str] = {}
-        self.configured_caps: dict[str, int | None] = {}
-        self.meter: Any = None
-        self.owns_meter = False
-        self.meter_lock = threading.Lock()
-        self.null_meter = NullMeter()
+    def __init__(self, router: EnergyAwareRouter, old: _Runtime | None = None) -> None:
+        """Build from the router's settings (coerced again, so a ``model_construct``-ed router works too).
 
+        Raises:
+            ProfileError: the profile lacks a model.
+            UnknownModelError: ``local_models`` or ``tool_models`` names an unknown model.
+        """
+        self.candidates = candidates = named_models(router.models)
+        profile = EnergyProfile.coerce(router.profile)
+        missing = [name for name in candidates if name not in profile.models]
+        if missing:
+            raise ProfileError(
+                f"Profile {profile.origin} has no entry for model(s) {missing}. "
+                f"Profiled models: {sorted(profile.models)}. "
+                "Run `energyrouter calibrate` for them, or drop them from the router."
+            )
+        self.scheduler = Scheduler(
+            profile,
+            router.weights,
+            router.normalization,
+            constraints=router.constraints,
+            models=list(candidates),
+            pareto=router.pareto,
+            on_infeasible=router.on_infeasible,
+        )
+        self.profile_digest = hashlib.sha256(profile.model_dump_json().encode()).hexdigest()[:16]
+        self.counter = TokenCounter(candidates)
+        self.model_names = {name: model_name_of(model) or name for name, model in candidates.items()}
+        if router.local_models is not None:
+            local = set(router._check_names("local_models", router.local_models, candidates))
+        else:
+            local = {n for n, m in candidates.items() if runs_locally(m)}
+        self.meters = CandidateMeters(
+            {n: (candidate_device(m) or "local") if n in local else None for n, m in candidates.items()}, router.meter
+        )
+        if router.tool_models is not None:
+            capable = set(router._check_names("tool_models", router.tool_models, candidates))
+            self.tool_reasons = {n: "not listed in tool_models" for n in candidates if n not in capable}
+        else:
+            self.tool_reasons = {n: why for n, m in candidates.items() if (why := tool_incapability(m)) is not None}
+        # Without a cap in the call, each model's prediction is capped at its own configured budget.
+        self.configured_caps = {name: configured_output_cap(m) for name, m in candidates.items()}
+        self._mismatch: dict[str, dict[str, str]] | None = None
+        router._check_names("engine_metrics", list(router.engine_metrics or {}), candidates)
+        self.live = LiveState.create(
+            self.scheduler,
+            state_store=router.state_store,
+            learn=router.learn,
+            online_options=router.online_options,
+            engine_metrics={n: (url, self.model_names[n]) for n, url in (router.engine_metrics or {}).items()},
+            previous=old.live if old is not None else None,
+        )
 
-class _StreamTracker:
-    """Strips usage and model names from a candidate's chunks, keeping them for the final chunk."""
-
-    __slots__ = ("parts", "started", "usage")
-
-    def __init__(self) -> None:
-        self.started = False
-        self.usage: dict[str, Any] | None = None
-        self.parts: list[str] = []
-
-    @property
-    def text(self) -> str:
-        return "".join(self.parts)
-
-    def clean(self, chunk: ChatGenerationChunk) -> ChatGenerationChunk | None:
-        message = chunk.message
-        usage = getattr(message, "usage_metadata", None)
-        info = chunk.generation_info
-        if usage or "model_name" in message.response_metadata or (info and "model_name" in info):
-            self.usage = _add_usage(self.usage, usage)
-            update: dict[str, Any] = {
-                "response_metadata": {k: v for k, v in message.response_metadata.items() if k != "model_name"}
+    def method_mismatch(self) -> dict[str, dict[str, str]]:
+        """Candidates whose live meter measures otherwise than the profile's energy data was measured."""
+        if self._mismatch is None:
+            expected = self.scheduler.profile.energy_method
+            self._mismatch = {
+                name: {"profile": expected, "meter": method}
+                for name, method in self.meters.methods().items()
+                if method != expected
             }
-            if usage:
-                update["usage_metadata"] = None
-            message = message.model_copy(update=update)
-            info = {k: v for k, v in info.items() if k != "model_name"} if info else None
-            chunk = ChatGenerationChunk(message=message, generation_info=info or None)
-        if _chunk_is_empty(chunk):
-            return None
-        self.started = True
-        self.parts.append(message_text(message) if not isinstance(message.content, str) else message.content)
-        for call in getattr(message, "tool_call_chunks", None) or []:
-            self.parts.append((call.get("name") or "") + (call.get("args") or ""))
-        return chunk
-
-
-# -- helpers that need the candidate -------------------------------------------
-def _named_models(models: Any) -> dict[str, BaseChatModel]:
-    if isinstance(models, Mapping):
-        items = list(models.items())
-    elif isinstance(models, Sequence) and not isinstance(models, (str, bytes)):
-        items = []
-        for model in models:
-            name = _model_name_of(model)
-            if name is None:
-                raise ValueError(
-                    f"Cannot name the model {model!r}: it has no model_id/model_name. "
-                    "Pass models as a dict {name: chat_model}."
-                )
-            items.append((name, model))
-    else:
-        raise TypeError(
-            f"models must be a dict {{name: chat_model}} or a list of chat models, got {type(models).__name__}."
-        )
-    if not items:
-        raise ValueError("The router needs at least one model; pass models={name: chat_model, ...}.")
-    named: dict[str, BaseChatModel] = {}
-    for name, model in items:
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"Model name {name!r} is not a non-empty string.")
-        if name in named:
-            raise ValueError(f"Duplicate model name {name!r}; give every model a distinct name.")
-        if isinstance(model, RunnableBinding):
-            raise TypeError(
-                f"Model {name!r} is a {type(model).__name__} (a .bind()/.bind_tools() result), not a chat model. "
-                "Pass the chat model itself; bind options on the router instead (router.bind(...))."
-            )
-        if not isinstance(model, BaseChatModel):
-            raise TypeError(
-                f"Model {name!r} is a {type(model).__name__}, not a langchain BaseChatModel. "
-                "Wrap an LLM in a chat model (e.g. ChatHuggingFace(llm=...)) first."
-            )
-        named[name] = model
-    return named
-
-
-def _tool_kwargs(model: BaseChatModel, tools: list[dict[str, Any]], tool_choice: Any) -> dict[str, Any]:
-    """The keywords ``model.bind_tools(tools, tool_choice=...)`` would bind, to pass to its ``_generate``."""
-    is_hf_chat = hasattr(model, "_to_chat_prompt")
-    choice = tool_choice
-    if is_hf_chat:
-        # ChatHuggingFace reads "any" as a tool name and refuses a choice with several tools: bind the
-        # tools alone and pass the OpenAI-style choice ourselves.
-        binding = model.bind_tools(tools)
-        if choice in ("any", True):
-            choice = "required"
-        elif isinstance(choice, str) and choice not in ("auto", "none", "required"):
-            choice = {"type": "function", "function": {"name": choice}}
-    else:
-        binding = model.bind_tools(tools, tool_choice=choice) if choice is not None else model.bind_tools(tools)
-        choice = None
-    if not isinstance(binding, RunnableBinding) or binding.bound is not model:
-        raise TypeError(
-            f"{type(model).__name__}.bind_tools returned {type(binding).__name__}, not a binding of the model; "
-            "the router cannot pass its tools on. Remove it from tool_models."
-        )
-    kwargs = dict(binding.kwargs)
-    if choice is not None:
-        kwargs["tool_choice"] = choice
-    return kwargs
+        return self._mismatch

@@ -237,6 +237,25 @@ class Scheduler:
         """The adapted snapshot in use for ``model``, or None (the prior)."""
         return self._learned.get(model)
 
+    def predict_costs(
+        self, model: str, input_tokens: float, output_tokens: float, in_flight: float | None = None
+    ) -> tuple[float, float, tuple[str, ...]]:
+        """Runtime (s), energy (J) and flags of ``model`` for *given* token counts, with the
+        coefficients a decision would use now (adapted where learned, else the prior).
+
+        Useful to split a prediction's error: re-predict with the tokens the answer really had.
+
+        Raises:
+            UnknownModelError: ``model`` is not a candidate.
+        """
+        compiled = self._models.get(model)
+        if compiled is None:
+            raise UnknownModelError(f"Cannot predict for {model!r}: candidates are {list(self._models)}.")
+        snap = self._learned.get(model)
+        runtime = snap.runtime if snap is not None else None
+        energy = snap.energy if snap is not None else None
+        return predict_costs(compiled, input_tokens, output_tokens, in_flight, runtime, energy)
+
     def decide(
         self,
         input_tokens: int | Mapping[str, int],

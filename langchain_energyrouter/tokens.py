@@ -18,7 +18,11 @@ candidate. How a model is counted, best first:
 
 Tokenizer lookups are cached per model name; a fast tokenizer is used under a
 lock of its own, because Hugging Face fast tokenizers raise "Already borrowed"
-when one object is used from several threads at once.
+when one object is used from several threads at once. Prompt counts are
+memoised per tokenizer group (one tokenizer and chat template) and
+conversation: candidates sharing a tokenizer are counted once, and a
+conversation counted before costs a dictionary lookup. Bound tools are
+rendered by templates that take ``tools=``.
 
 Nothing here imports ``transformers`` or ``torch``.
 """
@@ -28,7 +32,8 @@ from __future__ import annotations
 import json
 import math
 import threading
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel, BaseLanguageModel
@@ -120,29 +125,71 @@ def _chars_to_tokens(text: str) -> int:
     return math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
+class _Counting:
+    """How one model is counted: its tokenizer (and the lock and memo group it shares), or a fallback."""
+
+    __slots__ = ("group", "lock", "method", "tokenizer")
+
+    def __init__(self, tokenizer: Any | None, lock: threading.Lock | None, method: str, group: Hashable) -> None:
+        self.tokenizer = tokenizer
+        self.lock = lock
+        self.method = method
+        self.group = group
+
+
+def _tokenizer_group(tokenizer: Any) -> Hashable:
+    """Models whose prompts count the same: one tokenizer (by identity, or by name, class, size) and template.
+
+    Tokenizers loaded separately from one checkpoint are distinct objects; their
+    ``name_or_path``, class and vocabulary size identify them. Tokenizers without
+    a name (built in memory) are only shared by identity.
+    """
+    template = getattr(tokenizer, "chat_template", None)
+    name = getattr(tokenizer, "name_or_path", None)
+    if isinstance(name, str) and name:
+        return (type(tokenizer).__qualname__, name, len(tokenizer), template)
+    return (id(tokenizer), template)
+
+
+def _encode_len(tokenizer: Any, text: str) -> int:
+    """Tokens of ``text`` without special tokens; the fast tokenizer's Rust core when it is in its plain state."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and backend.truncation is None and backend.padding is None:
+        return len(backend.encode(text, add_special_tokens=False).ids)
+    return len(tokenizer.encode(text, add_special_tokens=False))
+
+
 class TokenCounter:
     """Counts tokens per model with that model's own tokenizer; thread-safe.
 
+    Prompt counts are memoised in an LRU keyed by (tokenizer and chat
+    template, conversation, tools): candidates sharing a tokenizer and template
+    are counted once per call, and a conversation seen again (``explain`` then
+    ``invoke``, a retry) is not rendered or encoded again.
+
     Args:
         models: name -> chat model; the same names are used in every call.
+        cache_size: conversations remembered per tokenizer group, in all.
 
     Example:
         >>> counter = TokenCounter({"tiny-a": chat_a})
         >>> counter.count_messages("tiny-a", [HumanMessage("hello")])
     """
 
-    def __init__(self, models: Mapping[str, BaseChatModel]) -> None:
+    def __init__(self, models: Mapping[str, BaseChatModel], *, cache_size: int = 256) -> None:
         self._models = dict(models)
         self._lock = threading.Lock()
-        # name -> (tokenizer or None, lock for that tokenizer, method name)
-        self._lookups: dict[str, tuple[Any | None, threading.Lock | None, str]] = {}
+        self._lookups: dict[str, _Counting] = {}
         self._tokenizer_locks: dict[int, threading.Lock] = {}
+        self._memo: OrderedDict[Hashable, int] = OrderedDict()
+        self._memo_lock = threading.Lock()
+        self.cache_size = cache_size
 
     def method(self, name: str) -> str:
         """How ``name`` is counted: ``"tokenizer"``, ``"model"`` or ``"chars/4"``."""
-        return self._lookup(name)[2]
+        return self._lookup(name).method
 
-    def _lookup(self, name: str) -> tuple[Any | None, threading.Lock | None, str]:
+    def _lookup(self, name: str) -> _Counting:
         found = self._lookups.get(name)
         if found is not None:
             return found
@@ -154,58 +201,137 @@ class TokenCounter:
                 if tokenizer is not None:
                     # One lock per tokenizer object: two names may share one tokenizer.
                     lock = self._tokenizer_locks.setdefault(id(tokenizer), threading.Lock())
-                    found = (tokenizer, lock, "tokenizer")
+                    found = _Counting(tokenizer, lock, "tokenizer", _tokenizer_group(tokenizer))
                 elif _overrides_counting(model):
-                    found = (None, None, "model")
+                    found = _Counting(None, None, "model", ("model", name))
                 else:
-                    found = (None, None, "chars/4")
+                    found = _Counting(None, None, "chars/4", ("chars/4",))
                 self._lookups[name] = found
         return found
 
-    def count_messages(self, name: str, messages: Sequence[BaseMessage]) -> int:
-        """Prompt tokens of ``messages`` for model ``name``.
+    def count_messages(
+        self, name: str, messages: Sequence[BaseMessage], tools: Sequence[Mapping[str, Any]] | None = None
+    ) -> int:
+        """Prompt tokens of ``messages`` (and bound ``tools``, OpenAI format) for model ``name``.
 
         Raises:
             KeyError: ``name`` is not one of the models given at construction.
         """
-        tokenizer, lock, how = self._lookup(name)
+        dicts = messages_to_dicts(messages)
+        return self._count(name, messages, dicts, _conversation_key(dicts, tools), tools)
+
+    def _count(
+        self,
+        name: str,
+        messages: Sequence[BaseMessage],
+        dicts: list[dict[str, str]],
+        conversation: Hashable,
+        tools: Sequence[Mapping[str, Any]] | None,
+    ) -> int:
+        how = self._lookup(name)
+        key = (how.group, conversation)
+        with self._memo_lock:
+            count = self._memo.get(key)
+            if count is not None:
+                self._memo.move_to_end(key)
+                return count
+        count = self._count_uncached(name, how, messages, dicts, tools)
+        with self._memo_lock:
+            self._memo[key] = count
+            while len(self._memo) > self.cache_size:
+                self._memo.popitem(last=False)
+        return count
+
+    def _count_uncached(
+        self,
+        name: str,
+        how: _Counting,
+        messages: Sequence[BaseMessage],
+        dicts: list[dict[str, str]],
+        tools: Sequence[Mapping[str, Any]] | None,
+    ) -> int:
+        tokenizer, lock = how.tokenizer, how.lock
         if tokenizer is not None and lock is not None:
-            dicts = messages_to_dicts(messages)
             with lock:
                 text = None
                 if getattr(tokenizer, "chat_template", None):
+                    options: dict[str, Any] = {"tools": list(tools)} if tools else {}
                     try:
-                        text = tokenizer.apply_chat_template(dicts, tokenize=False, add_generation_prompt=True)
+                        text = tokenizer.apply_chat_template(
+                            dicts, tokenize=False, add_generation_prompt=True, **options
+                        )
                     except Exception:  # a template may reject roles or orderings; count plain text then
                         text = None
                 if not isinstance(text, str):
-                    text = "\n".join(f"{d['role']}: {d['content']}" for d in dicts)
-                return len(tokenizer.encode(text, add_special_tokens=False))
-        if how == "model":
+                    text = _plain_text(dicts, tools)
+                return _encode_len(tokenizer, text)
+        if how.method == "model":
             try:
-                return int(self._models[name].get_num_tokens_from_messages(list(messages)))
+                return int(self._models[name].get_num_tokens_from_messages(list(messages), tools=tools))
             except Exception:  # the model's own counter may need a package or data it lacks
                 pass
-        return _chars_to_tokens("\n".join(message_text(m) for m in messages))
+        return _chars_to_tokens(_contents(dicts, tools))
 
     def count_text(self, name: str, text: str) -> int:
         """Tokens of a generated ``text`` for model ``name`` (no special tokens)."""
         if not text:
             return 0
-        tokenizer, lock, how = self._lookup(name)
-        if tokenizer is not None and lock is not None:
-            with lock:
-                return len(tokenizer.encode(text, add_special_tokens=False))
-        if how == "model":
+        how = self._lookup(name)
+        if how.tokenizer is not None and how.lock is not None:
+            with how.lock:
+                return _encode_len(how.tokenizer, text)
+        if how.method == "model":
             try:
                 return int(self._models[name].get_num_tokens(text))
             except Exception:  # see count_messages
                 pass
         return _chars_to_tokens(text)
 
-    def count_all(self, messages: Sequence[BaseMessage]) -> dict[str, int]:
-        """Prompt tokens of ``messages`` for every model, by name."""
-        return {name: self.count_messages(name, messages) for name in self._models}
+    def count_all(
+        self,
+        messages: Sequence[BaseMessage],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        approximate: Collection[str] = (),
+    ) -> dict[str, int]:
+        """Prompt tokens of ``messages`` for every model, by name.
+
+        Args:
+            messages: the conversation.
+            tools: tools bound for this call (OpenAI format), rendered by chat templates that take them.
+            approximate: models only given characters / 4 (candidates excluded from this call anyway).
+        """
+        dicts = messages_to_dicts(messages)
+        conversation = _conversation_key(dicts, tools)
+        rough: int | None = None
+        counts: dict[str, int] = {}
+        for name in self._models:
+            if name in approximate:
+                if rough is None:
+                    rough = _chars_to_tokens(_contents(dicts, tools))
+                counts[name] = rough
+            else:
+                counts[name] = self._count(name, messages, dicts, conversation, tools)
+        return counts
+
+
+def _conversation_key(dicts: list[dict[str, str]], tools: Sequence[Mapping[str, Any]] | None) -> Hashable:
+    turns = tuple((d["role"], d["content"]) for d in dicts)
+    return (turns, json.dumps(list(tools), sort_keys=True, default=str) if tools else None)
+
+
+def _contents(dicts: list[dict[str, str]], tools: Sequence[Mapping[str, Any]] | None) -> str:
+    text = "\n".join(d["content"] for d in dicts)
+    if tools:
+        text += "\n" + json.dumps(list(tools), default=str)
+    return text
+
+
+def _plain_text(dicts: list[dict[str, str]], tools: Sequence[Mapping[str, Any]] | None) -> str:
+    text = "\n".join(f"{d['role']}: {d['content']}" for d in dicts)
+    if tools:
+        text += "\n" + json.dumps(list(tools), default=str)
+    return text
 
 
 def request_output_cap(kwargs: Mapping[str, Any]) -> int | None:

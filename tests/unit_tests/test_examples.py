@@ -57,7 +57,7 @@ def test_agent_tools(capsys: pytest.CaptureFixture[str]) -> None:
     for chunk in chunks[1:]:
         merged = merged + chunk
     assert merged.tool_calls[0]["args"] == {"a": 2, "b": 3}
-    assert merged.response_metadata["model_name"] == "endpoint"
+    assert merged.response_metadata["routing"]["served_by"] == "endpoint"
     assert sum(1 for c in chunks if c.usage_metadata) == 1
 
 

@@ -34,8 +34,9 @@ from langchain_energyrouter import (
     WeightsError,
 )
 from langchain_energyrouter.callbacks import EnergyCallbackHandler, get_energy_callback
+from langchain_energyrouter.candidates import runs_locally as _runs_locally
 from langchain_energyrouter.energy import EstimateMeter
-from langchain_energyrouter.router import EnergyAwareRouter, _runs_locally
+from langchain_energyrouter.router import EnergyAwareRouter
 from langchain_energyrouter.testing import build_tiny_chat_model, tiny_chat_models
 from langchain_energyrouter.tokens import CHARS_PER_TOKEN, TokenCounter, configured_output_cap
 
@@ -354,9 +355,10 @@ def test_stream_metadata_and_usage_arrive_once(tiny: dict[str, BaseChatModel], w
     assert sum(1 for c in chunks if "routing" in c.response_metadata) == 1
     assert sum(1 for c in chunks if "model_name" in c.response_metadata) == 1
     merged = _merged(chunks)
-    served = merged.response_metadata["model_name"]
+    served = merged.response_metadata["routing"]["served_by"]
     assert served == ("tiny-a" if "energy" in weights else "remote")
-    assert merged.response_metadata["routing"]["served_by"] == served
+    # The provider's own model name is kept (once); the router's choice is under "routing".
+    assert merged.response_metadata["model_name"] == ("tiny-a" if served == "tiny-a" else "remote-id")
     assert merged.usage_metadata is not None
     if served == "remote":  # the endpoint's own usage is kept, its model_name dropped
         assert merged.usage_metadata["total_tokens"] == 14
@@ -401,9 +403,9 @@ def test_inner_message_objects_are_not_mutated() -> None:
 # -- per-call options --------------------------------------------------------------
 def test_configurable_and_bind(tiny: dict[str, BaseChatModel]) -> None:
     router = make_router(tiny, weights={"accuracy": 1.0})
-    energy_first = {"configurable": {"weights": {"energy": 1.0}}}
+    energy_first = {"configurable": {"energyrouter_weights": {"energy": 1.0}}}
     assert router.invoke(QUESTION, config=energy_first).response_metadata["model_name"] == "tiny-a"
-    forced = {"configurable": {"model": "tiny-a"}}
+    forced = {"configurable": {"energyrouter_model": "tiny-a"}}
     assert router.invoke(QUESTION, config=forced).response_metadata["routing"]["forced"] is True
     assert _merged(list(router.stream(QUESTION, config=energy_first))).response_metadata["model_name"] == "tiny-a"
     batch = router.batch([QUESTION, QUESTION], config=energy_first)
@@ -421,7 +423,7 @@ def test_configurable_and_bind(tiny: dict[str, BaseChatModel]) -> None:
 
 async def test_configurable_async(tiny: dict[str, BaseChatModel]) -> None:
     router = make_router(tiny, weights={"accuracy": 1.0})
-    config = {"configurable": {"weights": {"energy": 1.0}}}
+    config = {"configurable": {"energyrouter_weights": {"energy": 1.0}}}
     message = await router.ainvoke(QUESTION, config=config)  # type: ignore[arg-type]
     assert message.response_metadata["model_name"] == "tiny-a"
     chunks = [c async for c in router.astream(QUESTION, config=config)]  # type: ignore[arg-type]
@@ -582,7 +584,8 @@ def test_tool_calls_route_only_to_tool_capable_models(tiny: dict[str, BaseChatMo
     assert message.response_metadata["energy"]["method"] == "none"
     assert message.response_metadata["energy"]["energy_j"] is None
     streamed = _merged(list(router.bind_tools([multiply], tool_choice="multiply").stream("2 times 2?")))
-    assert streamed.response_metadata["model_name"] == "remote"
+    assert streamed.response_metadata["routing"]["served_by"] == "remote"
+    assert streamed.response_metadata["model_name"] == "remote-id"  # the provider's name, kept
 
 
 def test_structured_output_through_the_router(tiny: dict[str, BaseChatModel]) -> None:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from langchain_energyrouter.cost import load_factors
-from langchain_energyrouter.errors import ProfileError
+from langchain_energyrouter.errors import ProfileError, UnknownModelError
 from langchain_energyrouter.online import LearnedCosts
 from langchain_energyrouter.profile import CostModel, EnergyProfile, LoadModel
 from langchain_energyrouter.scheduler import ADAPTED, PRIOR, PROMPT, TASK, Scheduler
@@ -148,3 +148,26 @@ def test_runtime_breaks_a_tie_between_otherwise_equal_models() -> None:
     )
     both = EnergyProfile.new({"a-slow": slower, "b-fast": faster}, device=profile.device, energy_method="estimate")
     assert Scheduler(both, {"accuracy": 1.0, "energy": 1.0}).decide(20, 10).model == "b-fast"
+
+
+def test_predict_costs_for_given_tokens_uses_the_coefficients_in_force() -> None:
+    scheduler = Scheduler(tiny_profile())
+    prior = tiny_profile().models["tiny-a"].predict(20, 30)
+    assert scheduler.predict_costs("tiny-a", 20, 30)[:2] == pytest.approx(prior[:2])
+    doubled = tuple(2 * c for c in tiny_profile().models["tiny-a"].runtime.coefficients)
+    scheduler.set_learned(
+        "tiny-a",
+        LearnedCosts(
+            runtime=doubled,  # type: ignore[arg-type]
+            energy=None,
+            output_tokens=None,
+            n_runtime=5,
+            n_energy=0,
+            n_length=0,
+            resets=0,
+        ),
+    )
+    runtime_s, energy_j, _ = scheduler.predict_costs("tiny-a", 20, 30)
+    assert runtime_s == pytest.approx(2 * prior.runtime_s) and energy_j == pytest.approx(prior.energy_j)
+    with pytest.raises(UnknownModelError, match="candidates are"):
+        scheduler.predict_costs("nope", 1, 1)

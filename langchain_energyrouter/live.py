@@ -1,0 +1,178 @@
+"""What the router knows about the present moment, and how its measurements flow back.
+
+:class:`LiveState` is the router's link between decisions and measurements:
+
+- **Load.** It counts this process's requests in flight per candidate
+  (:class:`~langchain_energyrouter.load.InFlightCounter`) and, for candidates
+  served by an engine that exposes ``/metrics`` (vLLM, TGI), reads the engine's
+  own count without blocking (:class:`~langchain_energyrouter.load.EngineLoadReader`).
+  Before each decision it hands the scheduler ``{candidate: requests in flight if
+  this one goes there}``, which the profile's load models turn into cost factors.
+- **Learning.** After each answered call it feeds the measured runtime, joules and
+  generated tokens to the :class:`~langchain_energyrouter.learning.LearningLoop`,
+  which shares them through the state store and installs the adapted predictions
+  in the scheduler.
+
+An :class:`Attempt` wraps one candidate's try: it counts the request in flight
+while the meter window is open, and :meth:`Attempt.end` closes both exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from langchain_energyrouter.learning import LearningLoop
+from langchain_energyrouter.load import EngineLoadReader, InFlightCounter, load_for_decision
+from langchain_energyrouter.metering import MeterWindow
+from langchain_energyrouter.state import StateStore, open_store
+
+if TYPE_CHECKING:
+    from langchain_energyrouter.energy.base import EnergyMeter, EnergyReading
+    from langchain_energyrouter.online import OnlineOptions
+    from langchain_energyrouter.scheduler import Candidate, Scheduler
+
+
+class Attempt:
+    """One try of one candidate: counted in flight and metered until :meth:`end`."""
+
+    __slots__ = ("_live", "_reading", "in_flight", "name", "window")
+
+    def __init__(self, live: LiveState, name: str, meter: EnergyMeter) -> None:
+        self._live = live
+        self.name = name
+        self.in_flight = live.counter.increment(name)
+        """Requests in flight on this candidate when the attempt began, this one included."""
+        self._reading: EnergyReading | None = None
+        self.window = MeterWindow(meter)
+
+    def end(self) -> EnergyReading:
+        """Close the meter window and stop counting the request (idempotent: later calls return the same reading)."""
+        if self._reading is None:
+            try:
+                self._reading = self.window.end()  # never raises: a failing meter gives a time-only reading
+            finally:
+                self._live.counter.decrement(self.name)
+        return self._reading
+
+
+class LiveState:
+    """Requests in flight, engine load readers and the learning loop of one router.
+
+    Args:
+        counter: this process's in-flight counts (kept across settings changes).
+        engines: candidate name -> reader of its engine's ``/metrics``.
+        learning: the learning loop, or None when the router does not learn.
+        store: the learned-state store.
+        owns_store: whether :meth:`close` closes the store (it was opened here, not passed in).
+        store_spec: what the user passed as the store (to keep the store when nothing changed).
+    """
+
+    def __init__(
+        self,
+        counter: InFlightCounter,
+        engines: Mapping[str, EngineLoadReader],
+        learning: LearningLoop | None,
+        store: StateStore,
+        *,
+        owns_store: bool = False,
+        store_spec: Any = None,
+    ) -> None:
+        self.counter = counter
+        self.engines = dict(engines)
+        self.learning = learning
+        self.store = store
+        self.owns_store = owns_store
+        self.store_spec = store_spec
+
+    @classmethod
+    def create(
+        cls,
+        scheduler: Scheduler,
+        *,
+        state_store: Any,
+        learn: bool,
+        online_options: OnlineOptions | None,
+        engine_metrics: Mapping[str, tuple[str, str]],
+        previous: LiveState | None = None,
+    ) -> LiveState:
+        """The live state of a router's (re)built scheduler.
+
+        The store and the in-flight counts outlive a settings change (``previous``); the
+        learning loop is rebuilt on the new scheduler and reloads what the store holds.
+
+        Args:
+            scheduler: the scheduler to keep informed.
+            state_store: the router's ``state_store`` setting (see :func:`~langchain_energyrouter.state.open_store`).
+            learn: whether to learn from measurements.
+            online_options: the learners' tuning.
+            engine_metrics: candidate -> (metrics URL, model name the engine reports).
+            previous: the state being replaced, if any (its engine readers are closed).
+        """
+        if previous is not None and previous.store_spec is state_store:
+            store, owns = previous.store, previous.owns_store
+        else:
+            if previous is not None and previous.owns_store:
+                previous.store.close()
+            store = open_store(state_store)
+            owns = store is not state_store
+        counter = previous.counter if previous is not None else InFlightCounter()
+        if previous is not None:
+            previous.close_engines()
+        engines = {name: EngineLoadReader(url, model=model) for name, (url, model) in engine_metrics.items()}
+        learning = LearningLoop(scheduler, store, options=online_options) if learn else None
+        return cls(counter, engines, learning, store, owns_store=owns, store_spec=state_store)
+
+    def before_decision(self, names: Any) -> dict[str, float]:
+        """Pick up shared learned state (cheap, rate-limited) and return the load each candidate would see."""
+        if self.learning is not None:
+            self.learning.refresh()
+        engines = self.engines
+        counter = self.counter
+        if not engines:
+            return {name: counter.get(name) + 1.0 for name in names}
+        return {
+            name: load_for_decision(counter.get(name), engines[name].load() if name in engines else None)
+            for name in names
+        }
+
+    def attempt(self, name: str, meter: EnergyMeter) -> Attempt:
+        """Begin a try of ``name`` (counted in flight, metered)."""
+        return Attempt(self, name, meter)
+
+    def observe(
+        self,
+        candidate: Candidate,
+        attempt: Attempt,
+        reading: EnergyReading,
+        output_tokens: int,
+        output_cap: int | None,
+    ) -> None:
+        """Learn from one answered call (nothing when the router does not learn)."""
+        if self.learning is None:
+            return
+        self.learning.observe(
+            attempt.name,
+            input_tokens=candidate.input_tokens,
+            output_tokens=output_tokens,
+            runtime_s=reading.runtime_s,
+            energy_j=reading.energy_j,
+            method=reading.method,
+            flags=reading.flags,
+            in_flight=attempt.in_flight,
+            output_capped=output_cap is not None and output_tokens >= output_cap,
+        )
+
+    def close_engines(self) -> None:
+        """Stop the engine readers' background refreshes."""
+        for reader in self.engines.values():
+            reader.close()
+
+    def close(self) -> None:
+        """Stop the engine readers and close the store if it was opened here."""
+        self.close_engines()
+        if self.owns_store:
+            self.store.close()
+
+
+__all__ = ["Attempt", "LiveState"]

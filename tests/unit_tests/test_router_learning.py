@@ -1,0 +1,180 @@
+"""The router learns from every measured call and knows what is in flight (issue 9, items 2 and 3)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+
+from langchain_energyrouter import EnergyAwareRouter
+from langchain_energyrouter.energy import EstimateMeter
+from langchain_energyrouter.profile import CostModel, DeviceInfo, EnergyProfile, LoadModel, ModelProfile
+from langchain_energyrouter.scheduler import ADAPTED, PRIOR
+from langchain_energyrouter.testing import tiny_chat_models
+from tests.unit_tests.test_load import _Engine, engine  # noqa: F401  (the loopback /metrics server fixture)
+
+QUESTION = [HumanMessage("What is the capital of France?")]
+
+
+def _entry(runtime_s: float, energy_j: float, accuracy: float, load: LoadModel | None = None) -> ModelProfile:
+    return ModelProfile(
+        runtime=CostModel(intercept=runtime_s, input_tokens=0.0, output_tokens=0.0, uses_interaction=False),
+        energy=CostModel(intercept=energy_j, input_tokens=0.0, output_tokens=0.0, uses_interaction=False),
+        accuracy=accuracy,
+        context_window=1024,
+        load=load,
+    )
+
+
+def _profile(**models: ModelProfile) -> EnergyProfile:
+    return EnergyProfile.new(models, device=DeviceInfo(name="test cpu", kind="cpu"), energy_method="estimate")
+
+
+@pytest.fixture(scope="module")
+def tiny() -> dict[str, BaseChatModel]:
+    return dict(tiny_chat_models(max_new_tokens=6))
+
+
+def test_the_router_learns_what_its_calls_really_cost(tiny: dict[str, BaseChatModel]) -> None:
+    # The profile claims tiny-a takes 50 s per call (tiny-b 5 s); it takes milliseconds.
+    wrong = _profile(**{"tiny-a": _entry(50.0, 500.0, 0.5), "tiny-b": _entry(5.0, 50.0, 0.5)})
+    router = EnergyAwareRouter(models=tiny, profile=wrong, meter=EstimateMeter(), weights={"time": 1.0})
+    assert router.explain(QUESTION).model == "tiny-b"
+    measured = [router.invoke(QUESTION, model="tiny-a").response_metadata["energy"]["runtime_s"] for _ in range(6)]
+    a = router.explain(QUESTION).candidates["tiny-a"]
+    assert a.sources["runtime"] == ADAPTED and a.observations["runtime"] == 6
+    # Every tiny answer fills its 6-token budget: censored lengths never teach "answers are 6 tokens".
+    assert a.sources["output_tokens"] == PRIOR and a.predicted_output_tokens == 6
+    assert a.predicted_runtime_s < 50 * max(measured)  # from 50 s to the measured scale
+    assert a.predicted_runtime_s < 1.0
+    assert router.explain(QUESTION).model == "tiny-a"  # what it learned changed the decision
+    # Settings changes keep what was learned (the store outlives the rebuilt scheduler).
+    router.weights = {"time": 1.0, "accuracy": 0.1}
+    assert router.explain(QUESTION).candidates["tiny-a"].sources["runtime"] == ADAPTED
+    router.close()
+
+
+def test_a_router_that_does_not_learn_keeps_the_prior(tiny: dict[str, BaseChatModel]) -> None:
+    wrong = _profile(**{"tiny-a": _entry(50.0, 500.0, 0.5), "tiny-b": _entry(0.05, 0.5, 0.5)})
+    router = EnergyAwareRouter(models=tiny, profile=wrong, meter=EstimateMeter(), learn=False)
+    for _ in range(4):
+        router.invoke(QUESTION, model="tiny-a")
+    a = router.explain(QUESTION).candidates["tiny-a"]
+    assert set(a.sources.values()) == {PRIOR} and a.predicted_runtime_s == 50.0
+
+
+def test_processes_share_learned_state_through_an_sqlite_store(tiny: dict[str, BaseChatModel], tmp_path: Path) -> None:
+    wrong = _profile(**{"tiny-a": _entry(50.0, 500.0, 0.5), "tiny-b": _entry(0.05, 0.5, 0.5)})
+    path = tmp_path / "state.sqlite"
+    first = EnergyAwareRouter(models=tiny, profile=wrong, meter=EstimateMeter(), state_store=str(path))
+    for _ in range(4):
+        first.invoke(QUESTION, model="tiny-a")
+    first.close()
+    second = EnergyAwareRouter(models=tiny, profile=wrong, meter=EstimateMeter(), state_store=str(path))
+    a = second.explain(QUESTION).candidates["tiny-a"]
+    assert a.sources["runtime"] == ADAPTED and a.observations["runtime"] == 4
+    second.close()
+
+
+class _Held(BaseChatModel):
+    """A real chat model whose answer waits for an event: keeps a request in flight on purpose."""
+
+    release: Any
+    started: Any
+
+    @property
+    def _llm_type(self) -> str:
+        return "held"
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        self.started.set()
+        self.release.wait(10.0)
+        return ChatResult(generations=[ChatGeneration(message=AIMessage("Paris."))])
+
+
+def test_requests_in_flight_reach_the_decision_and_the_load_model() -> None:
+    release, started = threading.Event(), threading.Event()
+    held = _Held(release=release, started=started)
+    shared = LoadModel(runtime_per_request=0.5, energy_fixed_share=0.0, max_load=2)
+    profile = _profile(**{"held": _entry(1.0, 1.0, 0.5, load=shared), "other": _entry(1.2, 1.0, 0.5)})
+    other = _Held(release=threading.Event(), started=threading.Event())
+    router = EnergyAwareRouter(
+        models={"held": held, "other": other}, profile=profile, meter=EstimateMeter(), weights={"time": 1.0}
+    )
+    assert router.explain(QUESTION).candidates["held"].in_flight == 1
+    assert router.explain(QUESTION).model == "held"
+    thread = threading.Thread(target=router.invoke, args=(QUESTION,), kwargs={"model": "held"})
+    thread.start()
+    try:
+        assert started.wait(10.0)
+        busy = router.explain(QUESTION)
+        held_now = busy.candidates["held"]
+        assert held_now.in_flight == 2 and busy.candidates["other"].in_flight == 1
+        assert held_now.predicted_runtime_s == pytest.approx(1.5)  # 1 + 0.5 * (2 - 1)
+        assert busy.model == "other"  # one request already running there makes it slower than the idle one
+    finally:
+        release.set()
+        thread.join(10.0)
+    assert router.explain(QUESTION).candidates["held"].in_flight == 1  # counted down when it ended
+
+
+_VLLM = """\
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{{model_name="tiny-b"}} {running}
+# TYPE vllm:num_requests_waiting gauge
+vllm:num_requests_waiting{{model_name="tiny-b"}} 1.0
+"""
+
+
+def test_an_engines_own_load_reaches_the_decision(
+    tiny: dict[str, BaseChatModel],
+    engine: tuple[_Engine, str],  # noqa: F811
+) -> None:
+    state, url = engine
+    state.body = _VLLM.format(running=6.0)
+    profile = _profile(**{"tiny-a": _entry(1.0, 1.0, 0.5), "tiny-b": _entry(1.0, 1.0, 0.5)})
+    router = EnergyAwareRouter(models=tiny, profile=profile, meter=EstimateMeter(), engine_metrics={"tiny-b": url})
+    deadline = time.monotonic() + 10.0
+    seen = router.explain(QUESTION).candidates["tiny-b"].in_flight
+    while seen == 1 and time.monotonic() < deadline:  # the reader refreshes in the background, never in the call
+        time.sleep(0.05)
+        seen = router.explain(QUESTION).candidates["tiny-b"].in_flight
+    assert seen == 8  # 6 running + 1 waiting on the engine, + this request
+    assert router.explain(QUESTION).candidates["tiny-a"].in_flight == 1
+    router.close()
+
+
+def test_an_unknown_engine_metrics_name_is_refused(tiny: dict[str, BaseChatModel]) -> None:
+    from langchain_energyrouter.errors import UnknownModelError
+
+    profile = _profile(**{"tiny-a": _entry(1.0, 1.0, 0.5), "tiny-b": _entry(1.0, 1.0, 0.5)})
+    with pytest.raises(UnknownModelError, match=r"engine_metrics names unknown model\(s\) \['nope'\]"):
+        EnergyAwareRouter(models=tiny, profile=profile, engine_metrics={"nope": "http://127.0.0.1:9/metrics"})
+
+
+def _iter_tokens(router: EnergyAwareRouter) -> Iterator[str]:
+    for chunk in router.stream(QUESTION, model="tiny-a"):
+        yield str(chunk.content)
+
+
+def test_streamed_answers_teach_too(tiny: dict[str, BaseChatModel]) -> None:
+    wrong = _profile(**{"tiny-a": _entry(50.0, 500.0, 0.5), "tiny-b": _entry(0.05, 0.5, 0.5)})
+    router = EnergyAwareRouter(models=tiny, profile=wrong, meter=EstimateMeter())
+    for _ in range(3):
+        assert "".join(_iter_tokens(router))
+    a = router.explain(QUESTION).candidates["tiny-a"]
+    assert a.sources["runtime"] == ADAPTED and a.observations["runtime"] == 3
