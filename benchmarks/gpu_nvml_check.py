@@ -49,8 +49,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp())
     sizes = {"small": (512, 4), "large": (2048, 16)}
     dirs = {
-        name: save_tiny_model(work / name, name, hidden_size=h, num_hidden_layers=n)
-        for name, (h, n) in sizes.items()
+        name: save_tiny_model(work / name, name, hidden_size=h, num_hidden_layers=n) for name, (h, n) in sizes.items()
     }
     profile_path = work / "gpu.json"
     started = time.perf_counter()

@@ -175,4 +175,35 @@ class LiveState:
             self.store.close()
 
 
-__all__ = ["Attempt", "LiveState"]
+def prompt_text(messages: Any) -> str:
+    """The text per-prompt features read: the last user turn (the question being asked), else everything."""
+    from langchain_core.messages import HumanMessage
+
+    from langchain_energyrouter.tokens import message_text
+
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage):
+            return message_text(message)
+    return "\n".join(message_text(m) for m in messages)
+
+
+def build_prompt_routing(spec: Any, profile: Any, models: list[str], store: StateStore) -> Any:
+    """The router's ``prompt_routing`` setting as a :class:`~langchain_energyrouter.bandit.PromptRouting` (or None).
+
+    A predictor (or the path of one) gets a router-owned ``PromptRouting`` whose bandit state lives in
+    the router's store, with the profile's accuracies as the prior for models the predictor lacks.
+    numpy and the encoder are imported only here, only when per-prompt routing is configured.
+    """
+    if spec is None:
+        return None
+    from langchain_energyrouter.bandit import PromptRouting
+    from langchain_energyrouter.quality import PromptPredictor
+
+    if isinstance(spec, PromptRouting):
+        return spec
+    predictor = spec if isinstance(spec, PromptPredictor) else PromptPredictor.load(spec)
+    accuracy = {name: profile.models[name].accuracy for name in models}
+    return PromptRouting(models, predictor, store, prior_accuracy=accuracy)
+
+
+__all__ = ["Attempt", "LiveState", "build_prompt_routing", "prompt_text"]

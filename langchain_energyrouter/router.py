@@ -44,7 +44,6 @@ tools are bound on the chosen candidate for that call.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -62,30 +61,26 @@ from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, field_vali
 from typing_extensions import Self
 
 from langchain_energyrouter.candidates import (
-    candidate_device,
     local_pipeline,
-    model_name_of,
     named_models,
-    runs_locally,
-    tool_incapability,
     tool_kwargs,
 )
 from langchain_energyrouter.chunks import StreamTracker, to_chunk
 from langchain_energyrouter.energy.base import EnergyMeter, EnergyReading
-from langchain_energyrouter.errors import NoFeasibleModelError, ProfileError, RoutingError, UnknownModelError
-from langchain_energyrouter.live import Attempt, LiveState
+from langchain_energyrouter.errors import NoFeasibleModelError, RoutingError, UnknownModelError
+from langchain_energyrouter.live import Attempt, prompt_text
 from langchain_energyrouter.local_stream import (
     iterate_in_thread,
     stop_pipeline_kwargs,
     stream_local_pipeline,
     truncate_result,
 )
-from langchain_energyrouter.metering import CandidateMeters
 from langchain_energyrouter.online import OnlineOptions
 from langchain_energyrouter.profile import EnergyProfile
+from langchain_energyrouter.runtime import RouterRuntime
 from langchain_energyrouter.scheduler import Decision, Scheduler
 from langchain_energyrouter.scoring import Constraints, Normalizer, Weights
-from langchain_energyrouter.tokens import TokenCounter, configured_output_cap, message_text, request_output_cap
+from langchain_energyrouter.tokens import message_text, request_output_cap
 
 ROUTING_OPTIONS = ("weights", "model", "constraints", "task_type")
 """Per-call options: call keywords, ``.bind(...)``, or ``config["configurable"]["<prefix>_<option>"]``."""
@@ -129,7 +124,7 @@ def _cache_hit_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
 # -- one call's plan -----------------------------------------------------------
 @dataclass
 class _Plan:
-    rt: _Runtime
+    rt: RouterRuntime
     """The router's state when the call began (a later settings change does not affect this call)."""
     decision: Decision
     order: list[str]
@@ -144,6 +139,10 @@ class _Plan:
     failures: list[dict[str, Any]] = field(default_factory=list)
     errors: dict[str, BaseException] = field(default_factory=dict)
     attempts: dict[str, Attempt] = field(default_factory=dict)
+    run_id: str | None = None
+    """The LangChain run id of this call (what :meth:`EnergyAwareRouter.feedback` takes)."""
+    estimate: Any = None
+    """This prompt's per-model estimates (:class:`~langchain_energyrouter.bandit.PromptEstimate`), if any."""
 
 
 class EnergyAwareRouter(BaseChatModel):
@@ -217,11 +216,16 @@ class EnergyAwareRouter(BaseChatModel):
     file shared by every process on the host; or any :class:`~langchain_energyrouter.state.StateStore`."""
     online_options: OnlineOptions | None = None
     """Tuning of the online learners (forgetting, prior pull, drift detection); None = the defaults."""
+    prompt_routing: Any = None
+    """Per-prompt quality and answer length: a :class:`~langchain_energyrouter.bandit.PromptRouting`, a
+    trained :class:`~langchain_energyrouter.quality.PromptPredictor` or the path of one (``energyrouter
+    train``). Its predictions replace the profile's accuracy and length for each prompt, and
+    :meth:`feedback` teaches it. None = the profile's figures (per model and task type)."""
     engine_metrics: dict[str, str] | None = None
     """Candidate name -> URL of its serving engine's Prometheus ``/metrics`` (vLLM, TGI): the engine's own
     requests in flight then feed the load models. This router's own requests are always counted."""
 
-    _rt: _Runtime = PrivateAttr()
+    _rt: RouterRuntime = PrivateAttr()
 
     def __init__(self, **kwargs: Any) -> None:
         """Validate the models against the profile and build the scheduler.
@@ -268,24 +272,18 @@ class EnergyAwareRouter(BaseChatModel):
         self._derive_runtime()
         return self
 
-    def _derive_runtime(self) -> _Runtime:
+    def _derive_runtime(self) -> RouterRuntime:
         old = (self.__pydantic_private__ or {}).get("_rt")
-        self._rt = rt = _Runtime(self, old)
+        self._rt = rt = RouterRuntime(self, old)
         if old is not None:
             rt.meters.adopt(old.meters)
         return rt
 
-    def _runtime(self) -> _Runtime:
+    def _runtime(self) -> RouterRuntime:
         try:
             return self._rt
         except AttributeError:  # built with model_construct(): derive the state on first use
             return self._derive_runtime()
-
-    def _check_names(self, option: str, names: Sequence[str], candidates: Mapping[str, Any]) -> list[str]:
-        unknown = [n for n in names if n not in candidates]
-        if unknown:
-            raise UnknownModelError(f"{option} names unknown model(s) {unknown}; candidates are {list(candidates)}.")
-        return list(names)
 
     # -- LangChain identity ---------------------------------------------------
     @property
@@ -441,7 +439,13 @@ class EnergyAwareRouter(BaseChatModel):
         messages = self._convert_input(input).to_messages()
         return self._plan(messages, dict(kwargs), None).decision
 
-    def _plan(self, messages: list[BaseMessage], kwargs: dict[str, Any], stop: list[str] | None) -> _Plan:
+    def _plan(
+        self,
+        messages: list[BaseMessage],
+        kwargs: dict[str, Any],
+        stop: list[str] | None,
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None = None,
+    ) -> _Plan:
         rt = self._runtime()
         options = {**self._ambient_options(), **{key: kwargs.pop(key) for key in ROUTING_OPTIONS if key in kwargs}}
         cap = request_output_cap(kwargs)
@@ -467,21 +471,30 @@ class EnergyAwareRouter(BaseChatModel):
                 )
         # Excluded candidates cannot win: characters / 4 is enough for their (reported) prediction.
         counts = rt.counter.count_all(messages, tools, approximate=exclude.keys() - {forced})
+        task_type = options.get("task_type", self.task_type)
+        estimate = None
+        if rt.prompt_routing is not None:
+            estimate = rt.prompt_routing.predict(prompt_text(messages), max(counts.values()), task_type)
         decision = rt.scheduler.decide(
             counts,
             cap if cap is not None else rt.configured_caps,
             weights=options.get("weights"),
             constraints=options.get("constraints"),
-            task_type=options.get("task_type", self.task_type),
+            task_type=task_type,
             exclude=exclude or None,
             force=forced,
             in_flight=rt.live.before_decision(rt.candidates),
+            prompt_accuracy=estimate.accuracy if estimate is not None else None,
+            prompt_output_tokens=estimate.output_tokens if estimate is not None else None,
         )
         can_fall_back = self.fallback and forced is None
         order = [decision.model]
         if can_fall_back:
             order += [name for name in decision.ranking if name != decision.model]
-        return _Plan(rt, decision, order, can_fall_back, kwargs, cap, tools, tool_choice, stop)
+        run_id = str(run_manager.run_id) if run_manager is not None else None
+        return _Plan(
+            rt, decision, order, can_fall_back, kwargs, cap, tools, tool_choice, stop, run_id=run_id, estimate=estimate
+        )
 
     def _prepare(self, name: str, plan: _Plan) -> tuple[BaseChatModel, dict[str, Any]]:
         """The candidate and the keywords to call it with (output cap, stop strings and tools in its own form).
@@ -572,6 +585,7 @@ class EnergyAwareRouter(BaseChatModel):
         candidate = plan.decision.candidates[name]
         routing = plan.decision.as_dict()
         routing["served_by"] = name
+        routing["run_id"] = plan.run_id
         routing["failures"] = list(plan.failures)
         routing["measured_energy_j"] = reading.energy_j
         routing["measured_runtime_s"] = reading.runtime_s
@@ -641,6 +655,36 @@ class EnergyAwareRouter(BaseChatModel):
             return
         cap = plan.output_cap if plan.output_cap is not None else plan.rt.configured_caps.get(name)
         plan.rt.live.observe(plan.decision.candidates[name], plan.attempts[name], reading, output_tokens, cap)
+        routing = plan.rt.prompt_routing
+        if routing is not None and plan.estimate is not None and plan.run_id is not None:
+            routing.remember(plan.run_id, name, plan.estimate)
+            routing.observe_length(plan.run_id, output_tokens, capped=cap is not None and output_tokens >= cap)
+
+    # -- feedback ----------------------------------------------------------------
+    def feedback(self, run_id: Any, score: float, *, key: str | None = None) -> bool:
+        """Teach the per-prompt quality predictor how good the answer of run ``run_id`` was.
+
+        Args:
+            run_id: the call's LangChain run id (``response_metadata["routing"]["run_id"]``, or the
+                ``run_id`` a callback or LangSmith saw).
+            score: 0 (wrong) to 1 (right).
+            key: the feedback's name (e.g. LangSmith's feedback key), kept in the log.
+
+        Returns:
+            True when the predictor learned from it (False for a run it does not remember; the
+            row is still appended to the store's feedback log).
+
+        Raises:
+            RoutingError: the router has no ``prompt_routing`` to learn with.
+            ValueError: ``score`` is not a number in [0, 1].
+        """
+        routing = self._runtime().prompt_routing
+        if routing is None:
+            raise RoutingError(
+                f"Feedback for run {run_id!r} has nowhere to go: this router predicts quality per model, not per "
+                "prompt. Pass prompt_routing= (a trained predictor from `energyrouter train`, or a PromptRouting)."
+            )
+        return bool(routing.feedback(str(run_id), score, key=key))
 
     # -- generate --------------------------------------------------------------
     def _generate(
@@ -650,7 +694,7 @@ class EnergyAwareRouter(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        plan = self._plan(messages, kwargs, stop)
+        plan = self._plan(messages, kwargs, stop, run_manager)
         for name in plan.order:
             model, call_kwargs, window = self._start_attempt(name, plan)
             try:
@@ -669,7 +713,7 @@ class EnergyAwareRouter(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        plan = self._plan(messages, kwargs, stop)
+        plan = self._plan(messages, kwargs, stop, run_manager)
         for name in plan.order:
             model, call_kwargs, window = await self._astart_attempt(name, plan)
             try:
@@ -721,7 +765,7 @@ class EnergyAwareRouter(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        plan = self._plan(messages, kwargs, stop)
+        plan = self._plan(messages, kwargs, stop, run_manager)
         for name in plan.order:
             model, call_kwargs, window = self._start_attempt(name, plan)
             tracker = StreamTracker()
@@ -751,7 +795,7 @@ class EnergyAwareRouter(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        plan = self._plan(messages, kwargs, stop)
+        plan = self._plan(messages, kwargs, stop, run_manager)
         for name in plan.order:
             model, call_kwargs, window = await self._astart_attempt(name, plan)
             tracker = StreamTracker()
@@ -777,84 +821,3 @@ class EnergyAwareRouter(BaseChatModel):
             yield self._final_chunk(plan, name, window.end(), tracker)
             return
         raise self._all_failed(plan) from plan.errors[plan.order[-1]]
-
-
-class _Runtime:
-    """The router's derived state, in one plain object (pydantic private attributes are slow to read)."""
-
-    __slots__ = (
-        "_mismatch",
-        "candidates",
-        "configured_caps",
-        "counter",
-        "live",
-        "meters",
-        "model_names",
-        "profile_digest",
-        "scheduler",
-        "tool_reasons",
-    )
-
-    def __init__(self, router: EnergyAwareRouter, old: _Runtime | None = None) -> None:
-        """Build from the router's settings (coerced again, so a ``model_construct``-ed router works too).
-
-        Raises:
-            ProfileError: the profile lacks a model.
-            UnknownModelError: ``local_models`` or ``tool_models`` names an unknown model.
-        """
-        self.candidates = candidates = named_models(router.models)
-        profile = EnergyProfile.coerce(router.profile)
-        missing = [name for name in candidates if name not in profile.models]
-        if missing:
-            raise ProfileError(
-                f"Profile {profile.origin} has no entry for model(s) {missing}. "
-                f"Profiled models: {sorted(profile.models)}. "
-                "Run `energyrouter calibrate` for them, or drop them from the router."
-            )
-        self.scheduler = Scheduler(
-            profile,
-            router.weights,
-            router.normalization,
-            constraints=router.constraints,
-            models=list(candidates),
-            pareto=router.pareto,
-            on_infeasible=router.on_infeasible,
-        )
-        self.profile_digest = hashlib.sha256(profile.model_dump_json().encode()).hexdigest()[:16]
-        self.counter = TokenCounter(candidates)
-        self.model_names = {name: model_name_of(model) or name for name, model in candidates.items()}
-        if router.local_models is not None:
-            local = set(router._check_names("local_models", router.local_models, candidates))
-        else:
-            local = {n for n, m in candidates.items() if runs_locally(m)}
-        self.meters = CandidateMeters(
-            {n: (candidate_device(m) or "local") if n in local else None for n, m in candidates.items()}, router.meter
-        )
-        if router.tool_models is not None:
-            capable = set(router._check_names("tool_models", router.tool_models, candidates))
-            self.tool_reasons = {n: "not listed in tool_models" for n in candidates if n not in capable}
-        else:
-            self.tool_reasons = {n: why for n, m in candidates.items() if (why := tool_incapability(m)) is not None}
-        # Without a cap in the call, each model's prediction is capped at its own configured budget.
-        self.configured_caps = {name: configured_output_cap(m) for name, m in candidates.items()}
-        self._mismatch: dict[str, dict[str, str]] | None = None
-        router._check_names("engine_metrics", list(router.engine_metrics or {}), candidates)
-        self.live = LiveState.create(
-            self.scheduler,
-            state_store=router.state_store,
-            learn=router.learn,
-            online_options=router.online_options,
-            engine_metrics={n: (url, self.model_names[n]) for n, url in (router.engine_metrics or {}).items()},
-            previous=old.live if old is not None else None,
-        )
-
-    def method_mismatch(self) -> dict[str, dict[str, str]]:
-        """Candidates whose live meter measures otherwise than the profile's energy data was measured."""
-        if self._mismatch is None:
-            expected = self.scheduler.profile.energy_method
-            self._mismatch = {
-                name: {"profile": expected, "meter": method}
-                for name, method in self.meters.methods().items()
-                if method != expected
-            }
-        return self._mismatch

@@ -178,3 +178,35 @@ def test_streamed_answers_teach_too(tiny: dict[str, BaseChatModel]) -> None:
         assert "".join(_iter_tokens(router))
     a = router.explain(QUESTION).candidates["tiny-a"]
     assert a.sources["runtime"] == ADAPTED and a.observations["runtime"] == 3
+
+
+def test_feedback_without_prompt_routing_says_what_to_configure(tiny: dict[str, BaseChatModel]) -> None:
+    from langchain_energyrouter.errors import RoutingError
+
+    profile = _profile(**{"tiny-a": _entry(1.0, 1.0, 0.5), "tiny-b": _entry(1.0, 1.0, 0.5)})
+    router = EnergyAwareRouter(models=tiny, profile=profile, meter=EstimateMeter())
+    run_id = router.invoke(QUESTION).response_metadata["routing"]["run_id"]
+    assert isinstance(run_id, str) and run_id
+    with pytest.raises(RoutingError, match="Pass prompt_routing="):
+        router.feedback(run_id, 1.0)
+
+
+def test_a_trained_predictor_file_routes_per_prompt(tiny: dict[str, BaseChatModel], tmp_path: Path) -> None:
+    from langchain_energyrouter.outcomes import OutcomeRow
+    from langchain_energyrouter.quality import PromptPredictor
+
+    # tiny-a always gets the greetings right and the sums wrong; tiny-b the other way round.
+    rows = []
+    for i in range(40):
+        for model, greeting_score in (("tiny-a", 1.0), ("tiny-b", 0.0)):
+            rows.append(OutcomeRow(f"g{i}", f"Say hello to person {i}.", model, greeting_score, 8, 4))
+            rows.append(OutcomeRow(f"s{i}", f"What is {i} plus {i + 3}?", model, 1.0 - greeting_score, 9, 3))
+    path = tmp_path / "predictor.json"
+    PromptPredictor.train(rows, encoder="hashing").save(path)
+    profile = _profile(**{"tiny-a": _entry(1.0, 1.0, 0.5), "tiny-b": _entry(1.0, 1.0, 0.5)})
+    router = EnergyAwareRouter(
+        models=tiny, profile=profile, meter=EstimateMeter(), prompt_routing=str(path), weights={"accuracy": 1.0}
+    )
+    greeting = router.explain("Say hello to person 77.")
+    assert greeting.model == "tiny-a" and greeting.candidates["tiny-a"].sources["accuracy"] == "prompt"
+    assert router.explain("What is 50 plus 53?").model == "tiny-b"

@@ -1,0 +1,966 @@
+"""Replay an outcome matrix through routing policies and report the standard router metrics.
+
+``energyrouter evaluate --matrix M.jsonl`` splits the matrix's prompts (seeded), trains
+the per-prompt predictors on one part and replays the other part through:
+
+``single:<model>``
+    every prompt to one model;
+``random:<p>``
+    each prompt to the most accurate model with probability ``p``, else to the cheapest
+    (expected values, so exact: no sampling noise), ``p`` = 0, 0.1, ..., 1;
+``oracle``
+    per prompt, the cheapest model among those with the prompt's best score (the cheapest
+    that gets it right, else the cheapest): the ceiling no router can pass;
+``router:<w>``
+    :class:`~langchain_energyrouter.scheduler.Scheduler` decisions with accuracy weight ``w`` and
+    energy weight ``1 - w`` (:data:`ROUTER_ACCURACY_WEIGHTS`, 28 values from 0 to 1), fed the
+    predictor's per-prompt expected scores and answer lengths (``prompt_accuracy=``, ``prompt_output_tokens=``);
+``router_task:<w>``
+    the same with per-task mean scores and lengths from the training part (the static,
+    per-``task_type`` accuracy the router had before per-prompt prediction), when the main
+    predictor is a learned one: the difference is what reading the prompt buys;
+``bandit:<w>``
+    the online contextual bandit (:class:`~langchain_energyrouter.bandit.PromptRouting`, no trained
+    predictor: its prior is each model's mean training score) feeding the same scheduler at accuracy
+    weight ``w`` (every third weight of the sweep), started empty and learning from each replayed prompt's
+    outcome (only the chosen model's score is revealed to it).
+
+Metrics (RouteLLM's definitions; "strong" is the model with the best mean score on the replayed
+prompts, "weak" the one with the least total energy among the others; when the strong model is
+also the cheapest overall the report says so):
+
+- the quality curve ``q(x)``: the best mean score a family of policies reaches with at most a
+  share ``x`` of calls to the strong model, linear between its points (randomising between two
+  configurations gives every point on the segment), anchored at always-weak (0) and
+  always-strong (1);
+- PGR(x) = (q(x) - weak) / (strong - weak); **APGR** = the area under PGR over x in [0, 1]
+  (random mixing: 0.5 exactly);
+- **CPT(50%)**, **CPT(80%)**: the least share of strong calls with PGR >= 0.5 / 0.8;
+- **score at half energy**: the best mean score with total energy at most half the strong
+  model's, on the same kind of curve over energy (anchored at both models), and that score
+  as a fraction of the strong model's.
+
+Energy per (prompt, model) comes from the matrix's ``energy_j`` where every row of that model
+has it, else from the profile's prediction for the row's measured token counts (``--profile``);
+the report says which, per model. The scheduler's own *predicted* energy (what the router
+decides on) comes from ``--profile`` if given, else from a per-model line
+``energy_j = a + b * output_tokens`` fitted on the training part.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from itertools import pairwise
+from typing import Any, Protocol
+
+from langchain_energyrouter.errors import CalibrationError
+from langchain_energyrouter.outcomes import OutcomeMatrix, OutcomeRow
+
+DEFAULT_TRAIN_FRACTION = 0.5
+ROUTER_ACCURACY_WEIGHTS: tuple[float, ...] = (
+    0.0,
+    *(round(r / (1 + r), 5) for r in (10 ** (k / 5) for k in range(-10, 16))),
+    1.0,
+)
+"""Accuracy weights of the router sweep (energy weight ``1 - w``): the ratio ``w / (1 - w)`` log-spaced from
+0.01 to 1000, since normalised energy terms can be many times the accuracy terms (``relative``: a model
+costing 6x the cheapest scores 5 on energy but at most 1 on accuracy)."""
+RANDOM_SHARES: tuple[float, ...] = tuple(round(i / 10, 1) for i in range(11))
+DEFAULT_NORMALIZATION = "relative"
+"""Keeps how much better one model is expected to be (``minmax`` makes any difference 0/1 with two models)."""
+
+
+class Predictor(Protocol):
+    """What the router policy needs: per-model expected score and answer length for one prompt."""
+
+    def predict(
+        self, prompt: str, input_tokens: int | None, task_type: str | None
+    ) -> tuple[dict[str, float], dict[str, float]]: ...
+
+
+# -- a baseline predictor ---------------------------------------------------------------
+class TaskMeanPredictor:
+    """Per-model mean score and answer length per ``task_type`` (overall means for unseen tasks).
+
+    This is what the router knew before per-prompt prediction (``accuracy_by_task`` and
+    ``output_length.by_task`` in the profile): the baseline a prompt-reading predictor must beat.
+    """
+
+    def __init__(
+        self,
+        by_task: Mapping[str | None, Mapping[str, tuple[float, float]]],
+        overall: Mapping[str, tuple[float, float]],
+    ) -> None:
+        self._by_task = {task: dict(v) for task, v in by_task.items()}
+        self._overall = dict(overall)
+
+    @classmethod
+    def train(cls, rows: Sequence[OutcomeRow]) -> TaskMeanPredictor:
+        """Means over ``rows`` per (task type, model) and per model."""
+        if not rows:
+            raise CalibrationError("No training rows: give a larger --train-fraction or a larger matrix.")
+        sums: dict[str, dict[str, list[float]]] = {}
+        overall: dict[str, list[float]] = {}
+        for row in rows:
+            tables = [overall] if row.task_type is None else [overall, sums.setdefault(row.task_type, {})]
+            for table in tables:
+                acc = table.setdefault(row.model, [0.0, 0.0, 0.0])
+                acc[0] += row.score
+                acc[1] += row.output_tokens
+                acc[2] += 1
+        by_task: dict[str | None, dict[str, tuple[float, float]]] = {
+            t: {m: (a[0] / a[2], a[1] / a[2]) for m, a in v.items()} for t, v in sums.items()
+        }
+        return cls(by_task, {m: (a[0] / a[2], a[1] / a[2]) for m, a in overall.items()})
+
+    def predict(
+        self, prompt: str, input_tokens: int | None, task_type: str | None
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        del prompt, input_tokens
+        table = {**self._overall, **self._by_task.get(task_type, {})}
+        return {m: v[0] for m, v in table.items()}, {m: v[1] for m, v in table.items()}
+
+
+# -- results ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PolicyResult:
+    """One policy's replay: mean score and total energy over the replayed prompts."""
+
+    name: str
+    family: str
+    score: float
+    energy_j: float
+    strong_share: float
+    """Share of calls that went to the most accurate model."""
+    calls: dict[str, float] = field(default_factory=dict)
+    """Model -> share of calls."""
+    parameter: float | None = None
+    """The accuracy weight (router), the strong share (random), else None."""
+
+
+@dataclass(frozen=True)
+class CurveMetrics:
+    """RouteLLM-style metrics of one family of policies (see the module docstring)."""
+
+    apgr: float | None
+    cpt50: float | None
+    cpt80: float | None
+    score_at_half_energy: float | None
+    score_at_half_energy_ratio: float | None
+    """``score_at_half_energy`` over the strong model's mean score."""
+
+    def as_dict(self) -> dict[str, float | None]:
+        return {
+            "apgr": self.apgr,
+            "cpt50": self.cpt50,
+            "cpt80": self.cpt80,
+            "score_at_half_energy": self.score_at_half_energy,
+            "score_at_half_energy_ratio": self.score_at_half_energy_ratio,
+        }
+
+
+@dataclass
+class EvaluationReport:
+    """Everything ``energyrouter evaluate`` prints."""
+
+    source: str
+    models: tuple[str, ...]
+    weak: str
+    strong: str
+    n_train: int
+    n_test: int
+    seed: int
+    train_fraction: float
+    policies: dict[str, PolicyResult]
+    metrics: dict[str, CurveMetrics]
+    """Family (``router``, ``router_task``, ``oracle``, ``random``, ``bandit``) -> metrics."""
+    energy_source: dict[str, str]
+    """Model -> ``matrix`` or ``profile`` (where the replayed joules come from)."""
+    predicted_energy_source: str
+    predictor: str
+    normalization: str
+    incomplete_prompts: int
+    missing_report: str
+    notes: list[str] = field(default_factory=list)
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``--json`` document: ``router`` metrics first, then ``policies``, then the rest."""
+        router = self.metrics.get("router")
+        return {
+            "router": router.as_dict() if router is not None else None,
+            "policies": {
+                name: {
+                    "score": p.score,
+                    "energy_j": p.energy_j,
+                    "strong_share": p.strong_share,
+                    "family": p.family,
+                    "parameter": p.parameter,
+                    "calls": p.calls,
+                }
+                for name, p in self.policies.items()
+            },
+            "metrics": {family: m.as_dict() for family, m in self.metrics.items()},
+            "weak_model": self.weak,
+            "strong_model": self.strong,
+            "models": list(self.models),
+            "split": {
+                "train_prompts": self.n_train,
+                "test_prompts": self.n_test,
+                "train_fraction": self.train_fraction,
+                "seed": self.seed,
+            },
+            "incomplete_prompts": self.incomplete_prompts,
+            "energy_source": self.energy_source,
+            "predicted_energy_source": self.predicted_energy_source,
+            "predictor": self.predictor,
+            "normalization": self.normalization,
+            "source": self.source,
+            "notes": self.notes,
+            "timings_s": self.timings_s,
+        }
+
+
+# -- curve metrics ------------------------------------------------------------------------
+def _frontier(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points sorted by cost, keeping only those that raise the best score so far."""
+    out: list[tuple[float, float]] = []
+    for cost, score in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not out or score > out[-1][1] + 1e-12:
+            out.append((cost, score))
+    return out
+
+
+def _value_at(front: Sequence[tuple[float, float]], cost: float) -> float | None:
+    """The frontier's score at ``cost`` (linear between points, flat after the last); None below the first."""
+    if not front or cost < front[0][0] - 1e-12:
+        return None
+    for (c0, s0), (c1, s1) in pairwise(front):
+        if cost <= c1:
+            return s0 if c1 - c0 <= 1e-15 else s0 + (s1 - s0) * (cost - c0) / (c1 - c0)
+    return front[-1][1]
+
+
+def _first_cost_reaching(front: Sequence[tuple[float, float]], target: float) -> float | None:
+    if not front:
+        return None
+    if front[0][1] >= target - 1e-12:
+        return front[0][0]
+    for (c0, s0), (c1, s1) in pairwise(front):
+        if s1 >= target - 1e-12:
+            return c0 + (c1 - c0) * (target - s0) / (s1 - s0)
+    return None
+
+
+def curve_metrics(
+    points: Sequence[tuple[float, float, float]],
+    weak: tuple[float, float, float],
+    strong: tuple[float, float, float],
+) -> CurveMetrics:
+    """APGR, CPT(50%), CPT(80%) and the score at half the strong model's energy of one family.
+
+    Args:
+        points: ``(strong_share, mean_score, energy_j)`` of each policy of the family.
+        weak: the same triple for always-weak (share 0).
+        strong: the same triple for always-strong (share 1).
+
+    A family's curve is anchored at ``weak`` and ``strong``. Metrics that need a gap are None
+    when the strong model scores no better than the weak one.
+    """
+    all_points = [*points, weak, strong]
+    gap = strong[1] - weak[1]
+    share_front = _frontier([(min(max(x, 0.0), 1.0), s) for x, s, _e in all_points])
+    apgr = cpt50 = cpt80 = None
+    if gap > 1e-12:
+        area = 0.0
+        for (x0, s0), (x1, s1) in pairwise(share_front):
+            area += (x1 - x0) * (s0 + s1) / 2
+        area += (1.0 - share_front[-1][0]) * share_front[-1][1]
+        apgr = (area - weak[1]) / gap
+        cpt50 = _first_cost_reaching(share_front, weak[1] + 0.5 * gap)
+        cpt80 = _first_cost_reaching(share_front, weak[1] + 0.8 * gap)
+    energy_front = _frontier([(e, s) for _x, s, e in all_points])
+    half = _value_at(energy_front, 0.5 * strong[2])
+    ratio = None if half is None or strong[1] <= 0 else half / strong[1]
+    return CurveMetrics(apgr, cpt50, cpt80, half, ratio)
+
+
+# -- the replay -----------------------------------------------------------------------------
+def split_prompts(prompt_ids: Sequence[str], train_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """A seeded split of prompt ids into (train, test); both non-empty.
+
+    Raises:
+        CalibrationError: ``train_fraction`` outside (0, 1), or too few prompts to split.
+    """
+    if not 0.0 < train_fraction < 1.0:
+        raise CalibrationError(f"--train-fraction {train_fraction} must be strictly between 0 and 1 (e.g. 0.5).")
+    ids = sorted(prompt_ids)
+    random.Random(seed).shuffle(ids)
+    n_train = min(max(round(len(ids) * train_fraction), 1), len(ids) - 1)
+    if len(ids) < 2:
+        raise CalibrationError(f"Only {len(ids)} complete prompt(s): a train/test split needs at least 2.")
+    return ids[:n_train], ids[n_train:]
+
+
+def _line_fit(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
+    """Least-squares ``y = a + b x`` with ``a, b >= 0`` (a through-origin or flat fit when one is negative)."""
+    n = len(xs)
+    mean_x, mean_y = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mean_x) ** 2 for x in xs)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / sxx if sxx > 0 else 0.0
+    intercept = mean_y - slope * mean_x
+    if slope < 0:
+        return max(mean_y, 0.0), 0.0
+    if intercept < 0:
+        sx2 = sum(x * x for x in xs)
+        return 0.0, (sum(x * y for x, y in zip(xs, ys, strict=True)) / sx2 if sx2 > 0 else 0.0)
+    return intercept, slope
+
+
+def profile_from_matrix(matrix: OutcomeMatrix, train_rows: Sequence[OutcomeRow]) -> Any:
+    """An :class:`~langchain_energyrouter.profile.EnergyProfile` whose cost models are fitted on ``train_rows``.
+
+    Energy and runtime are lines in the generated tokens (``a + b * output_tokens``, both >= 0);
+    accuracy is each model's mean training score (the per-prompt predictions replace it).
+
+    Raises:
+        CalibrationError: a model's training rows carry no energy (give ``--profile``).
+    """
+    from langchain_energyrouter.profile import CostModel, DeviceInfo, EnergyProfile, ModelProfile
+
+    by_model: dict[str, list[OutcomeRow]] = {}
+    for row in train_rows:
+        by_model.setdefault(row.model, []).append(row)
+    models = {}
+    methods: set[str] = set()
+    for name in matrix.models:
+        rows = by_model.get(name, [])
+        measured = [r for r in rows if r.energy_j is not None]
+        if not measured:
+            raise CalibrationError(
+                f"Outcome matrix {matrix.source} has no energy_j for model {name!r} in the training prompts, so "
+                "the router has nothing to predict energy from; pass --profile P.json with that model."
+            )
+        methods.update(r.energy_method for r in measured if r.energy_method)
+        outs = [float(r.output_tokens) for r in measured]
+        e0, e1 = _line_fit(outs, [float(r.energy_j or 0.0) for r in measured])
+        timed = [r for r in rows if r.runtime_s is not None]
+        t0, t1 = (
+            _line_fit([float(r.output_tokens) for r in timed], [float(r.runtime_s or 0.0) for r in timed])
+            if timed
+            else (0.0, 0.0)
+        )
+        models[name] = ModelProfile(
+            runtime=CostModel(intercept=t0, input_tokens=0.0, output_tokens=t1, uses_interaction=False),
+            energy=CostModel(intercept=e0, input_tokens=0.0, output_tokens=e1, uses_interaction=False),
+            accuracy=sum(r.score for r in rows) / len(rows),
+            context_window=1_000_000,
+        )
+    method = methods.pop() if len(methods) == 1 else "estimate"
+    return EnergyProfile(
+        schema_version=2,
+        device=DeviceInfo(name=f"fitted from {matrix.source}"),
+        energy_method=method,  # type: ignore[arg-type]
+        created_at=datetime.now(timezone.utc),
+        description="per-model energy and runtime lines in output tokens, fitted on an outcome matrix's training part",
+        models=models,
+    )
+
+
+def _energy_table(
+    matrix: OutcomeMatrix, prompt_ids: Sequence[str], profile: Any | None
+) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
+    """Prompt -> model -> joules of the replayed prompts, and model -> where the joules come from."""
+    source: dict[str, str] = {}
+    for model in matrix.models:
+        complete = all(matrix.by_prompt(p)[model].energy_j is not None for p in prompt_ids)
+        if complete:
+            source[model] = "matrix"
+        elif profile is not None and model in profile.models:
+            source[model] = "profile"
+        else:
+            raise CalibrationError(
+                f"Outcome matrix {matrix.source}: model {model!r} lacks energy_j on some replayed prompts and "
+                + ("the profile has no entry for it" if profile is not None else "no --profile was given")
+                + "; pass --profile P.json with that model to predict its joules from the measured token counts."
+            )
+
+    def joules(row: OutcomeRow) -> float:
+        if source[row.model] == "matrix" and row.energy_j is not None:
+            return row.energy_j
+        assert profile is not None  # a model without joules has source "profile" only when there is one
+        return float(profile.models[row.model].predict(row.input_tokens, row.output_tokens).energy_j)
+
+    table: dict[str, dict[str, float]] = {}
+    for prompt_id in prompt_ids:
+        rows = matrix.by_prompt(prompt_id)
+        table[prompt_id] = {m: joules(rows[m]) for m in matrix.models}
+    return table, source
+
+
+def _summarise(
+    name: str,
+    family: str,
+    choices: Mapping[str, str],
+    matrix: OutcomeMatrix,
+    energy: Mapping[str, Mapping[str, float]],
+    strong: str,
+    parameter: float | None = None,
+) -> PolicyResult:
+    n = len(choices)
+    score = sum(matrix.by_prompt(p)[m].score for p, m in choices.items()) / n
+    joules = sum(energy[p][m] for p, m in choices.items())
+    counts: dict[str, int] = {}
+    for m in choices.values():
+        counts[m] = counts.get(m, 0) + 1
+    shares = {m: c / n for m, c in sorted(counts.items())}
+    return PolicyResult(name, family, score, joules, shares.get(strong, 0.0), shares, parameter)
+
+
+def _route(
+    scheduler: Any,
+    predictor: Predictor,
+    matrix: OutcomeMatrix,
+    test: Sequence[str],
+    weights: Sequence[float],
+) -> dict[float, dict[str, str]]:
+    """Accuracy weight -> prompt -> the model the scheduler chooses with ``predictor``'s figures."""
+    from langchain_energyrouter.scoring import Weights
+
+    first = matrix.models[0]
+    plans: dict[float, dict[str, str]] = {w: {} for w in weights}
+    ws = {w: Weights(accuracy=w, energy=1.0 - w) for w in weights}
+    for prompt_id in test:
+        rows = matrix.by_prompt(prompt_id)
+        row = rows[first]
+        accuracy, lengths = predictor.predict(row.prompt, row.input_tokens, row.task_type)
+        accuracy = {m: min(max(float(v), 0.0), 1.0) for m, v in accuracy.items() if m in rows}
+        lengths = {m: max(float(v), 0.0) for m, v in lengths.items() if m in rows}
+        tokens = {m: r.input_tokens for m, r in rows.items()}
+        for w in weights:
+            decision = scheduler.decide(tokens, weights=ws[w], prompt_accuracy=accuracy, prompt_output_tokens=lengths)
+            plans[w][prompt_id] = decision.model
+    return plans
+
+
+def _run_bandit(
+    scheduler: Any,
+    routing: Any,
+    matrix: OutcomeMatrix,
+    test: Sequence[str],
+    weight: float,
+    budget: int | None,
+) -> dict[str, str]:
+    """Prompt -> the model chosen with the bandit's estimates; after each, it learns the chosen model's outcome.
+
+    ``routing`` is a :class:`~langchain_energyrouter.bandit.PromptRouting`: ``predict`` before the
+    decision, ``remember`` it, then ``feedback`` (the score) and ``observe_length`` (the answer's
+    tokens; ``capped`` when it reached ``budget``), as a router's feedback would.
+    """
+    from langchain_energyrouter.scoring import Weights
+
+    first = matrix.models[0]
+    w = Weights(accuracy=weight, energy=1.0 - weight)
+    choices: dict[str, str] = {}
+    for prompt_id in test:
+        rows = matrix.by_prompt(prompt_id)
+        row = rows[first]
+        estimate = routing.predict(row.prompt, row.input_tokens, row.task_type)
+        tokens = {m: r.input_tokens for m, r in rows.items()}
+        model = scheduler.decide(
+            tokens, weights=w, prompt_accuracy=estimate.accuracy, prompt_output_tokens=estimate.output_tokens
+        ).model
+        routing.remember(prompt_id, model, estimate)
+        chosen = rows[model]
+        routing.feedback(prompt_id, chosen.score)
+        routing.observe_length(
+            prompt_id, chosen.output_tokens, capped=budget is not None and chosen.output_tokens >= budget
+        )
+        choices[prompt_id] = model
+    return choices
+
+
+def _bandit_weights() -> tuple[float, ...]:
+    return (*ROUTER_ACCURACY_WEIGHTS[1::3], 1.0)
+
+
+def evaluate(
+    matrix: OutcomeMatrix,
+    *,
+    train_fraction: float = DEFAULT_TRAIN_FRACTION,
+    seed: int = 0,
+    profile: Any | None = None,
+    predictor_factory: Callable[[Sequence[OutcomeRow]], Predictor] | None = None,
+    predictor_name: str | None = None,
+    bandit_options: Any | None = None,
+    normalization: str = DEFAULT_NORMALIZATION,
+    router_weights: Sequence[float] = ROUTER_ACCURACY_WEIGHTS,
+    task_baseline: bool = True,
+) -> EvaluationReport:
+    """Split, train, replay every policy and compute the metrics (see the module docstring).
+
+    Args:
+        matrix: the outcome matrix; prompts lacking some model's row are left out (and counted).
+        train_fraction: share of the complete prompts the predictors are trained on.
+        seed: the split's seed.
+        profile: an :class:`~langchain_energyrouter.profile.EnergyProfile` for the router's energy
+            predictions and for joules the matrix lacks (None: fitted on the training part).
+        predictor_factory: training rows -> an object with ``predict(prompt, input_tokens, task_type)``
+            (None: :class:`TaskMeanPredictor`).
+        predictor_name: how the report names the predictor.
+        bandit_options: :class:`~langchain_energyrouter.bandit.BanditOptions` to replay the online
+            bandit with (None: no bandit policy).
+        normalization: the scheduler's normaliser (``relative`` keeps magnitudes; see the notes).
+        router_weights: the accuracy weights of the router sweep (energy weight ``1 - w``).
+        task_baseline: also replay the router with :class:`TaskMeanPredictor` (``router_task``) when a
+            ``predictor_factory`` is given.
+
+    Raises:
+        CalibrationError: fewer than two models, too few complete prompts, missing energy.
+    """
+    from langchain_energyrouter.scheduler import Scheduler
+
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+    if len(matrix.models) < 2:
+        raise CalibrationError(
+            f"Outcome matrix {matrix.source} has rows for {list(matrix.models)} only; routing needs two models or more."
+        )
+    complete = matrix.complete_prompt_ids()
+    train, test = split_prompts(complete, train_fraction, seed)
+    train_rows = [r for p in train for r in matrix.by_prompt(p).values()]
+    energy, energy_source = _energy_table(matrix, test, profile)
+    if any(s == "profile" for s in energy_source.values()):
+        notes.append(
+            "replayed joules of "
+            + ", ".join(m for m, s in energy_source.items() if s == "profile")
+            + " are the profile's predictions for the measured token counts (the matrix has no energy_j for them)"
+        )
+
+    models = matrix.models
+    mean_score = {m: sum(matrix.by_prompt(p)[m].score for p in test) / len(test) for m in models}
+    total_energy = {m: sum(energy[p][m] for p in test) for m in models}
+    strong = max(models, key=lambda m: (mean_score[m], -total_energy[m]))
+    weak = min((m for m in models if m != strong), key=lambda m: (total_energy[m], -mean_score[m]))
+    cheapest = min(models, key=lambda m: (total_energy[m], -mean_score[m]))
+    if cheapest == strong:
+        notes.append(
+            f"{strong} is both the most accurate and the cheapest model in total energy on the replayed prompts "
+            f"({total_energy[strong]:.1f} J against {weak}'s {total_energy[weak]:.1f} J); the weak end is the "
+            f"cheapest of the others, {weak}; savings can only come prompt by prompt"
+        )
+
+    policies: dict[str, PolicyResult] = {}
+    for m in models:
+        policies[f"single:{m}"] = _summarise(f"single:{m}", "single", {p: m for p in test}, matrix, energy, strong)
+    for share in RANDOM_SHARES:
+        name = f"random:{share:.1f}"
+        w_, s_ = policies[f"single:{weak}"], policies[f"single:{strong}"]
+        policies[name] = PolicyResult(
+            name,
+            "random",
+            (1 - share) * w_.score + share * s_.score,
+            (1 - share) * w_.energy_j + share * s_.energy_j,
+            share,
+            {weak: 1 - share, strong: share},
+            share,
+        )
+    oracle: dict[str, str] = {}
+    for p in test:
+        rows = matrix.by_prompt(p)
+        best = max(r.score for r in rows.values())
+        oracle[p] = min((m for m in models if rows[m].score >= best), key=lambda m: (energy[p][m], m))
+    policies["oracle"] = _summarise("oracle", "oracle", oracle, matrix, energy, strong)
+
+    started = time.perf_counter()
+    sched_profile = profile if profile is not None else profile_from_matrix(matrix, train_rows)
+    missing = [m for m in models if m not in sched_profile.models]
+    if missing:
+        raise CalibrationError(f"The profile has no entry for {missing}; it must cover every model of the matrix.")
+    scheduler = Scheduler(sched_profile, normalization=normalization, models=list(models))
+    predicted_source = "profile" if profile is not None else "fitted on the training part (energy ~ output tokens)"
+    families: list[tuple[str, Predictor]] = []
+    if predictor_factory is not None:
+        families.append(("router", predictor_factory(train_rows)))
+        timings["train_s"] = time.perf_counter() - started
+        if task_baseline:
+            families.append(("router_task", TaskMeanPredictor.train(train_rows)))
+    else:
+        families.append(("router", TaskMeanPredictor.train(train_rows)))
+        timings["train_s"] = time.perf_counter() - started
+        predictor_name = predictor_name or "task-mean"
+    started = time.perf_counter()
+    for family, predictor in families:
+        plans = _route(scheduler, predictor, matrix, test, router_weights)
+        for w, plan in plans.items():
+            name = f"{family}:{w:.4g}"
+            policies[name] = _summarise(name, family, plan, matrix, energy, strong, w)
+    timings["route_s"] = time.perf_counter() - started
+
+    if bandit_options is not None:
+        from langchain_energyrouter.bandit import PromptRouting
+
+        started = time.perf_counter()
+        prior = TaskMeanPredictor.train(train_rows)._overall
+        budget = max(r.output_tokens for r in matrix.rows)
+        capped = sum(r.output_tokens >= budget for r in matrix.rows) > 1  # several answers at the longest: a budget
+        for w in _bandit_weights():
+            routing = PromptRouting(
+                models,
+                prior_accuracy={m: v[0] for m, v in prior.items()},
+                prior_output_tokens={m: v[1] for m, v in prior.items()},
+                options=bandit_options,
+            )
+            plan = _run_bandit(scheduler, routing, matrix, test, w, budget if capped else None)
+            name = f"bandit:{w:.4g}"
+            policies[name] = _summarise(name, "bandit", plan, matrix, energy, strong, w)
+        timings["bandit_s"] = time.perf_counter() - started
+
+    def triple(p: PolicyResult) -> tuple[float, float, float]:
+        return (p.strong_share, p.score, p.energy_j)
+
+    anchor_weak, anchor_strong = triple(policies[f"single:{weak}"]), triple(policies[f"single:{strong}"])
+    anchor_weak = (0.0, anchor_weak[1], anchor_weak[2])
+    metrics: dict[str, CurveMetrics] = {}
+    for family in ("router", "router_task", "oracle", "random", "bandit"):
+        points = [triple(p) for p in policies.values() if p.family == family]
+        if points:
+            metrics[family] = curve_metrics(points, anchor_weak, anchor_strong)
+    oracle_share = policies["oracle"].energy_j / max(policies[f"single:{strong}"].energy_j, 1e-12)
+    if oracle_share > 0.5:
+        notes.append(
+            f"even the oracle needs {oracle_share:.0%} of {strong}'s energy on these prompts, so no policy reaches "
+            "half of it (score at half energy: none)"
+        )
+    return EvaluationReport(
+        source=matrix.source,
+        models=models,
+        weak=weak,
+        strong=strong,
+        n_train=len(train),
+        n_test=len(test),
+        seed=seed,
+        train_fraction=train_fraction,
+        policies=policies,
+        metrics=metrics,
+        energy_source=energy_source,
+        predicted_energy_source=predicted_source,
+        predictor=str(predictor_name or getattr(predictor_factory, "__name__", "custom")),
+        normalization=normalization,
+        incomplete_prompts=len(matrix.incomplete),
+        missing_report=matrix.missing_report(),
+        notes=notes,
+        timings_s=timings,
+    )
+
+
+# -- output ------------------------------------------------------------------------------------
+def _fmt(value: float | None, pattern: str = "{:.3f}") -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+_SHOWN_WEIGHTS = frozenset(ROUTER_ACCURACY_WEIGHTS[1::3]) | {0.0, 1.0}
+_ANNOTATED_WEIGHTS = frozenset(ROUTER_ACCURACY_WEIGHTS[1::5]) | {0.0, 1.0}
+
+
+def format_report(report: EvaluationReport) -> str:
+    """The human-readable report."""
+    lines = [
+        f"{report.source}: {len(report.models)} models, {report.n_train} training and {report.n_test} replayed prompts "
+        f"(seed {report.seed}); weak (cheapest) = {report.weak}, strong (most accurate) = {report.strong}",
+    ]
+    if report.missing_report:
+        lines.append(report.missing_report)
+    lines.append(
+        "replayed joules: "
+        + ", ".join(f"{m} from {s}" for m, s in report.energy_source.items())
+        + f"; router's predicted joules: {report.predicted_energy_source}; predictor: {report.predictor}; "
+        f"normalization: {report.normalization}"
+    )
+    lines.append("")
+    header = f"{'policy':<22} {'score':>6} {'energy_j':>12} {'strong':>7}"
+    lines += [header, "-" * len(header)]
+    shown = [
+        p
+        for p in report.policies.values()
+        if p.family in ("single", "oracle")
+        or (p.family == "bandit" and p.parameter in _SHOWN_WEIGHTS)
+        or (p.family == "random" and p.parameter in (0.0, 0.5, 1.0))
+        or (p.family.startswith("router") and p.parameter in _SHOWN_WEIGHTS)
+    ]
+    for p in shown:
+        lines.append(f"{p.name:<22} {p.score:>6.3f} {p.energy_j:>12.1f} {p.strong_share:>7.2f}")
+    lines.append("")
+    header = f"{'family':<12} {'APGR':>6} {'CPT50':>6} {'CPT80':>6} {'score@E/2':>10} {'of strong':>10}"
+    lines += [header, "-" * len(header)]
+    for family, m in report.metrics.items():
+        lines.append(
+            f"{family:<12} {_fmt(m.apgr):>6} {_fmt(m.cpt50, '{:.2f}'):>6} {_fmt(m.cpt80, '{:.2f}'):>6} "
+            f"{_fmt(m.score_at_half_energy):>10} {_fmt(m.score_at_half_energy_ratio, '{:.0%}'):>10}"
+        )
+    for note in report.notes:
+        lines.append(f"note: {note}")
+    if report.timings_s:
+        lines.append("time: " + ", ".join(f"{k} {v:.2f}" for k, v in report.timings_s.items()))
+    return "\n".join(lines)
+
+
+def report_json(report: EvaluationReport) -> str:
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return value
+
+    return json.dumps(clean(report.as_dict()), indent=2)
+
+
+def plot_report(report: EvaluationReport, path: str) -> None:
+    """Score against total energy for every policy, one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10.5, 5.5))
+    single_colors = ["tab:green", "tab:purple", "tab:brown", "tab:olive", "tab:pink", "black"]
+    styles = {
+        "router": {"color": "tab:blue", "marker": "o", "label": f"router ({report.predictor}), accuracy weight swept"},
+        "router_task": {"color": "tab:cyan", "marker": ".", "label": "router, per-task means only"},
+        "bandit": {"color": "tab:red", "marker": "D", "label": "online bandit (cold start), accuracy weight swept"},
+        "random": {"color": "gray", "marker": "", "label": f"random mix {report.weak} / {report.strong}"},
+    }
+    for family, style in styles.items():
+        pts = sorted(
+            ((p.energy_j, p.score, p.parameter) for p in report.policies.values() if p.family == family),
+            key=lambda t: t[2] if t[2] is not None else 0.0,
+        )
+        if not pts:
+            continue
+        ax.plot(
+            [e for e, _s, _w in pts],
+            [s for _e, s, _w in pts],
+            linestyle="--" if family == "random" else "-",
+            marker=style["marker"],
+            color=style["color"],
+            label=style["label"],
+            markersize=4,
+            linewidth=1.2,
+        )
+        if family == "router":
+            labelled: set[tuple[float, float]] = set()
+            for e, s, w in pts:
+                if w is not None and w in _ANNOTATED_WEIGHTS and (e, s) not in labelled:
+                    labelled.add((e, s))
+                    ax.annotate(f"w={w:.3g}", (e, s), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    for p in report.policies.values():
+        if p.family == "single":
+            color = single_colors[report.models.index(p.name.split(":", 1)[1]) % len(single_colors)]
+            ax.scatter([p.energy_j], [p.score], s=80, marker="s", zorder=3, label=p.name, color=color)
+            if len(report.models) <= 6:
+                ax.annotate(p.name[7:], (p.energy_j, p.score), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        elif p.family == "oracle":
+            ax.scatter(
+                [p.energy_j], [p.score], s=160, marker="*", zorder=3, label=p.name, color="gold", edgecolors="black"
+            )
+    strong = report.policies[f"single:{report.strong}"]
+    ax.axvline(
+        0.5 * strong.energy_j, color="black", linestyle=":", linewidth=0.8, label="half the strong model's energy"
+    )
+    m = report.metrics.get("router")
+    title = f"{report.n_test} replayed prompts of {report.source.split('/')[-1]}"
+    if m is not None and m.apgr is not None:
+        title += f"\nrouter APGR {m.apgr:.2f}, CPT(50%) {_fmt(m.cpt50, '{:.2f}')}, CPT(80%) {_fmt(m.cpt80, '{:.2f}')}"
+    ax.set_title(title, fontsize=10)
+    method = ", ".join(sorted(set(report.energy_source.values())))
+    ax.set_xlabel(f"total energy over the replayed prompts, J (from the {method})")
+    ax.set_ylabel("mean score")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# -- synthetic matrices (tests and benchmarks) -----------------------------------------------
+def synthetic_rows(
+    n_prompts: int,
+    models: Sequence[tuple[str, float, float]],
+    *,
+    n_tasks: int = 6,
+    seed: int = 0,
+    missing_share: float = 0.0,
+) -> list[OutcomeRow]:
+    """An outcome matrix with a known structure, for tests and benchmarks.
+
+    Each prompt has a task (one of ``n_tasks``) and a difficulty in [0, 1]; a model with
+    skill ``s`` answers it right with probability ``sigmoid(8 * (s + task_offset - difficulty))``.
+    The prompt's words reveal the task and, through its number of digits, the difficulty.
+
+    Args:
+        n_prompts: prompts.
+        models: ``(name, skill, joules per generated token)`` per model.
+        n_tasks: task types.
+        seed: the random seed.
+        missing_share: share of prompts that lack one (random) model's row.
+    """
+    rng = random.Random(seed)
+    offsets = {(m, t): rng.uniform(-0.15, 0.15) for m, _s, _e in models for t in range(n_tasks)}
+    vocab = [[f"w{t}_{i}" for i in range(30)] for t in range(n_tasks)]
+    rows = []
+    for i in range(n_prompts):
+        task = rng.randrange(n_tasks)
+        difficulty = rng.random()
+        digits = 1 + int(difficulty * 4)
+        words = rng.sample(vocab[task], 6) + [str(rng.randrange(10 ** (digits - 1), 10**digits)) for _ in range(2)]
+        prompt = f"task{task}: " + " ".join(words)
+        drop = models[rng.randrange(len(models))][0] if rng.random() < missing_share else None
+        for name, skill, joules_per_token in models:
+            if name == drop:
+                continue
+            p_right = 1.0 / (1.0 + math.exp(-8.0 * (skill + offsets[(name, task)] - difficulty)))
+            output_tokens = max(1, int(rng.gauss(8 + 10 * difficulty, 3)))
+            rows.append(
+                OutcomeRow(
+                    prompt_id=f"p{i:06d}",
+                    prompt=prompt,
+                    model=name,
+                    score=1.0 if rng.random() < p_right else 0.0,
+                    input_tokens=len(words) + 3,
+                    output_tokens=output_tokens,
+                    runtime_s=0.01 * output_tokens,
+                    energy_j=joules_per_token * (output_tokens + 2),
+                    energy_method="estimate",
+                    task_type=f"task{task}",
+                )
+            )
+    return rows
+
+
+# -- the command ---------------------------------------------------------------------------------
+def _quality_module() -> Any:
+    """``langchain_energyrouter.quality`` (the learned predictors), or None where it is not installed."""
+    import importlib
+
+    try:
+        return importlib.import_module("langchain_energyrouter.quality")
+    except ModuleNotFoundError as err:
+        if err.name != "langchain_energyrouter.quality":
+            raise
+        return None
+
+
+def _learned_predictor(encoder: str | None) -> tuple[Callable[[Sequence[OutcomeRow]], Predictor], str] | None:
+    """``quality.PromptPredictor.train`` as a factory, or None when that module is not installed."""
+    quality = _quality_module()
+    if quality is None:
+        return None
+
+    def factory(rows: Sequence[OutcomeRow]) -> Predictor:
+        kwargs = {"encoder": encoder} if encoder else {}
+        predictor: Predictor = quality.PromptPredictor.train(rows, **kwargs)
+        return predictor
+
+    return factory, "prompt features (quality.PromptPredictor)" + (f", encoder {encoder}" if encoder else "")
+
+
+def _bandit_options(exploration: float) -> Any | None:
+    """:class:`~langchain_energyrouter.bandit.BanditOptions`, or None where the bandit is not installed."""
+    try:
+        from langchain_energyrouter.bandit import BanditOptions
+    except ImportError:
+        return None
+    return BanditOptions(exploration=exploration)
+
+
+def add_parser(sub: Any, common: Any) -> None:
+    """Register ``evaluate``."""
+    p = sub.add_parser(
+        "evaluate",
+        parents=[common],
+        help="replay an outcome matrix through routing policies; APGR, CPT, score at half energy",
+        description="Split an outcome matrix's prompts (seeded), train the predictors on one part and replay the "
+        "other through every single model, random mixes, the oracle, the router over a sweep of accuracy/energy "
+        "weights and the online bandit; print mean score and total energy per policy and RouteLLM's metrics.",
+    )
+    p.add_argument(
+        "--matrix", required=True, help="outcome matrix JSONL (.jsonl.gz ok), e.g. from `accuracy --outcomes`"
+    )
+    p.add_argument("--train-fraction", type=float, default=DEFAULT_TRAIN_FRACTION, help="share of prompts to train on")
+    p.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
+    p.add_argument("--profile", help="profile for the router's energy predictions and joules the matrix lacks")
+    p.add_argument(
+        "--predictor",
+        default="auto",
+        choices=["auto", "prompt", "task"],
+        help="prompt: learned per-prompt predictor (quality.py); task: per-task means; auto: prompt if installed",
+    )
+    p.add_argument("--encoder", help="sentence encoder for the prompt predictor (its default if not given)")
+    p.add_argument("--no-bandit", action="store_true", help="skip the online bandit policy")
+    p.add_argument(
+        "--bandit-exploration", type=float, default=0.0, help="the bandit's UCB exploration (default 0: greedy)"
+    )
+    p.add_argument(
+        "--normalization",
+        default=DEFAULT_NORMALIZATION,
+        help="scheduler normaliser (default relative: keeps magnitudes)",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--plot", metavar="OUT.png", help="write score against energy for every policy")
+    p.set_defaults(func=run)
+
+
+def run(args: Any) -> int:
+    """``energyrouter evaluate``."""
+    from langchain_energyrouter.outcomes import read_matrix
+
+    started = time.perf_counter()
+    matrix = read_matrix(args.matrix)
+    profile = None
+    if args.profile:
+        from langchain_energyrouter.profile import EnergyProfile
+
+        profile = EnergyProfile.load(args.profile)
+    factory: Callable[[Sequence[OutcomeRow]], Predictor] | None = None
+    name = None
+    notes = []
+    if args.predictor in ("auto", "prompt"):
+        learned = _learned_predictor(args.encoder)
+        if learned is None:
+            if args.predictor == "prompt":
+                raise CalibrationError(
+                    "--predictor prompt needs langchain_energyrouter.quality, which this installation lacks; "
+                    "use --predictor task."
+                )
+            notes.append("langchain_energyrouter.quality is not installed: the router uses per-task means")
+        else:
+            factory, name = learned
+    bandit = None if args.no_bandit else _bandit_options(args.bandit_exploration)
+    if bandit is None and not args.no_bandit:
+        notes.append("the online bandit (langchain_energyrouter.bandit) is not installed: its policy is skipped")
+    report = evaluate(
+        matrix,
+        train_fraction=args.train_fraction,
+        seed=args.seed,
+        profile=profile,
+        predictor_factory=factory,
+        predictor_name=name,
+        bandit_options=bandit,
+        normalization=args.normalization,
+    )
+    report.notes.extend(notes)
+    report.timings_s["total_s"] = time.perf_counter() - started
+    if args.plot:
+        plot_report(report, args.plot)
+        report.notes.append(f"plot written to {args.plot}")
+    print(report_json(report) if args.json else format_report(report))
+    return 0

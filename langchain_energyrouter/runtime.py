@@ -1,0 +1,137 @@
+"""The router's derived state: everything built from its settings, rebuilt when a setting changes.
+
+:class:`RouterRuntime` holds the candidates, the scheduler, the token counter, the
+meters per device, the live state (requests in flight, learning, the state store)
+and the per-prompt routing of one :class:`~langchain_energyrouter.router.EnergyAwareRouter`,
+in one plain object (pydantic private attributes are slow to read on the hot path).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.language_models import BaseChatModel
+
+from langchain_energyrouter.candidates import (
+    candidate_device,
+    model_name_of,
+    named_models,
+    runs_locally,
+    tool_incapability,
+)
+from langchain_energyrouter.errors import ProfileError, UnknownModelError
+from langchain_energyrouter.live import LiveState, build_prompt_routing
+from langchain_energyrouter.metering import CandidateMeters
+from langchain_energyrouter.profile import EnergyProfile
+from langchain_energyrouter.scheduler import Scheduler
+from langchain_energyrouter.tokens import TokenCounter, configured_output_cap
+
+if TYPE_CHECKING:
+    from langchain_energyrouter.router import EnergyAwareRouter
+
+
+def check_names(option: str, names: Sequence[str], candidates: Mapping[str, Any]) -> list[str]:
+    """``names`` if every one is a candidate, else :class:`UnknownModelError` naming the option."""
+    unknown = [n for n in names if n not in candidates]
+    if unknown:
+        raise UnknownModelError(f"{option} names unknown model(s) {unknown}; candidates are {list(candidates)}.")
+    return list(names)
+
+
+class RouterRuntime:
+    """The router's derived state, in one plain object (pydantic private attributes are slow to read)."""
+
+    candidates: dict[str, BaseChatModel]
+    configured_caps: dict[str, int | None]
+    counter: TokenCounter
+    live: LiveState
+    meters: CandidateMeters
+    model_names: dict[str, str]
+    profile_digest: str
+    prompt_routing: Any
+    scheduler: Scheduler
+    tool_reasons: dict[str, str]
+
+    __slots__ = (
+        "_mismatch",
+        "candidates",
+        "configured_caps",
+        "counter",
+        "live",
+        "meters",
+        "model_names",
+        "profile_digest",
+        "prompt_routing",
+        "scheduler",
+        "tool_reasons",
+    )
+
+    def __init__(self, router: EnergyAwareRouter, old: RouterRuntime | None = None) -> None:
+        """Build from the router's settings (coerced again, so a ``model_construct``-ed router works too).
+
+        Raises:
+            ProfileError: the profile lacks a model.
+            UnknownModelError: ``local_models`` or ``tool_models`` names an unknown model.
+        """
+        self.candidates = candidates = named_models(router.models)
+        profile = EnergyProfile.coerce(router.profile)
+        missing = [name for name in candidates if name not in profile.models]
+        if missing:
+            raise ProfileError(
+                f"Profile {profile.origin} has no entry for model(s) {missing}. "
+                f"Profiled models: {sorted(profile.models)}. "
+                "Run `energyrouter calibrate` for them, or drop them from the router."
+            )
+        self.scheduler = Scheduler(
+            profile,
+            router.weights,
+            router.normalization,
+            constraints=router.constraints,
+            models=list(candidates),
+            pareto=router.pareto,
+            on_infeasible=router.on_infeasible,
+        )
+        self.profile_digest = hashlib.sha256(profile.model_dump_json().encode()).hexdigest()[:16]
+        self.counter = TokenCounter(candidates)
+        self.model_names = {name: model_name_of(model) or name for name, model in candidates.items()}
+        if router.local_models is not None:
+            local = set(check_names("local_models", router.local_models, candidates))
+        else:
+            local = {n for n, m in candidates.items() if runs_locally(m)}
+        self.meters = CandidateMeters(
+            {n: (candidate_device(m) or "local") if n in local else None for n, m in candidates.items()}, router.meter
+        )
+        if router.tool_models is not None:
+            capable = set(check_names("tool_models", router.tool_models, candidates))
+            self.tool_reasons = {n: "not listed in tool_models" for n in candidates if n not in capable}
+        else:
+            self.tool_reasons = {n: why for n, m in candidates.items() if (why := tool_incapability(m)) is not None}
+        # Without a cap in the call, each model's prediction is capped at its own configured budget.
+        self.configured_caps = {name: configured_output_cap(m) for name, m in candidates.items()}
+        self._mismatch: dict[str, dict[str, str]] | None = None
+        check_names("engine_metrics", list(router.engine_metrics or {}), candidates)
+        self.live = LiveState.create(
+            self.scheduler,
+            state_store=router.state_store,
+            learn=router.learn,
+            online_options=router.online_options,
+            engine_metrics={n: (url, self.model_names[n]) for n, url in (router.engine_metrics or {}).items()},
+            previous=old.live if old is not None else None,
+        )
+        self.prompt_routing = build_prompt_routing(router.prompt_routing, profile, list(candidates), self.live.store)
+
+    def method_mismatch(self) -> dict[str, dict[str, str]]:
+        """Candidates whose live meter measures otherwise than the profile's energy data was measured."""
+        if self._mismatch is None:
+            expected = self.scheduler.profile.energy_method
+            self._mismatch = {
+                name: {"profile": expected, "meter": method}
+                for name, method in self.meters.methods().items()
+                if method != expected
+            }
+        return self._mismatch
+
+
+__all__ = ["RouterRuntime", "check_names"]

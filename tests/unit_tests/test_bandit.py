@@ -1,0 +1,247 @@
+"""The online quality bandit: incremental updates, feedback changing decisions, regret, shared state."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from langchain_energyrouter.bandit import (
+    FEEDBACK_LOG,
+    QUALITY_KIND,
+    BanditOptions,
+    FeedbackBook,
+    PromptRouting,
+    QualityBandit,
+    _Ridge,
+    forward_feedback,
+)
+from langchain_energyrouter.errors import UnknownModelError
+from langchain_energyrouter.features import HashingEncoder
+from langchain_energyrouter.scheduler import Scheduler
+from langchain_energyrouter.state import MemoryStateStore, SQLiteStateStore
+from langchain_energyrouter.state.base import StateStore
+from langchain_energyrouter.testing import tiny_profile
+
+MODELS = ("tiny-a", "tiny-b")
+PRIOR = {"tiny-a": 0.4, "tiny-b": 0.8}
+
+
+def routing(store: StateStore | None = None, **options: object) -> PromptRouting:
+    return PromptRouting(
+        MODELS,
+        None,
+        store,
+        prior_accuracy=PRIOR,
+        prior_output_tokens={"tiny-a": 64.0, "tiny-b": 64.0},
+        encoder=HashingEncoder(256),
+        options=BanditOptions(**options),  # type: ignore[arg-type]
+        refresh_s=0.0,
+    )
+
+
+def test_sherman_morrison_matches_the_direct_ridge_solution() -> None:
+    rng = np.random.default_rng(0)
+    ridge = _Ridge(5, 2.0)
+    z = rng.normal(size=(40, 5))
+    y = rng.normal(size=40)
+    for zi, yi in zip(z, y, strict=True):
+        ridge.add(zi, float(yi))
+    direct = np.linalg.solve(2.0 * np.eye(5) + z.T @ z, z.T @ y)
+    np.testing.assert_allclose(ridge.theta, direct, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(ridge.a_inv, np.linalg.inv(2.0 * np.eye(5) + z.T @ z), rtol=1e-8, atol=1e-12)
+
+
+def test_without_feedback_the_prior_is_predicted() -> None:
+    est = routing().predict("What is 12 plus 30?", 8, None)
+    assert est.accuracy == pytest.approx(PRIOR)
+    assert est.prior_accuracy == pytest.approx(PRIOR)
+
+
+def test_feedback_updates_a_decision() -> None:
+    store = MemoryStateStore()
+    r = routing(store)
+    scheduler = Scheduler(tiny_profile(), {"accuracy": 0.95, "energy": 0.05}, normalization="relative")
+    prompt = "Say hello to {}."
+
+    def decide(text: str) -> str:
+        est = r.predict(text, 6, None)
+        return scheduler.decide(6, 16, prompt_accuracy=est.accuracy, prompt_output_tokens=est.output_tokens).model
+
+    assert decide(prompt.format("Anna")) == "tiny-b"  # prior: tiny-a is right 40% of the time
+    for i, name in enumerate(["Ben", "Chloe", "Dmitri", "Eve", "Farid", "Grace", "Hiro", "Ines"] * 2):
+        est = r.predict(prompt.format(name), 6, None)
+        r.remember(f"run-{i}", "tiny-a", est)  # e.g. sent to tiny-a by exploration or a forced call
+        assert r.feedback(f"run-{i}", 1.0)
+    assert r.predict(prompt.format("Jonas"), 6, None).accuracy["tiny-a"] > 0.85  # 16 rights against a prior worth 4
+    assert decide(prompt.format("Jonas")) == "tiny-a"
+    events = store.events(FEEDBACK_LOG)
+    assert len(events) == 16 and events[0].payload["model"] == "tiny-a" and events[0].payload["score"] == 1.0
+    assert store.get(QUALITY_KIND, "tiny-a") is not None and store.get(QUALITY_KIND, "tiny-b") is None
+
+
+def test_unknown_runs_are_logged_but_not_learned() -> None:
+    store = MemoryStateStore()
+    r = routing(store)
+    assert r.feedback("never-seen", 0.0) is False
+    assert store.events(FEEDBACK_LOG)[0].payload == {
+        "run_id": "never-seen",
+        "score": 0.0,
+        "time_unix_s": pytest.approx(store.events(FEEDBACK_LOG)[0].payload["time_unix_s"]),
+    }
+    with pytest.raises(ValueError, match="from 0"):
+        r.feedback("x", 1.5)
+    with pytest.raises(UnknownModelError, match="tiny-z"):
+        r.remember("x", "tiny-z", r.predict("hi", 1, None))
+
+
+def _simulate(policy: str, steps: int = 600, seed: int = 0) -> float:
+    """Cumulative regret on a stream of 4 prompt families whose best model differs."""
+    models = ("m0", "m1", "m2", "m3")
+    families = [
+        ("What is {} plus {}?", (0.9, 0.2, 0.3, 0.4)),
+        ("Say hello to {} and {}.", (0.2, 0.9, 0.3, 0.3)),
+        ("Convert {} meters to {} feet.", (0.3, 0.2, 0.9, 0.4)),
+        ("Count the letters in {} {}.", (0.3, 0.3, 0.4, 0.9)),
+    ]
+    rng = random.Random(seed)
+    r = PromptRouting(
+        models,
+        prior_accuracy=dict.fromkeys(models, 0.5),
+        encoder=HashingEncoder(512),
+        options=BanditOptions(exploration=0.5, algorithm="ucb", prior_weight=1.0),
+    )
+    regret = 0.0
+    for step in range(steps):
+        template, p = families[rng.randrange(4)]
+        text = template.format(rng.randint(1, 999), rng.choice(["Anna", "Ben", "Kim", "Lu"]))
+        if policy == "random":
+            i = rng.randrange(4)
+        else:
+            est = r.predict(text, 8, None)
+            i = max(range(4), key=lambda j: (est.accuracy[models[j]], -j))
+            r.remember(str(step), models[i], est)
+            r.feedback(str(step), 1.0 if rng.random() < p[i] else 0.0)
+        regret += max(p) - p[i]
+    return regret
+
+
+def test_bandit_regret_is_below_random() -> None:
+    bandit, random_ = _simulate("bandit"), _simulate("random")
+    assert bandit < 0.5 * random_, (bandit, random_)
+
+
+def test_state_is_shared_through_the_store(tmp_path: Path) -> None:
+    for store in (MemoryStateStore(), SQLiteStateStore(tmp_path / "state.sqlite")):
+        first, second = routing(store), routing(store)
+        est = first.predict("Add 3 and 4.", 6, None)
+        first.remember("r1", "tiny-a", est)
+        first.feedback("r1", 1.0)
+        first.remember("r2", "tiny-a", est)
+        assert first.observe_length("r2", 200.0)
+        learned = first.predict("Add 3 and 4.", 6, None)
+        assert learned.accuracy["tiny-a"] > est.accuracy["tiny-a"]
+        assert learned.output_tokens["tiny-a"] > est.output_tokens["tiny-a"]
+        again = second.predict("Add 3 and 4.", 6, None)  # adopts the first router's arms
+        assert again.accuracy == pytest.approx(learned.accuracy)
+        assert again.output_tokens == pytest.approx(learned.output_tokens)
+        # another prior (another projection) does not inherit state learned on this one
+        other = PromptRouting(MODELS, None, store, prior_accuracy=PRIOR, encoder=HashingEncoder(256),
+                              options=BanditOptions(seed=1))  # fmt: skip
+        assert other.predict("Add 3 and 4.", 6, None).accuracy == pytest.approx(PRIOR)
+        assert second.reset() == 1
+        first.refresh(force=True)
+        assert first.predict("Add 3 and 4.", 6, None).accuracy == pytest.approx(PRIOR)
+        store.close()
+
+
+def test_capped_lengths_only_raise_the_estimate() -> None:
+    r = routing()
+    est = r.predict("Tell me a story.", 5, None)
+    r.remember("a", "tiny-a", est)
+    assert r.observe_length("a", 10.0, capped=True) is False  # at least 10: the prior says 64 already
+    assert r.observe_length("a", 500.0, capped=True) is True
+
+
+def test_exploration_widens_estimates_and_is_off_by_default() -> None:
+    text = "What is 5 plus 9?"
+    assert routing().predict(text, 6, None).accuracy == pytest.approx(PRIOR)
+    ucb = routing(exploration=0.3).predict(text, 6, None).accuracy
+    assert all(ucb[m] > PRIOR[m] for m in MODELS)
+    draws = {round(routing(exploration=0.3, algorithm="thompson", seed=s).predict(text, 6, None).accuracy["tiny-a"], 6)
+             for s in range(5)}  # fmt: skip
+    assert len(draws) > 1
+    with pytest.raises(ValueError, match="exploration"):
+        BanditOptions(exploration=-1)
+    with pytest.raises(ValueError, match="algorithm"):
+        BanditOptions(algorithm="greedy")  # type: ignore[arg-type]
+
+
+def test_feedback_book_is_bounded() -> None:
+    r = routing()
+    est = r.predict("hi", 1, None)
+    book = FeedbackBook(2)
+    for run in ("a", "b", "c"):
+        book.put(run, "tiny-a", est)
+    assert len(book) == 2 and book.get("a") is None and book.get("c") is not None
+
+
+def test_langsmith_feedback_is_forwarded() -> None:
+    schemas = pytest.importorskip("langsmith.schemas")
+    import datetime
+    import uuid
+
+    r = routing(MemoryStateStore())
+    run_id = uuid.uuid4()
+    r.remember(str(run_id), "tiny-a", r.predict("Say hi.", 3, None))
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def item(key: str, score: float | None) -> object:
+        return schemas.Feedback(
+            id=uuid.uuid4(), run_id=run_id, trace_id=run_id, key=key, score=score, created_at=now, modified_at=now
+        )
+
+    items = [item("correctness", 1), item("helpfulness", 0), item("correctness", None)]
+    assert forward_feedback(r, items, key="correctness") == 1
+    assert r.bandit.observations("tiny-a") == (1, 0)
+
+
+def test_models_without_any_prior_are_left_to_the_profile_until_learned() -> None:
+    r = PromptRouting(MODELS, prior_accuracy={"tiny-a": 0.4}, encoder=HashingEncoder(64))
+    est = r.predict("Say hi.", 3, None)
+    assert set(est.accuracy) == {"tiny-a"} and est.output_tokens == {}
+    r.remember("r", "tiny-b", est)
+    assert r.feedback("r", 1.0) and r.observe_length("r", 30.0)
+    again = r.predict("Say hi.", 3, None)
+    assert set(again.accuracy) == {"tiny-a", "tiny-b"} and set(again.output_tokens) == {"tiny-b"}
+
+
+def test_bandit_rejects_unknown_arms() -> None:
+    bandit = QualityBandit(MODELS, 3)
+    with pytest.raises(UnknownModelError, match="tiny-z"):
+        bandit.update("tiny-z", np.ones(3), 0.1)
+
+
+def test_router_feedback_changes_the_next_decision() -> None:
+    from langchain_energyrouter.router import EnergyAwareRouter
+    from langchain_energyrouter.testing import tiny_chat_models
+
+    store = MemoryStateStore()
+    router = EnergyAwareRouter(
+        models=tiny_chat_models(),
+        profile=tiny_profile(),
+        weights={"accuracy": 0.95, "energy": 0.05},
+        normalization="relative",
+        prompt_routing=PromptRouting(MODELS, None, store, prior_accuracy=PRIOR, encoder=HashingEncoder(256)),
+        state_store=store,
+    )
+    question = "Say hello to Anna."
+    assert router.explain(question).model == "tiny-b"
+    assert router.explain(question).candidates["tiny-a"].sources["accuracy"] == "prompt"
+    for _ in range(16):
+        msg = router.invoke(question, model="tiny-a")
+        router.feedback(msg.response_metadata["routing"]["run_id"], 1.0)
+    assert router.explain("Say hello to Ben.").model == "tiny-a"
+    assert len(store.events(FEEDBACK_LOG)) == 16

@@ -1,0 +1,188 @@
+"""Per-prompt predictors: known answers on synthetic data, censored lengths, shrinkage, files."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from langchain_energyrouter.errors import ProfileError
+from langchain_energyrouter.features import HashingEncoder
+from langchain_energyrouter.quality import PromptPredictor, read_predictor_file
+from langchain_energyrouter.scheduler import PROMPT, Scheduler
+from langchain_energyrouter.testing import tiny_profile
+
+NAMES = ["Anna", "Ben", "Chloe", "Dmitri", "Eve", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemal", "Lena"]
+
+
+@dataclass(frozen=True)
+class Row:
+    """An outcome row with the attributes of ``outcomes.OutcomeRow`` that training reads."""
+
+    prompt_id: str
+    prompt: str
+    model: str
+    score: float
+    input_tokens: int
+    output_tokens: int
+    task_type: str | None = None
+
+
+def arithmetic(r: random.Random) -> str:
+    return r.choice(["What is {a} plus {b}?", "Compute {a} + {b}.", "Add {a} and {b}."]).format(
+        a=r.randint(100, 99999), b=r.randint(100, 99999)
+    )
+
+
+def greeting(r: random.Random) -> str:
+    return r.choice(["Say hello to {n}.", "Greet {n} warmly.", "Write a one-line welcome for {n}."]).format(
+        n=r.choice(NAMES)
+    )
+
+
+def two_families(n: int, seed: int) -> list[Row]:
+    """tiny-b always gets arithmetic right and tiny-a never; both always get greetings right."""
+    r = random.Random(seed)
+    rows = []
+    for i in range(n):
+        is_sum = i % 2 == 0
+        prompt = arithmetic(r) if is_sum else greeting(r)
+        tokens = len(prompt.split()) + 2
+        rows.append(Row(f"s{seed}-{i}", prompt, "tiny-a", 0.0 if is_sum else 1.0, tokens, 12))
+        rows.append(Row(f"s{seed}-{i}", prompt, "tiny-b", 1.0, tokens, 20))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def predictor() -> PromptPredictor:
+    return PromptPredictor.train(two_families(80, seed=1), encoder=HashingEncoder(256))
+
+
+def test_a_family_one_model_always_gets_right_is_separated(predictor: PromptPredictor) -> None:
+    r = random.Random(99)  # prompts never seen in training
+    for _ in range(10):
+        acc, _ = predictor.predict(arithmetic(r), 10, None)
+        assert acc["tiny-b"] > 0.8 and acc["tiny-a"] < 0.2, acc
+        acc, _ = predictor.predict(greeting(r), 8, None)
+        assert acc["tiny-a"] > 0.8 and acc["tiny-b"] > 0.8, acc
+    stats = predictor.spec.models["tiny-a"]
+    assert stats.cv_log_loss is not None and stats.cv_log_loss_mean_only is not None
+    assert stats.cv_log_loss < 0.5 * stats.cv_log_loss_mean_only  # the prompt carries the signal
+
+
+def test_the_scheduler_routes_each_family_to_its_model(predictor: PromptPredictor) -> None:
+    scheduler = Scheduler(tiny_profile(), {"accuracy": 0.85, "energy": 0.15}, normalization="relative")
+    static = {scheduler.decide(10, 16).model for _ in range(2)}
+    assert len(static) == 1  # without the prompt every request goes to one model
+    r = random.Random(7)
+    for make, expected in ((arithmetic, "tiny-b"), (greeting, "tiny-a")):
+        prompt = make(r)
+        acc, tout = predictor.predict(prompt, 10, None)
+        decision = scheduler.decide(10, 16, prompt_accuracy=acc, prompt_output_tokens=tout)
+        assert decision.model == expected, (prompt, acc)
+        assert decision.chosen.sources["accuracy"] == PROMPT
+
+
+def test_lengths_at_the_budget_are_censored_not_taken_as_lengths() -> None:
+    rng = np.random.default_rng(0)
+    rows = []
+    budget = 50
+    true = np.exp(rng.normal(math.log(60), 0.5, size=300))  # median 60: most answers hit the budget
+    for i, t in enumerate(true):
+        rows.append(Row(f"p{i}", f"Tell me about item {i}.", "m", 1.0, 8, int(min(round(t), budget))))
+    censored = PromptPredictor.train(rows, encoder=HashingEncoder(16), censored_at=budget, l2=1.0)
+    naive = PromptPredictor.train(rows, encoder=HashingEncoder(16), censored_at=None, l2=1.0)
+    auto = PromptPredictor.train(rows, encoder=HashingEncoder(16), l2=1.0)
+    assert auto.spec.models["m"].censored_at == budget
+    assert censored.spec.models["m"].n_censored > 150
+    _, tout_c = censored.predict("Tell me about item 7.", 8, None)
+    _, tout_n = naive.predict("Tell me about item 7.", 8, None)
+    assert tout_n["m"] < budget  # taking the budget as the length underestimates
+    assert 55 < tout_c["m"] < 110, tout_c  # log-normal mean of the true lengths is about 68
+
+
+def test_few_rows_keep_the_profile_and_shrink_to_the_mean() -> None:
+    rows = two_families(20, seed=3)
+    rows += [Row("x1", "What is 2 plus 2?", "tiny-c", 1.0, 6, 5)]
+    p = PromptPredictor.train(rows, encoder=HashingEncoder(64), min_rows=10, l2=1e4)
+    assert "tiny-c" not in p.models  # one row: the scheduler keeps the profile's accuracy
+    acc, _ = p.predict("What is 1 plus 1?", 6, None)
+    assert acc["tiny-a"] == pytest.approx(0.5, abs=0.05)  # heavy penalty: the model's mean score
+    with pytest.raises(ProfileError, match="rows per model"):
+        PromptPredictor.train(rows, encoder=HashingEncoder(64), min_rows=1000)
+
+
+def test_task_type_is_a_feature() -> None:
+    r = random.Random(5)
+    rows = []
+    for i in range(120):
+        prompt = greeting(r)  # same kind of text; only the caller's task type tells them apart
+        task = "strict" if i % 2 else "loose"
+        rows.append(Row(f"t{i}", prompt, "m", 1.0 if task == "loose" else 0.0, 6, 4, task))
+    p = PromptPredictor.train(rows, encoder=HashingEncoder(64))
+    assert p.spec.task_types == ["loose", "strict"]
+    assert p.predict("Say hello to Bob.", 6, "loose")[0]["m"] > 0.7
+    assert p.predict("Say hello to Bob.", 6, "strict")[0]["m"] < 0.3
+    assert 0.3 < p.predict("Say hello to Bob.", 6, None)[0]["m"] < 0.7
+
+
+def test_bad_scores_are_rejected() -> None:
+    with pytest.raises(ProfileError, match=r"score 1\.5"):
+        PromptPredictor.train([Row("a", "x", "m", 1.5, 1, 1)] * 40, encoder=HashingEncoder(16))
+
+
+def test_save_load_round_trip(predictor: PromptPredictor, tmp_path: Path) -> None:
+    path = predictor.save(tmp_path / "predictor.json")
+    again = PromptPredictor.load(path)  # builds its own hashing encoder from the recorded name
+    assert again.spec == predictor.spec and again.fingerprint == predictor.fingerprint
+    assert again.predict("Compute 12 + 99.", 6, None) == predictor.predict("Compute 12 + 99.", 6, None)
+
+
+def test_invalid_files_name_the_file_and_field(predictor: PromptPredictor, tmp_path: Path) -> None:
+    path = predictor.save(tmp_path / "p.json")
+    data = json.loads(path.read_text())
+    data["models"]["tiny-a"]["mean_score"] = 1.5
+    path.write_text(json.dumps(data))
+    with pytest.raises(ProfileError, match=r"p\.json is invalid: models\.tiny-a\.mean_score"):
+        read_predictor_file(path)
+    path.write_text('{"schema_version": 1, "encoder": ')
+    with pytest.raises(ProfileError, match=r"not valid JSON \(line 1"):
+        read_predictor_file(path)
+    data["models"]["tiny-a"]["mean_score"] = 0.5
+    data["schema_version"] = 2
+    path.write_text(json.dumps(data))
+    with pytest.raises(ProfileError, match="schema_version 2"):
+        read_predictor_file(path)
+    with pytest.raises(ProfileError, match="does not exist"):
+        read_predictor_file(tmp_path / "missing.json")
+    with pytest.raises(ProfileError, match="trained with encoder 'hashing-256'"):
+        PromptPredictor(predictor.spec, HashingEncoder(128))
+
+
+def test_train_command_writes_a_loadable_predictor(tmp_path: Path) -> None:
+    pytest.importorskip("langchain_energyrouter.outcomes", reason="outcomes.py (the matrix reader) is not there yet")
+    from langchain_energyrouter.calibration.cli import main
+
+    matrix = tmp_path / "m.jsonl"
+    with matrix.open("w") as handle:
+        for row in two_families(60, seed=2):
+            handle.write(json.dumps({k: v for k, v in row.__dict__.items() if v is not None}) + "\n")
+    out = tmp_path / "p.json"
+    assert main(["train", "--matrix", str(matrix), "--out", str(out), "--encoder", "hashing", "--json"]) == 0
+    assert PromptPredictor.load(out).models == ("tiny-a", "tiny-b")
+
+
+def test_quality_import_does_not_pull_heavy_packages() -> None:
+    code = (
+        "import sys, langchain_energyrouter.quality, langchain_energyrouter.bandit; "
+        "bad = {'pandas', 'statsmodels', 'scipy', 'torch', 'transformers', 'tokenizers', 'pynvml'} & set(sys.modules); "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
