@@ -79,7 +79,10 @@ class BanditOptions:
     """0: greedy (the default); > 0: the UCB width multiplier or the Thompson sampling scale."""
     algorithm: Literal["ucb", "thompson"] = "ucb"
     prior_weight: float = 4.0
-    """Ridge ``lambda``: how many observations' worth of trust the prior gets."""
+    """Ridge ``lambda`` of the score arms: how many observations' worth of trust the prior gets."""
+    length_prior_weight: float = 0.5
+    """Ridge ``lambda`` of the length arms. Every answered call measures its length (feedback on quality
+    is rare), and a deployment asks the same templated prompts again and again, so lengths adapt fast."""
     projection_dims: int = 16
     """Size of the random projection when there is no trained predictor."""
     seed: int = 0
@@ -92,6 +95,10 @@ class BanditOptions:
             raise ValueError(f"algorithm={self.algorithm!r}; use 'ucb' or 'thompson'.")
         if not self.prior_weight > 0:
             raise ValueError(f"prior_weight={self.prior_weight!r}; use a positive number (4 is the default).")
+        if not self.length_prior_weight > 0:
+            raise ValueError(
+                f"length_prior_weight={self.length_prior_weight!r}; use a positive number (0.5 is the default)."
+            )
 
 
 class _Ridge:
@@ -140,7 +147,7 @@ class QualityBandit:
         self.k = k
         self.models = tuple(models)
         self._score = {m: _Ridge(k, self.options.prior_weight) for m in self.models}
-        self._length = {m: _Ridge(k, self.options.prior_weight) for m in self.models}
+        self._length = {m: _Ridge(k, self.options.length_prior_weight) for m in self.models}
         self._rng = np.random.default_rng(self.options.seed)
         self._compile()
 
@@ -193,7 +200,7 @@ class QualityBandit:
         """Install a stored arm (None: back to the prior)."""
         if state is None:
             self._score[model] = _Ridge(self.k, self.options.prior_weight)
-            self._length[model] = _Ridge(self.k, self.options.prior_weight)
+            self._length[model] = _Ridge(self.k, self.options.length_prior_weight)
         else:
             if int(state.get("version", 0)) != STATE_VERSION or int(state.get("k", -1)) != self.k:
                 raise StateError(f"Stored bandit state of {model!r} has another version or size; it is reset.")

@@ -1,11 +1,19 @@
-"""``energyrouter demo``: route real prompts across the embedded default models.
+"""``energyrouter demo``: route real, graded prompts across the embedded default models.
 
 Builds an :class:`~langchain_energyrouter.router.EnergyAwareRouter` over the two
 packaged models (SmolLM2-135M-Instruct and Gemma-3-270M) with the committed CPU
-reference profile, answers a handful of prompts under three weight presets, and
-prints, per call, the chosen model, predicted vs measured runtime and energy, and
-the start of the answer. At the end it compares the totals with always using the
-larger model (measured by running it on the same prompts).
+reference profile and the committed per-prompt predictor (trained on the routing
+suite's outcome matrix, without the demo's own prompts), learning from every call.
+
+1. Every model answers every prompt (forced routes): the "always this model"
+   baselines and the oracle need those answers, and the router learns this
+   machine's costs from them as it goes.
+2. Each weight preset routes every prompt. Every answer is graded against the
+   suite's answer.
+
+At the end: per preset the score and energy next to every single model and the
+oracle (the cheapest model that answers right), and how far the runtime
+predictions were off, with the part of the error that is the answer's length.
 """
 
 from __future__ import annotations
@@ -15,23 +23,55 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
-DEMO_PROMPTS: tuple[tuple[str, str], ...] = (
-    ("factual", "What is the capital of France?"),
-    ("arithmetic", "What is 7 plus 5? Answer with a number."),
-    ("instruction", "Write one sentence about the sea."),
-    ("factual", "Which planet is known as the Red Planet?"),
-    ("instruction", "List three colours of the rainbow."),
+from langchain_energyrouter.calibration.design import SuiteItem
+
+DEMO_ITEMS: tuple[SuiteItem, ...] = (
+    SuiteItem(
+        "factual-fact-001", "What is the capital of France? Answer with one word.", ("Paris",), "contains", "factual"
+    ),
+    SuiteItem(
+        "arithmetic-add1-002", "What is 1 + 5? Reply with the number only.", ("6", "six"), "contains", "arithmetic"
+    ),
+    SuiteItem(
+        "instruction-upper-001",
+        "Write the word 'tomato' in capital letters and nothing else.",
+        ("TOMATO",),
+        "exact",
+        "instruction",
+    ),
+    SuiteItem(
+        "factual-fact-008", "What is the capital of China? Answer with one word.", ("Beijing",), "contains", "factual"
+    ),
+    SuiteItem(
+        "letters-first-001",
+        "What is the first letter of the word 'guitar'? Reply with the letter only.",
+        ("g",),
+        "exact",
+        "letters",
+    ),
+    SuiteItem(
+        "instruction-opposite-001",
+        "What is the opposite of 'hot'? Answer with one word.",
+        ("cold",),
+        "contains",
+        "instruction",
+    ),
 )
-"""(task type, prompt) pairs the demo answers; task types select per-task accuracy."""
+"""Prompts of ``calibration/suites/routing-suite.jsonl`` (same ids and answers), left out of the predictor's
+training (see ``calibration/predictors/README.md``)."""
+
+DEMO_PROMPTS: tuple[tuple[str, str], ...] = tuple((item.task_type or "", item.prompt) for item in DEMO_ITEMS)
+"""(task type, prompt) pairs the demo answers."""
 
 DEMO_PRESETS: tuple[str, ...] = ("accuracy-first", "balanced", "energy-first")
 
 
 @dataclass(frozen=True)
 class CallRecord:
-    """One routed call as the demo reports it."""
+    """One call as the demo reports it."""
 
     preset: str
     prompt: str
@@ -42,14 +82,25 @@ class CallRecord:
     energy_j: float | None
     method: str
     answer: str
+    correct: bool
+    predicted_output_tokens: float
+    output_tokens: int
+    runtime_s_at_true_length: float
+    """The runtime the same coefficients predict for the answer's real length (what is left of the error
+    once the length is known)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The demo's options (shared with the ``energyrouter`` CLI)."""
     parser.add_argument("--profile", default="cpu-reference", help="profile path or reference name")
     parser.add_argument("--models", nargs="+", default=["smollm2-135m", "gemma3-270m"], help="models to route")
-    parser.add_argument("--max-new-tokens", type=int, default=24, help="output cap per answer (tokens)")
-    parser.add_argument("--prompts", type=int, default=len(DEMO_PROMPTS), help="how many demo prompts to answer")
+    parser.add_argument("--max-new-tokens", type=int, default=32, help="output cap per answer (tokens)")
+    parser.add_argument("--prompts", type=int, default=len(DEMO_ITEMS), help="how many demo prompts to answer")
+    parser.add_argument(
+        "--predictor",
+        default="packaged-models",
+        help="per-prompt predictor: a path, a shipped name, or 'none' for the profile's figures only",
+    )
     parser.add_argument("--presets", nargs="+", default=list(DEMO_PRESETS), help="weight presets (see scoring.PRESETS)")
 
 
@@ -69,7 +120,7 @@ def _cell(text: str, width: int) -> str:
 
 
 def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> list[CallRecord]:
-    """Run the demo and print its table; returns the routed calls."""
+    """Run the demo and print its tables; returns the routed calls (phase 2)."""
 
     from langchain_energyrouter.models import load_chat_model
     from langchain_energyrouter.router import EnergyAwareRouter
@@ -85,47 +136,59 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> list[CallRecord]:
         start = time.perf_counter()
         models[name] = load_chat_model(name, max_new_tokens=args.max_new_tokens)
         print(f"loaded {name} in {time.perf_counter() - start:.1f} s", file=out, flush=True)
-    router = EnergyAwareRouter(models=models, profile=profile, max_tokens=args.max_new_tokens)
-    prompts = DEMO_PROMPTS[: max(1, args.prompts)]
-    larger = _larger_model(router, prompts[0][1])
-
-    header = (
-        f"{'preset':<15} {'prompt':<34} {'model':<13} {'pred s':>7} {'meas s':>7} {'pred J':>7} {'meas J':>7}  answer"
+    predictor = None if args.predictor == "none" else predictor_path(args.predictor)
+    router = EnergyAwareRouter(
+        models=models,
+        profile=profile,
+        max_tokens=args.max_new_tokens,
+        normalization="relative",  # keeps how much better a model is expected to be on *this* prompt
+        prompt_routing=str(predictor) if predictor is not None else None,
     )
+    items = DEMO_ITEMS[: max(1, args.prompts)]
     estimated = " (estimates on this hardware)" if profile.energy_method == "estimate" else ""
     print(f"\nenergy method of the profile: {profile.energy_method}{estimated}", file=out)
-    print(header, file=out)
-    print("-" * len(header), file=out, flush=True)
-    records: list[CallRecord] = []
-    # (model, prompt) -> one measured run, for the "always this model" baselines
+    print(f"per-prompt predictor: {predictor or 'none (the profile per model and task type)'}", file=out)
+    print("\n1. every model answers every prompt (for the baselines and the oracle; the router learns)", file=out)
+    print(_HEADER + "\n" + "-" * len(_HEADER), file=out, flush=True)
     single: dict[tuple[str, str], CallRecord] = {}
-    for preset in args.presets:
-        for task_type, prompt in prompts:
-            record = _call(router, preset, prompt, task_type, weights=PRESETS[preset])
-            records.append(record)
-            single.setdefault((record.model, prompt), record)
+    for item in items:
+        for name in models:
+            single[name, item.id] = record = _call(router, f"always {name}", item, model=name)
             print(_row(record), file=out, flush=True)
-    for name in models:
-        for task_type, prompt in prompts:
-            if (name, prompt) not in single:
-                single[name, prompt] = _call(router, f"always {name}", prompt, task_type, model=name)
-    baselines = {name: [single[name, p] for _, p in prompts] for name in models}
-    _print_totals(records, baselines, larger, out)
+    print("\n2. each preset routes every prompt", file=out)
+    print(_HEADER + "\n" + "-" * len(_HEADER), file=out, flush=True)
+    records: list[CallRecord] = []
+    for preset in args.presets:
+        for item in items:
+            record = _call(router, preset, item, weights=PRESETS[preset])
+            records.append(record)
+            print(_row(record), file=out, flush=True)
+    baselines = {name: [single[name, item.id] for item in items] for name in models}
+    oracle = [_oracle([single[name, item.id] for name in models]) for item in items]
+    _print_totals(records, baselines, oracle, out)
+    _print_errors(records, list(single.values()), out)
     router.close()
     return records
 
 
-def _larger_model(router: Any, prompt: str) -> str:
-    """The model with the most parameters (embedded models), else the costliest by prediction."""
-    from langchain_core.messages import HumanMessage
+def predictor_path(name: str) -> Path:
+    """A predictor file: a path, or the name of one shipped with the package (``packaged-models``)."""
+    given = Path(name)
+    if given.suffix == ".json" or given.exists():
+        return given
+    here = Path(__file__).resolve().parent
+    # wheel: calibration/predictors is packaged as langchain_energyrouter/predictors.
+    for directory in (here / "predictors", here.parent / "calibration" / "predictors"):
+        candidate = directory / f"{name}.json"
+        if candidate.is_file():
+            return candidate
+    raise ValueError(f"No predictor named {name!r}; pass the path of one written by `energyrouter train`, or 'none'.")
 
-    from langchain_energyrouter.models import EMBEDDED_MODELS
 
-    names = list(router.candidates)
-    if all(n in EMBEDDED_MODELS for n in names):
-        return max(names, key=lambda n: EMBEDDED_MODELS[n].parameters)
-    decision = router.explain([HumanMessage(prompt)])
-    return max(names, key=lambda n: decision.candidates[n].predicted_energy_j)
+def _oracle(answers: list[CallRecord]) -> CallRecord:
+    """The cheapest right answer (by measured energy), else the cheapest answer."""
+    right = [a for a in answers if a.correct] or answers
+    return min(right, key=lambda a: a.energy_j or 0.0)
 
 
 def _quiet_transformers() -> None:
@@ -136,65 +199,107 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def _call(router: Any, preset: str, prompt: str, task_type: str, **options: Any) -> CallRecord:
+def _call(router: Any, preset: str, item: SuiteItem, **options: Any) -> CallRecord:
     from langchain_core.messages import HumanMessage
 
-    message = router.invoke([HumanMessage(prompt)], task_type=task_type, **options)
+    from langchain_energyrouter.calibration.accuracy import is_correct
+
+    scheduler = router.scheduler
+    before = {name: scheduler.learned(name) for name in scheduler.models}  # coefficients in force for this call
+    message = router.invoke([HumanMessage(item.prompt)], task_type=item.task_type, **options)
     routing = message.response_metadata["routing"]
     energy = message.response_metadata["energy"]
+    model = routing["served_by"]
+    chosen = routing["candidates"][model]
+    # Generation steps (the answer's tokens and the one that ended it), what runtime scales with.
+    output_tokens = int(routing.get("generated_tokens") or (message.usage_metadata or {}).get("output_tokens", 0))
+    at_true_length, _, _ = scheduler.predict_costs(
+        model, chosen["input_tokens"], max(output_tokens, 1), chosen["in_flight"], learned=before[model]
+    )
     return CallRecord(
         preset=preset,
-        prompt=prompt,
-        model=routing["model"],
-        predicted_runtime_s=routing["predicted_runtime_s"],
+        prompt=item.prompt,
+        model=model,
+        predicted_runtime_s=chosen["predicted_runtime_s"],
         runtime_s=energy["runtime_s"],
-        predicted_energy_j=routing["predicted_energy_j"],
+        predicted_energy_j=chosen["predicted_energy_j"],
         energy_j=energy["energy_j"],
         method=energy["method"],
         answer=str(message.content),
+        correct=is_correct(str(message.content), item),
+        predicted_output_tokens=chosen["predicted_output_tokens"],
+        output_tokens=output_tokens,
+        runtime_s_at_true_length=at_true_length,
     )
+
+
+_HEADER = (
+    f"{'preset':<22} {'prompt':<30} {'model':<13} {'pred s':>7} {'meas s':>7} {'pred J':>7} {'meas J':>7}  ok  answer"
+)
 
 
 def _row(r: CallRecord) -> str:
     measured = "n/a" if r.energy_j is None else f"{r.energy_j:7.1f}"
     est = "~" if r.method == "estimate" else " "
     return (
-        f"{r.preset:<15} {_cell(r.prompt, 34):<34} {r.model:<13} {r.predicted_runtime_s:7.2f} {r.runtime_s:7.2f} "
-        f"{r.predicted_energy_j:7.1f} {est}{measured:>6}  {_cell(r.answer, 40)}"
+        f"{_cell(r.preset, 22):<22} {_cell(r.prompt, 30):<30} {r.model:<13} {r.predicted_runtime_s:7.2f} "
+        f"{r.runtime_s:7.2f} {r.predicted_energy_j:7.1f} {est}{measured:>6}  {'yes' if r.correct else ' no'} "
+        f"{_cell(r.answer, 36)}"
     )
 
 
-def _print_totals(routed: list[CallRecord], baselines: dict[str, list[CallRecord]], larger: str, out: TextIO) -> None:
-    """Per preset: the routed calls' totals; per model: always sending every prompt to it."""
+def _print_totals(
+    routed: list[CallRecord], baselines: dict[str, list[CallRecord]], oracle: list[CallRecord], out: TextIO
+) -> None:
+    """Per preset, per single model and for the oracle: score, runtime and energy over the same prompts."""
 
-    def total(records: list[CallRecord]) -> tuple[float, float]:
-        return sum(r.runtime_s for r in records), sum(r.energy_j or 0.0 for r in records)
+    def totals(records: list[CallRecord]) -> tuple[float, float, float]:
+        score = sum(r.correct for r in records) / len(records)
+        return score, sum(r.runtime_s for r in records), sum(r.energy_j or 0.0 for r in records)
 
     label = " (estimated)" if routed and routed[0].method == "estimate" else ""
-    _, larger_j = total(baselines[larger])
     rows: list[tuple[str, list[CallRecord]]] = []
     for preset in dict.fromkeys(r.preset for r in routed):
         calls = [r for r in routed if r.preset == preset]
         used = ", ".join(f"{m} x{sum(r.model == m for r in calls)}" for m in sorted({r.model for r in calls}))
         rows.append((f"{preset} ({used})", calls))
     for name, calls in baselines.items():
-        rows.append((f"always {name}" + (" (the larger)" if name == larger else ""), calls))
+        rows.append((f"always {name}", calls))
+    rows.append(("oracle (cheapest right answer)", oracle))
+    best_name = max(baselines, key=lambda n: totals(baselines[n])[0])
+    _, _, best_j = totals(baselines[best_name])
     width = max(len(title) for title, _ in rows) + 2
+    n = len(oracle)
     print("", file=out)
     print(
-        f"{'per set of ' + str(len(baselines[larger])) + ' prompts':<{width}} {'runtime s':>10} "
-        f"{'energy J' + label:>20} {'vs always ' + larger:>24}",
+        f"{'per set of ' + str(n) + ' prompts':<{width}} {'score':>6} {'runtime s':>10} {'energy J' + label:>20} "
+        f"{'vs always ' + best_name:>28}",
         file=out,
     )
     for title, calls in rows:
-        runtime_s, energy_j = total(calls)
-        change = f"{100 * (energy_j / larger_j - 1):+.0f}% energy" if larger_j > 0 else "n/a"
-        print(f"{title:<{width}} {runtime_s:10.2f} {energy_j:20.1f} {change:>24}", file=out)
-    errors = [abs(r.predicted_runtime_s - r.runtime_s) / r.runtime_s for r in routed if r.runtime_s > 0]
-    if errors:
-        # Most of this error is output length: a model may answer in two tokens or fill its budget.
-        mape = 100 * sum(errors) / len(errors)
-        print(f"runtime prediction error over the routed calls: {mape:.0f}% (MAPE)", file=out)
+        score, runtime_s, energy_j = totals(calls)
+        change = f"{100 * (energy_j / best_j - 1):+.0f}% energy" if best_j > 0 else "n/a"
+        print(f"{title:<{width}} {score:6.2f} {runtime_s:10.2f} {energy_j:20.1f} {change:>28}", file=out)
+    print(f"(score: share of answers graded right; always {best_name} is the more accurate model here)", file=out)
+
+
+def _mape(pairs: list[tuple[float, float]]) -> float:
+    errors = [abs(p - m) / m for p, m in pairs if m > 0]
+    return 100 * sum(errors) / len(errors) if errors else float("nan")
+
+
+def _print_errors(routed: list[CallRecord], forced: list[CallRecord], out: TextIO) -> None:
+    """How far the runtime predictions were off, and how much of that is the answer's length."""
+    print("", file=out)
+    for title, calls in (("the routed calls (2.)", routed), ("the first calls (1., still learning)", forced)):
+        mape = _mape([(r.predicted_runtime_s, r.runtime_s) for r in calls])
+        known = _mape([(r.runtime_s_at_true_length, r.runtime_s) for r in calls])
+        length = _mape([(r.predicted_output_tokens, float(r.output_tokens)) for r in calls if r.output_tokens])
+        print(
+            f"runtime prediction error over {title}: {mape:.0f}% (MAPE); {known:.0f}% had the answer's length been "
+            f"known, so {max(mape - known, 0.0):.0f} points are the length (output-length error {length:.0f}%)",
+            file=out,
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:

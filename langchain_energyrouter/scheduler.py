@@ -238,10 +238,17 @@ class Scheduler:
         return self._learned.get(model)
 
     def predict_costs(
-        self, model: str, input_tokens: float, output_tokens: float, in_flight: float | None = None
+        self,
+        model: str,
+        input_tokens: float,
+        output_tokens: float,
+        in_flight: float | None = None,
+        *,
+        learned: LearnedSnapshot | Literal["current"] | None = "current",
     ) -> tuple[float, float, tuple[str, ...]]:
         """Runtime (s), energy (J) and flags of ``model`` for *given* token counts, with the
-        coefficients a decision would use now (adapted where learned, else the prior).
+        coefficients a decision would use now (adapted where learned, else the prior), or with
+        those of ``learned`` (a snapshot kept from earlier; None = the prior).
 
         Useful to split a prediction's error: re-predict with the tokens the answer really had.
 
@@ -251,7 +258,7 @@ class Scheduler:
         compiled = self._models.get(model)
         if compiled is None:
             raise UnknownModelError(f"Cannot predict for {model!r}: candidates are {list(self._models)}.")
-        snap = self._learned.get(model)
+        snap = self._learned.get(model) if learned == "current" else learned
         runtime = snap.runtime if snap is not None else None
         energy = snap.energy if snap is not None else None
         return predict_costs(compiled, input_tokens, output_tokens, in_flight, runtime, energy)
