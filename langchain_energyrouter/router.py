@@ -624,7 +624,9 @@ class EnergyAwareRouter(BaseChatModel):
             if isinstance(message, AIMessage):
                 update["usage_metadata"] = usage(getattr(message, "usage_metadata", None), message_text(message))
                 if not generations:  # learn from the answer (the first generation) once
-                    metadata["routing"]["generated_tokens"] = self._learn(plan, name, reading, update["usage_metadata"])
+                    metadata["routing"]["generated_tokens"] = self._learn(
+                        plan, name, reading, update["usage_metadata"], message_text(message)
+                    )
             # A copy: fake and cached models hand out the same message object every call.
             generations.append(
                 ChatGeneration(message=message.model_copy(update=update), generation_info=generation.generation_info)
@@ -637,7 +639,7 @@ class EnergyAwareRouter(BaseChatModel):
     ) -> ChatGenerationChunk:
         metadata, usage = self._metadata(plan, name, reading, tracker.model_name)
         counted = usage(tracker.usage, tracker.text)
-        metadata["routing"]["generated_tokens"] = self._learn(plan, name, reading, counted)
+        metadata["routing"]["generated_tokens"] = self._learn(plan, name, reading, counted, tracker.text)
         return ChatGenerationChunk(
             message=AIMessageChunk(
                 content="",
@@ -648,7 +650,7 @@ class EnergyAwareRouter(BaseChatModel):
         )
 
     @staticmethod
-    def _learn(plan: _Plan, name: str, reading: EnergyReading, usage: Mapping[str, Any]) -> int | None:
+    def _learn(plan: _Plan, name: str, reading: EnergyReading, usage: Mapping[str, Any], text: str) -> int | None:
         """Feed the answer's measurement to the learners (see :class:`~langchain_energyrouter.live.LiveState`);
         returns the generation steps it took (``routing["generated_tokens"]``)."""
         counted = usage.get("output_tokens")
@@ -656,9 +658,9 @@ class EnergyAwareRouter(BaseChatModel):
             return None
         cap = plan.output_cap if plan.output_cap is not None else plan.rt.configured_caps.get(name)
         capped = cap is not None and counted >= cap
-        # A local pipeline's text leaves out the token that ended the answer (EOS, or the stop string's token,
-        # cut off); generating it took a step like any other. Endpoints report their own generated tokens.
-        generated = counted + 1 if not capped and local_pipeline(plan.rt.candidates[name]) is not None else counted
+        generated = counted
+        if local_pipeline(plan.rt.candidates[name]) is not None:  # endpoints report their own generated tokens
+            generated = plan.rt.counter.generation_steps(name, text, counted, capped=capped)
         plan.rt.live.observe(plan.decision.candidates[name], plan.attempts[name], reading, generated, cap)
         routing = plan.rt.prompt_routing
         if routing is not None and plan.estimate is not None and plan.run_id is not None:

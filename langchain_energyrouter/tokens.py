@@ -287,6 +287,27 @@ class TokenCounter:
                 pass
         return _chars_to_tokens(text)
 
+    def generation_steps(self, name: str, text: str, counted: int, *, capped: bool) -> int:
+        """Decoding steps a local model took to write ``text`` (``counted`` tokens): what runtime scales with.
+
+        Generation ends with a token the text may leave out: a special end-of-sequence token is
+        stripped from the decoded text (one step more than counted), a plain-text one (Gemma's
+        newline here) stays in it (counted already). A generation cut by its cap has no such token.
+        Models without a Hugging Face tokenizer (endpoints) report their own usage: ``counted``.
+        """
+        how = self._lookup(name)
+        if capped or how.tokenizer is None or how.lock is None:
+            return counted
+        model = getattr(getattr(getattr(self._models[name], "llm", None), "pipeline", None), "model", None)
+        eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        eos_ids = {int(i) for i in (eos if isinstance(eos, (list, tuple)) else [eos]) if i is not None}
+        if text and eos_ids:
+            with how.lock:
+                ids = how.tokenizer.encode(text, add_special_tokens=False)
+            if ids and ids[-1] in eos_ids:
+                return counted
+        return counted + 1
+
     def count_all(
         self,
         messages: Sequence[BaseMessage],

@@ -29,9 +29,12 @@ def test_demo_routes_and_reports_totals() -> None:
     assert all(r.answer.strip() or r.model == "gemma3-270m" for r in records)  # a base model may stop at once
     assert all(r.method == "estimate" and r.energy_j is not None and r.energy_j > 0 for r in records)
     assert "energy method of the profile: estimate (estimates on this hardware)" in text
-    assert "always gemma3-270m (the larger)" in text and "always smollm2-135m" in text
+    assert "always gemma3-270m" in text and "always smollm2-135m" in text
+    assert "oracle (cheapest right answer)" in text and "score" in text
     assert "accuracy-first (" in text and "energy-first (" in text
-    assert "runtime prediction error over the routed calls" in text
+    assert "per-prompt predictor:" in text and "packaged-models.json" in text
+    assert "runtime prediction error over the routed calls (2.)" in text and "points are the length" in text
+    assert all(isinstance(r.correct, bool) and r.output_tokens > 0 for r in records)
 
 
 def test_demo_rejects_unknown_preset(capsys: pytest.CaptureFixture[str]) -> None:

@@ -109,3 +109,21 @@ def test_the_lru_is_bounded_and_exact() -> None:
     assert renders == []  # the two latest are remembered
     assert counter.count_messages("tiny-a", prompts[0]) == first[0]
     assert len(renders) == 1  # the oldest was evicted
+
+
+def test_generation_steps_count_the_token_that_ended_the_answer() -> None:
+    from langchain_energyrouter.testing import build_tiny_chat_model
+
+    chat = build_tiny_chat_model("tiny-a")
+    counter = TokenCounter({"tiny-a": chat})
+    tokenizer = chat.llm.pipeline.tokenizer
+    text = "the sea is blue"
+    counted = counter.count_text("tiny-a", text)
+    # A special EOS is stripped from the text: one decoding step more than the text's tokens.
+    assert counter.generation_steps("tiny-a", text, counted, capped=False) == counted + 1
+    # Cut by the cap: no ending token at all.
+    assert counter.generation_steps("tiny-a", text, counted, capped=True) == counted
+    # A plain-text end token (Gemma ends its one-line answers on a newline token) stays in the text.
+    last_id = tokenizer.encode(text, add_special_tokens=False)[-1]
+    chat.llm.pipeline.model.generation_config.eos_token_id = [tokenizer.eos_token_id, last_id]
+    assert counter.generation_steps("tiny-a", text, counted, capped=False) == counted
