@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,6 +45,7 @@ from langchain_energyrouter.cost import (
     predict_output_tokens,
 )
 from langchain_energyrouter.errors import ProfileError
+from langchain_energyrouter.files import write_text_atomically
 
 SCHEMA_VERSION = 2
 """The version of the profile format this package writes.
@@ -462,17 +462,7 @@ class EnergyProfile(_Strict):
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write atomically (temp file + rename), so a crash never leaves a truncated profile."""
-        file = Path(path)
-        file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(self.to_json())
-            os.replace(tmp, file)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return file
+        return write_text_atomically(path, self.to_json())
 
     # -- queries ----------------------------------------------------------
     @property

@@ -33,7 +33,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -49,6 +48,7 @@ from langchain_energyrouter.features import (
     PromptEncoder,
     load_encoder,
 )
+from langchain_energyrouter.files import write_text_atomically
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -298,17 +298,7 @@ class PromptPredictor:
     # -- files -----------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write atomically (temp file + rename)."""
-        file = Path(path)
-        file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(self.spec.model_dump_json() + "\n")
-            os.replace(tmp, file)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return file
+        return write_text_atomically(path, self.spec.model_dump_json() + "\n")
 
     @classmethod
     def load(

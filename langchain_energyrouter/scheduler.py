@@ -49,6 +49,7 @@ PROMPT = "prompt"
 figures, a prediction for this prompt."""
 
 _NO_TASKS: Mapping[str, float] = MappingProxyType({})
+_UNSCORED: tuple[float | None, float | None, float | None, float | None] = (None, None, None, None)
 _PRIOR_SOURCES: Mapping[str, str] = MappingProxyType(
     {"runtime": PRIOR, "energy": PRIOR, "output_tokens": PRIOR, "accuracy": PRIOR}
 )
@@ -403,42 +404,24 @@ class Scheduler:
         candidates: dict[str, Candidate] = {}
         for name, tin, tout, runtime_s, energy_j, accuracy, flags, load, sources, observations in rows:
             s = scored.get(name)
-            if s is None:
-                candidates[name] = Candidate(
-                    name,
-                    tin,
-                    tout,
-                    runtime_s,
-                    energy_j,
-                    accuracy,
-                    None,
-                    None,
-                    None,
-                    None,
-                    excluded.get(name),
-                    flags,
-                    load,
-                    sources,
-                    observations,
-                )
-            else:
-                candidates[name] = Candidate(
-                    name,
-                    tin,
-                    tout,
-                    runtime_s,
-                    energy_j,
-                    accuracy,
-                    s[1],
-                    s[2],
-                    s[3],
-                    s[0],
-                    None,
-                    flags,
-                    load,
-                    sources,
-                    observations,
-                )
+            score, a, e, t = s if s is not None else _UNSCORED
+            candidates[name] = Candidate(
+                name,
+                tin,
+                tout,
+                runtime_s,
+                energy_j,
+                accuracy,
+                a,
+                e,
+                t,
+                score,
+                excluded.get(name) if s is None else None,
+                flags,
+                load,
+                sources,
+                observations,
+            )
         ranking = tuple(
             sorted(
                 scored,
