@@ -404,7 +404,7 @@ class Scheduler:
         candidates: dict[str, Candidate] = {}
         for name, tin, tout, runtime_s, energy_j, accuracy, flags, load, sources, observations in rows:
             s = scored.get(name)
-            score, a, e, t = s if s is not None else _UNSCORED
+            terms: tuple[float | None, float | None, float | None, float | None] = s if s is not None else _UNSCORED
             candidates[name] = Candidate(
                 name,
                 tin,
@@ -412,10 +412,10 @@ class Scheduler:
                 runtime_s,
                 energy_j,
                 accuracy,
-                a,
-                e,
-                t,
-                score,
+                terms[1],
+                terms[2],
+                terms[3],
+                terms[0],
                 excluded.get(name) if s is None else None,
                 flags,
                 load,

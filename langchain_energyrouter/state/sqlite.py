@@ -56,12 +56,7 @@ class SQLiteStateStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={synchronous}")
-            for statement in _SCHEMA:
-                self._db.execute(statement)
-            self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('format', ?)", (str(STORE_FORMAT),))
-            (found,) = self._db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+            found = self._set_up(synchronous, timeout_s)
         except (sqlite3.Error, OSError) as err:
             raise StateError(
                 f"Cannot open the state store {self.path}: {err}. Check the path and its permissions, "
@@ -74,6 +69,30 @@ class SQLiteStateStore:
                 "upgrade langchain-energyrouter or use another file."
             )
         self._closed = False
+
+    def _set_up(self, synchronous: str, timeout_s: float) -> str:
+        """WAL mode, tables and the format row; returns the file's format.
+
+        Switching to WAL needs a moment of exclusive access and SQLite reports "database is
+        locked" at once instead of waiting when another process is setting up the same file:
+        retry until ``timeout_s``.
+        """
+        deadline = time.monotonic() + timeout_s
+        delay_s = 0.01
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute(f"PRAGMA synchronous={synchronous}")
+                for statement in _SCHEMA:
+                    self._db.execute(statement)
+                self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('format', ?)", (str(STORE_FORMAT),))
+                (found,) = self._db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+                return str(found)
+            except sqlite3.OperationalError as err:
+                if ("locked" not in str(err) and "busy" not in str(err)) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay_s)
+                delay_s = min(delay_s * 2, 0.5)
 
     def _run(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
         if self._closed:
