@@ -20,7 +20,9 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         "state.sqlite in the user data directory). `show` prints it, `reset` clears it (the profile is untouched).",
     )
     p.add_argument("action", choices=["show", "reset"])
-    p.add_argument("--store", default="default", help="SQLite state file (default: the user's default store)")
+    p.add_argument(
+        "--store", default="default", help="SQLite state file or redis:// URL (default: the user's default store)"
+    )
     p.add_argument("--model", help="reset only this model's learned costs")
     p.add_argument("--kind", help="reset only documents of this kind (e.g. cost)")
     p.add_argument("--json", action="store_true", help="machine-readable output (show)")
@@ -43,22 +45,25 @@ def _summary(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from langchain_energyrouter.state import SQLiteStateStore, default_state_path
+    from langchain_energyrouter.state import open_store
 
-    path = default_state_path() if args.store == "default" else args.store
-    with SQLiteStateStore(path) as store:
+    store: Any = open_store(args.store)
+    where = str(getattr(store, "path", None) or getattr(store, "url", None) or args.store)
+    try:
         if args.action == "reset":
             if args.model is not None:
                 removed = store.delete(args.kind or COST_KIND, args.model)
             else:
                 removed = store.delete(args.kind, None)
-            print(f"Removed {removed} learned-state entr{'y' if removed == 1 else 'ies'} from {store.path}.")
+            print(f"Removed {removed} learned-state entr{'y' if removed == 1 else 'ies'} from {where}.")
             return 0
-        report: dict[str, Any] = {"store": str(store.path), "documents": {}, "events": store.logs()}
+        report: dict[str, Any] = {"store": where, "documents": {}, "events": store.logs()}
         for kind in store.kinds():
             report["documents"][kind] = {
                 key: {"version": doc.version, **_summary(kind, doc.payload)} for key, doc in store.items(kind).items()
             }
+    finally:
+        store.close()
     if args.json:
         json.dump(report, sys.stdout, indent=2)
         print()

@@ -36,23 +36,29 @@ def open_store(spec: Any) -> StateStore:
 
     Args:
         spec: a :class:`StateStore`; ``None`` or ``"memory"`` for an in-process store;
-            ``"default"`` for :func:`default_state_path`; any other string or path for an
-            SQLite file there.
+            ``"default"`` for :func:`default_state_path`; ``"redis://host:port/db"`` (or
+            ``rediss://``) for a Redis server shared by routers on several hosts; any other
+            string or path for an SQLite file there.
 
     Raises:
-        StateError: the spec is of an unknown type, or the file cannot be opened.
+        StateError: the spec is of an unknown type, or the file or server cannot be opened.
+        MissingExtraError: a Redis URL without the ``redis`` extra installed.
     """
     if spec is None or spec == "memory":
         return MemoryStateStore()
     if spec == "default":
         return SQLiteStateStore(default_state_path())
+    if isinstance(spec, str) and spec.startswith(("redis://", "rediss://")):
+        from langchain_energyrouter.state.redis import RedisStateStore  # redis-py is imported only here
+
+        return RedisStateStore(spec)
     if isinstance(spec, (str, os.PathLike)):
         return SQLiteStateStore(spec)
     if isinstance(spec, StateStore):
         return spec
     raise StateError(
         f"Cannot use {spec!r} as a state store; pass None (in memory), 'default', the path of an SQLite file, "
-        "or an object with get/put/items/delete/append/events/close."
+        "a redis:// URL, or an object with get/put/items/delete/append/events/close."
     )
 
 

@@ -14,8 +14,10 @@ primitive every backend offers cheaply (SQLite ``BEGIN IMMEDIATE``, Redis
 store can replace the embedded one without changing its users.
 
 Backends: :class:`~langchain_energyrouter.state.memory.MemoryStateStore` (one
-process) and :class:`~langchain_energyrouter.state.sqlite.SQLiteStateStore`
-(processes on one host, WAL mode, crash-safe).
+process), :class:`~langchain_energyrouter.state.sqlite.SQLiteStateStore`
+(processes on one host, WAL mode, crash-safe) and
+:class:`~langchain_energyrouter.state.redis.RedisStateStore` (router replicas on
+several hosts).
 """
 
 from __future__ import annotations

@@ -155,20 +155,25 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
             assert [e.payload["i"] for e in events if e.payload["writer"] == name] == list(range(n))
 
 
+def kill_9_mid_stream(proc: subprocess.Popen[str], after: int = 200) -> int:
+    """Let a writer that prints each acknowledged index run past ``after``, SIGKILL it; the last index it printed."""
+    assert proc.stdout is not None
+    acknowledged = -1
+    deadline = time.monotonic() + 60
+    while acknowledged < after and time.monotonic() < deadline:
+        acknowledged = int(proc.stdout.readline())
+    os.kill(proc.pid, signal.SIGKILL)
+    rest = proc.stdout.read().split()
+    proc.wait()
+    return int(rest[-1]) if rest else acknowledged
+
+
 def test_kill_9_in_the_middle_of_writing_loses_at_most_the_write_in_flight(tmp_path: Path) -> None:
     path = tmp_path / "killed.sqlite"
     proc = subprocess.Popen(
         [sys.executable, "-c", _WRITER, str(path), "victim", "100000"], stdout=subprocess.PIPE, text=True
     )
-    assert proc.stdout is not None
-    acknowledged = -1
-    deadline = time.monotonic() + 60
-    while acknowledged < 200 and time.monotonic() < deadline:  # let it write for a while, then kill mid-stream
-        acknowledged = int(proc.stdout.readline())
-    os.kill(proc.pid, signal.SIGKILL)
-    rest = proc.stdout.read().split()
-    proc.wait()
-    acknowledged = int(rest[-1]) if rest else acknowledged
+    acknowledged = kill_9_mid_stream(proc)
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     db.close()
