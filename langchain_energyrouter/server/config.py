@@ -1,0 +1,283 @@
+"""The ``router.yaml`` schema of ``energyrouter serve``, and building a router from it.
+
+Example::
+
+    name: energyrouter                 # what `model: "<name>"` (or "auto") routes with
+    profile: calibration/profiles/cpu-reference.json
+    candidates:
+      - name: smollm2-135m             # short name of a packaged model (or `path:` a local directory)
+        max_new_tokens: 48
+      - name: gemma3-270m
+      - name: vllm-llama               # any OpenAI-compatible server (needs langchain-openai)
+        base_url: http://10.0.0.7:8000/v1
+        model_id: meta-llama/Llama-3.1-8B-Instruct
+        api_key_env: VLLM_KEY
+    weights: {accuracy: 0.6, energy: 0.3, time: 0.1}
+    constraints: {max_runtime_s: 30}
+    state_store: default               # null = in memory; a path = an SQLite file shared on this host
+    limits: {max_in_flight_per_candidate: 4, max_request_bytes: 1000000}
+    api_key_env: ENERGYROUTER_API_KEY  # or api_key: "..." (bearer key; unset = no key)
+
+Every field is validated with pydantic; :func:`load_config` names the file and the field on error.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from langchain_energyrouter.errors import EnergyRouterError, missing_extra
+from langchain_energyrouter.scoring import Constraints, Weights
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+    from langchain_energyrouter.router import EnergyAwareRouter
+
+__all__ = [
+    "AppSettings",
+    "CandidateConfig",
+    "ConfigError",
+    "LimitsConfig",
+    "ServerConfig",
+    "build_router",
+    "load_config",
+]
+
+
+class ConfigError(EnergyRouterError, ValueError):
+    """The server's config file is missing, malformed or names something that cannot be built."""
+
+
+class CandidateConfig(BaseModel):
+    """One candidate model: a packaged short name, a local directory, or an OpenAI-compatible server."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    """The router's name for it (what the profile and a forced ``model`` use)."""
+    model: str | None = None
+    """Short name (``smollm2-135m``) or hub id to load locally; default: ``name`` (unless ``path``/``base_url``)."""
+    path: str | None = None
+    """A local model directory or ``.gguf`` file (relative to the config file)."""
+    base_url: str | None = None
+    """Base URL of an OpenAI-compatible server (vLLM, TGI, ``transformers serve``), e.g. ``http://host:8000/v1``."""
+    model_id: str | None = None
+    """The model name the remote server expects (default: ``name``)."""
+    api_key_env: str | None = None
+    """Environment variable holding the remote server's key (default: none sent)."""
+    max_new_tokens: int = Field(default=64, gt=0)
+    """Generation budget per call, tokens (a request's ``max_tokens`` lowers it)."""
+    device: str = "cpu"
+    """Torch device of a local model."""
+    max_in_flight: int | None = Field(default=None, gt=0)
+    """This candidate's limit of concurrent requests (default: ``limits.max_in_flight_per_candidate``)."""
+    timeout_s: float = Field(default=120.0, gt=0)
+    """Request timeout for a remote candidate, seconds."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CandidateConfig:
+        given = [key for key in ("model", "path", "base_url") if getattr(self, key)]
+        if len(given) > 1:
+            raise ValueError(f"candidate {self.name!r} sets {given}; give only one of model, path or base_url")
+        return self
+
+
+class LimitsConfig(BaseModel):
+    """Bounds that keep the server from queueing without end."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_in_flight_per_candidate: int = Field(default=8, gt=0)
+    """Requests one candidate serves at once; beyond it the next-ranked candidate answers, else 429."""
+    max_request_bytes: int = Field(default=1_000_000, gt=0)
+    """Largest request body, bytes (larger: 413)."""
+    max_tokens: int | None = Field(default=None, gt=0)
+    """Largest ``max_tokens`` a request may ask for (None: the candidates' own budgets)."""
+    retry_after_s: int = Field(default=1, ge=0)
+    """``Retry-After`` seconds sent with a 429."""
+    graceful_shutdown_s: int = Field(default=30, gt=0)
+    """How long shutdown waits for in-flight requests, seconds."""
+
+
+class AppSettings(BaseModel):
+    """What the app needs besides the router (built from a :class:`ServerConfig`, or directly in tests)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "energyrouter"
+    """The server's model name: ``model: "<name>"`` or ``"auto"`` routes."""
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    max_in_flight: dict[str, int] = Field(default_factory=dict)
+    """Per-candidate limits that differ from ``limits.max_in_flight_per_candidate``."""
+    api_key: str | None = None
+    """Bearer key clients must send; None = none required."""
+    log_prompts: bool = False
+
+
+class ServerConfig(BaseModel):
+    """The whole ``router.yaml``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "energyrouter"
+    """The server's model name: ``model: "<name>"`` or ``"auto"`` routes."""
+    candidates: list[CandidateConfig] = Field(min_length=1)
+    profile: str
+    """Path of the profile JSON (relative to the config file) or a reference profile name (``cpu-reference``)."""
+    weights: dict[str, float] | None = None
+    """Default weights ``{accuracy, energy, time}``; None = balanced."""
+    constraints: dict[str, float] | None = None
+    """Default hard limits (``max_runtime_s``, ``max_energy_j``, ``min_accuracy``)."""
+    normalization: Literal["minmax", "relative", "hybrid"] = "minmax"
+    task_type: str | None = None
+    state_store: str | None = None
+    """None/``memory`` = in this process; ``default`` = the user's SQLite file; a path = that SQLite file."""
+    prompt_routing: str | None = None
+    """Path of a trained per-prompt predictor (``energyrouter train``): enables ``POST /v1/feedback``."""
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    api_key: str | None = None
+    """Bearer key clients must send (prefer ``api_key_env``: a file is easier to leak)."""
+    api_key_env: str | None = None
+    """Environment variable holding the bearer key."""
+    log_prompts: bool = False
+    """Log prompts and answers (off: only routing, energy and timing are logged)."""
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+
+    @field_validator("weights")
+    @classmethod
+    def _valid_weights(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is not None:
+            Weights.coerce(value)
+        return value
+
+    @field_validator("constraints")
+    @classmethod
+    def _valid_constraints(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is not None:
+            Constraints.coerce(value, Constraints())
+        return value
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ServerConfig:
+        names = [c.name for c in self.candidates]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"candidate names must be unique; repeated: {duplicates}")
+        if self.name in names or self.name == "auto":
+            raise ValueError(f"server name {self.name!r} must differ from 'auto' and from every candidate's name")
+        return self
+
+    def bearer_key(self) -> str | None:
+        """The key clients must send, from ``api_key`` or ``api_key_env`` (None: no key required)."""
+        if self.api_key_env:
+            key = os.environ.get(self.api_key_env)
+            if not key:
+                raise ConfigError(
+                    f"api_key_env names {self.api_key_env!r}, which is unset or empty; export it or drop api_key_env."
+                )
+            return key
+        return self.api_key or None
+
+    def app_settings(self) -> AppSettings:
+        """The app's settings (reads the bearer key from the environment when ``api_key_env`` is set)."""
+        return AppSettings(
+            name=self.name,
+            limits=self.limits,
+            max_in_flight={c.name: c.max_in_flight for c in self.candidates if c.max_in_flight is not None},
+            api_key=self.bearer_key(),
+            log_prompts=self.log_prompts,
+        )
+
+
+def load_config(path: str | os.PathLike[str]) -> tuple[ServerConfig, Path]:
+    """Read and validate a ``router.yaml``.
+
+    Returns:
+        The config and the directory relative paths in it are resolved against.
+
+    Raises:
+        ConfigError: the file is missing, not YAML, or fails validation (the message names the field).
+        MissingExtraError: PyYAML is not installed.
+    """
+    try:
+        import yaml
+    except ImportError as err:
+        raise missing_extra("pyyaml", "serve", "Reading the server config") from err
+    file = Path(path)
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(f"Cannot read server config {file}: {err}. Pass --config with an existing file.") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"Server config {file} is not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"Server config {file} must be a YAML mapping (name, candidates, profile, ...).")
+    try:
+        return ServerConfig.model_validate(data), file.resolve().parent
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in err.errors())
+        raise ConfigError(f"Server config {file} is invalid: {problems}") from err
+
+
+def _resolve(base: Path, value: str) -> str:
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else base / path)
+
+
+def build_candidate(candidate: CandidateConfig, base: Path) -> BaseChatModel:
+    """The chat model of one candidate.
+
+    Raises:
+        MissingExtraError: a ``base_url`` candidate without ``langchain-openai`` installed.
+        ModelLoadError: a local model cannot be loaded.
+    """
+    if candidate.base_url:
+        try:
+            from langchain_openai import ChatOpenAI
+        except ImportError as err:
+            raise missing_extra(
+                "langchain-openai", "openai", f"Candidate {candidate.name!r} (base_url {candidate.base_url})"
+            ) from err
+        key = os.environ.get(candidate.api_key_env) if candidate.api_key_env else None
+        return ChatOpenAI(  # type: ignore[call-arg,unused-ignore]
+            model=candidate.model_id or candidate.name,
+            base_url=candidate.base_url,
+            api_key=key or "not-needed",
+            max_tokens=candidate.max_new_tokens,
+            timeout=candidate.timeout_s,
+            stream_usage=True,
+        )
+    from langchain_energyrouter.models import load_chat_model
+
+    source = _resolve(base, candidate.path) if candidate.path else (candidate.model or candidate.name)
+    return load_chat_model(source, max_new_tokens=candidate.max_new_tokens, device=candidate.device)
+
+
+def build_router(config: ServerConfig, base: Path) -> EnergyAwareRouter:
+    """The router a config describes (loads every candidate; local models convert once, then load in seconds)."""
+    from langchain_energyrouter.profile import EnergyProfile, reference_profile_names
+    from langchain_energyrouter.router import EnergyAwareRouter
+
+    if config.profile in reference_profile_names():
+        profile = EnergyProfile.reference(config.profile)
+    else:
+        profile = EnergyProfile.load(_resolve(base, config.profile))
+    store: Any = config.state_store
+    if store not in (None, "memory", "default"):
+        store = _resolve(base, store)
+    models = {c.name: build_candidate(c, base) for c in config.candidates}
+    return EnergyAwareRouter(
+        models=models,
+        profile=profile,
+        weights=config.weights,
+        constraints=config.constraints,
+        normalization=config.normalization,
+        task_type=config.task_type,
+        state_store=store,
+        prompt_routing=_resolve(base, config.prompt_routing) if config.prompt_routing else None,
+    )

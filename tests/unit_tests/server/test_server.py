@@ -1,0 +1,282 @@
+"""The routing server, end to end: a real uvicorn on loopback, the official OpenAI client and httpx.
+
+The candidates are the tiny offline transformers models (``langchain_energyrouter.testing``). The bounds
+tests use a gated ``BaseChatModel`` instead, whose answer waits on an event: no installable model can be
+held mid-answer on demand, and "held" is what a per-candidate limit of 1 needs.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+pytest.importorskip("prometheus_client")
+openai = pytest.importorskip("openai")
+
+import uvicorn  # noqa: E402
+from langchain_core.callbacks import CallbackManagerForLLMRun  # noqa: E402
+from langchain_core.language_models import BaseChatModel  # noqa: E402
+from langchain_core.messages import AIMessage, BaseMessage  # noqa: E402
+from langchain_core.outputs import ChatGeneration, ChatResult  # noqa: E402
+
+from langchain_energyrouter import EnergyAwareRouter  # noqa: E402
+from langchain_energyrouter.bandit import PromptRouting  # noqa: E402
+from langchain_energyrouter.calibration.cli import main  # noqa: E402
+from langchain_energyrouter.features import HashingEncoder  # noqa: E402
+from langchain_energyrouter.server import AppSettings, ConfigError, LimitsConfig, create_app, load_config  # noqa: E402
+from langchain_energyrouter.state import MemoryStateStore  # noqa: E402
+from langchain_energyrouter.testing import tiny_chat_models, tiny_profile  # noqa: E402
+
+KEY = "test-key-123"
+
+
+class _Served:
+    """A uvicorn server in a thread on a free loopback port."""
+
+    def __init__(self, app: Any) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=10))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> _Served:
+        self.thread.start()
+        for _ in range(500):
+            if self.server.started:
+                return self
+            self.thread.join(0.02)
+        raise RuntimeError("uvicorn did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[_Served]:
+    models = tiny_chat_models(max_new_tokens=6)
+    profile = tiny_profile()
+    store = MemoryStateStore()
+    routing = PromptRouting(
+        list(models), None, store, prior_accuracy={n: profile.models[n].accuracy for n in models},
+        encoder=HashingEncoder(256),
+    )  # fmt: skip
+    router = EnergyAwareRouter(models=models, profile=profile, state_store=store, prompt_routing=routing)
+    settings = AppSettings(name="energyrouter", api_key=KEY, limits=LimitsConfig(max_request_bytes=20_000))
+    with _Served(create_app(router, settings, close_router=True)) as s:
+        yield s
+
+
+def _client(s: _Served) -> Any:
+    return openai.OpenAI(base_url=f"{s.url}/v1", api_key=KEY, max_retries=0)
+
+
+def test_openai_client_non_streaming_routes_and_reports_energy(served: _Served) -> None:
+    raw = _client(served).chat.completions.with_raw_response.create(
+        model="auto",
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2 + 2?"}],
+        extra_body={"routing": {"weights": {"energy": 1.0}}},
+    )
+    completion = raw.parse()
+    ext = completion.model_extra["energyrouter"]
+    assert completion.model == "tiny-a" == ext["served_by"]  # energy-only weights: the cheap one
+    assert raw.headers["x-energyrouter-model"] == "tiny-a"
+    assert float(raw.headers["x-energyrouter-energy-j"]) == pytest.approx(ext["energy"]["energy_j"], rel=1e-5)
+    assert ext["energy"]["energy_j"] > 0 and ext["energy"]["predicted_energy_j"] > 0
+    assert ext["decision"]["weights"]["energy"] == 1.0 and ext["routed"] is True
+    assert completion.usage is not None and completion.usage.completion_tokens > 0
+    assert completion.usage.prompt_tokens > 0
+    assert completion.choices[0].message.role == "assistant"
+    assert completion.choices[0].finish_reason in {"stop", "length"}
+
+    accurate = _client(served).chat.completions.create(
+        model="energyrouter",
+        messages=[{"role": "user", "content": "What is 2 + 2?"}],
+        extra_body={"routing": {"weights": {"accuracy": 1.0}}},
+    )
+    assert accurate.model == "tiny-b"
+
+
+def test_openai_client_streams_sse_with_usage_and_a_forced_model(served: _Served) -> None:
+    stream = _client(served).chat.completions.create(
+        model="tiny-b",
+        messages=[{"role": "user", "content": "Say hello."}],
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body={"routing": {"weights": {"energy": 1.0}}},  # forcing wins over weights
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finals = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert len(finals) == 1
+    ext = finals[0].model_extra["energyrouter"]
+    assert ext["served_by"] == "tiny-b" and ext["routed"] is False
+    assert ext["energy"]["energy_j"] > 0
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    assert text  # the tiny model always emits its 6 tokens
+
+    with httpx.stream(
+        "POST", f"{served.url}/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"},
+        json={"model": "auto", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+    ) as response:  # fmt: skip
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["x-energyrouter-model"] in {"tiny-a", "tiny-b"}
+        lines = [line for line in response.iter_lines() if line]
+    assert lines[-1] == "data: [DONE]"
+    assert all(line.startswith("data: ") for line in lines)
+    assert json.loads(lines[0][6:])["object"] == "chat.completion.chunk"
+
+
+def test_feedback_reaches_the_router(served: _Served) -> None:
+    completion = _client(served).chat.completions.create(model="auto", messages=[{"role": "user", "content": "Hi"}])
+    run_id = completion.model_extra["energyrouter"]["run_id"]
+    headers = {"Authorization": f"Bearer {KEY}"}
+    ok = httpx.post(f"{served.url}/v1/feedback", json={"run_id": run_id, "score": 1.0}, headers=headers)
+    assert ok.status_code == 200 and ok.json()["learned"] is True
+    unknown = httpx.post(f"{served.url}/v1/feedback", json={"run_id": "never-seen", "score": 0.0}, headers=headers)
+    assert unknown.status_code == 200 and unknown.json()["learned"] is False
+    bad = httpx.post(f"{served.url}/v1/feedback", json={"run_id": run_id, "score": 3}, headers=headers)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "score"
+
+
+def test_models_health_and_metrics(served: _Served) -> None:
+    _client(served).chat.completions.create(model="auto", messages=[{"role": "user", "content": "Name a colour."}])
+    models = [m.id for m in _client(served).models.list()]
+    assert models == ["auto", "energyrouter", "tiny-a", "tiny-b"]
+    health = httpx.get(f"{served.url}/health").json()
+    assert health["candidates"]["tiny-a"] == {"in_flight": 0, "max_in_flight": 8}
+    text = httpx.get(f"{served.url}/metrics").text
+    energy = {
+        line.split()[0]: float(line.split()[1])
+        for line in text.splitlines()
+        if line.startswith("energyrouter_energy_joules_total{")
+    }
+    assert energy and all(value > 0 for value in energy.values()), energy
+    assert all('method="' in series for series in energy)
+    assert "energyrouter_decision_seconds_count" in text
+    assert 'energyrouter_in_flight{model="tiny-a"} 0.0' in text
+    assert "energyrouter_prediction_error_ratio_count{model=" in text
+    assert "energyrouter_feedback_total" in text
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "code", "param"),
+    [
+        (b"{not json", {}, 400, "invalid_json", None),
+        (b"[1, 2]", {}, 400, "invalid_value", None),
+        (json.dumps({"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]}), {}, 404, "model_not_found",
+         "model"),
+        (json.dumps({"messages": [{"role": "user", "content": "x"}], "routing": {"weights": {"energy": -1}}}), {},
+         400, "invalid_value", "routing.weights"),
+        (json.dumps({"messages": [{"role": "user", "content": "x"}], "routing": {"weights": {"speed": 1}}}), {},
+         400, "invalid_value", "routing.weights"),
+        (json.dumps({"messages": [{"role": "user", "content": "x"}], "routing": {"constraints": {"max_x": 1}}}), {},
+         400, "invalid_value", "routing.constraints"),
+        (json.dumps({"messages": []}), {}, 400, "invalid_value", "messages"),
+        (json.dumps({"messages": [{"role": "wizard", "content": "x"}]}), {}, 400, "invalid_value", "messages"),
+        (json.dumps({"messages": [{"role": "user", "content": "x" * 30_000}]}), {}, 413, "request_too_large", None),
+        (json.dumps({"messages": [{"role": "user", "content": "x"}]}), {"Authorization": ""}, 401,
+         "invalid_api_key", None),
+        (json.dumps({"messages": [{"role": "user", "content": "x"}]}), {"Authorization": "Bearer wrong"}, 401,
+         "invalid_api_key", None),
+    ],
+)  # fmt: skip
+def test_bad_input_gets_an_openai_style_4xx(
+    served: _Served, body: Any, headers: dict[str, str], status: int, code: str, param: str | None
+) -> None:
+    sent = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json", **headers}
+    if not sent["Authorization"]:
+        del sent["Authorization"]
+    response = httpx.post(f"{served.url}/v1/chat/completions", content=body, headers=sent)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["code"] == code and error["param"] == param
+    assert "Traceback" not in response.text
+
+
+def test_unknown_route_is_an_openai_style_404(served: _Served) -> None:
+    response = httpx.get(f"{served.url}/v1/nothing")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+
+
+class _Gated(BaseChatModel):
+    """Answers once its gate opens: holds a request in flight for as long as a test needs."""
+
+    gate: Any
+    entered: Any
+    model_id: str
+
+    @property
+    def _llm_type(self) -> str:
+        return "gated"
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        self.entered.release()
+        if not self.gate.wait(30):
+            raise TimeoutError("gate never opened")
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=f"from {self.model_id}"))])
+
+
+def test_per_candidate_limit_spills_over_then_answers_429() -> None:
+    gate, entered = threading.Event(), threading.Semaphore(0)
+    models = {n: _Gated(gate=gate, entered=entered, model_id=n) for n in ("tiny-a", "tiny-b")}
+    router = EnergyAwareRouter(models=models, profile=tiny_profile(), weights={"energy": 1.0})
+    settings = AppSettings(limits=LimitsConfig(max_in_flight_per_candidate=1, retry_after_s=3))
+    body = {"model": "auto", "messages": [{"role": "user", "content": "hold"}]}
+    with _Served(create_app(router, settings)) as s, ThreadPoolExecutor(2) as pool:
+        url = f"{s.url}/v1/chat/completions"
+        first = pool.submit(httpx.post, url, json=body, timeout=30)
+        assert entered.acquire(timeout=30)
+        second = pool.submit(httpx.post, url, json=body, timeout=30)  # tiny-a is full: tiny-b takes it
+        assert entered.acquire(timeout=30)
+        assert httpx.get(f"{s.url}/health").json()["candidates"]["tiny-b"]["in_flight"] == 1
+        refused = httpx.post(url, json=body)
+        forced = httpx.post(url, json={**body, "model": "tiny-b"})
+        gate.set()
+        assert [first.result().json()["model"], second.result().json()["model"]] == ["tiny-a", "tiny-b"]
+        metrics = httpx.get(f"{s.url}/metrics").text
+    for response in (refused, forced):
+        assert response.status_code == 429
+        assert response.headers["retry-after"] == "3"
+        assert response.json()["error"]["code"] == "candidates_busy"
+    assert 'energyrouter_rejected_total{reason="busy"} 2.0' in metrics
+
+
+def test_config_file_and_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "bad.yaml").write_text("candidates: []\nprofile: x.json\n")
+    with pytest.raises(ConfigError, match="candidates"):
+        load_config(tmp_path / "bad.yaml")
+    example = Path(__file__).parents[3] / "examples" / "router.yaml"
+    config, base = load_config(example)
+    assert [c.name for c in config.candidates] == ["smollm2-135m", "gemma3-270m"]
+    assert config.host == "127.0.0.1" and not config.log_prompts
+    assert (base / config.profile).is_file() and (base / str(config.prompt_routing)).is_file()
+    remote = tmp_path / "remote.yaml"
+    remote.write_text("profile: cpu-reference\ncandidates:\n  - {name: vllm, base_url: 'http://127.0.0.1:9/v1'}\n")
+    try:
+        import langchain_openai  # noqa: F401
+    except ImportError:
+        assert main(["serve", "--config", str(remote)]) == 1
+        assert "langchain-openai" in capsys.readouterr().err
+    assert main(["serve", "--config", str(tmp_path / "missing.yaml")]) == 1
+    assert "Cannot read server config" in capsys.readouterr().err
