@@ -58,6 +58,7 @@ __all__ = [
     "PromptEstimate",
     "PromptRouting",
     "QualityBandit",
+    "RepeatLengths",
     "forward_feedback",
 ]
 
@@ -253,6 +254,53 @@ class FeedbackBook:
         return len(self._runs)
 
 
+class RepeatLengths:
+    """Measured answer lengths of prompts seen before, per model: bounded (oldest dropped) and thread-safe.
+
+    The same prompt to the same model gives the same answer under greedy decoding, and about the
+    same length under sampling; deployments ask templated prompts again and again. A repeated
+    prompt's measured length is a better prediction than any model of lengths, so it is used as is
+    (an exponentially weighted mean when it varies). Keys are the prompt's feature vector, so
+    anything that changes the features (text, task type, token count) is a new prompt. A length cut
+    by the cap is only a lower bound: it is kept only where nothing longer is known.
+    """
+
+    def __init__(self, capacity: int = 10000, weight: float = 0.5) -> None:
+        if capacity < 1:
+            raise ValueError(f"RepeatLengths(capacity={capacity}); keep at least 1 prompt.")
+        self.capacity = capacity
+        self.weight = weight
+        self._seen: OrderedDict[tuple[str, int], tuple[float, bool]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(model: str, context: Sequence[float]) -> tuple[str, int]:
+        return model, hash(tuple(context))
+
+    def get(self, model: str, context: Sequence[float]) -> float | None:
+        with self._lock:
+            found = self._seen.get(self.key(model, context))
+        return None if found is None else found[0]
+
+    def put(self, model: str, context: Sequence[float], output_tokens: float, *, capped: bool) -> None:
+        key = self.key(model, context)
+        with self._lock:
+            old = self._seen.get(key)
+            if old is None or (old[1] and output_tokens >= old[0]):
+                value = (float(output_tokens), capped)
+            elif capped:
+                value = old if old[0] >= output_tokens else (float(output_tokens), True)
+            else:
+                value = (old[0] + self.weight * (float(output_tokens) - old[0]), False)
+            self._seen[key] = value
+            self._seen.move_to_end(key)
+            while len(self._seen) > self.capacity:
+                self._seen.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
 class PromptRouting:
     """Per-prompt predictions for a router: trained predictor + online bandit + shared store.
 
@@ -319,6 +367,8 @@ class PromptRouting:
         self._no_prior_accuracy = tuple(m for m in self.models if m not in predicted and m not in acc)
         self._no_prior_length = tuple(m for m in self.models if m not in predicted and m not in tout)
         self.book = FeedbackBook(feedback_capacity)
+        self.repeats = RepeatLengths(feedback_capacity)
+        """Measured lengths of prompts asked before (this process only)."""
         self.refresh_s = float(refresh_s)
         self._versions: dict[str, int] = {}
         self._next_refresh = 0.0
@@ -353,10 +403,16 @@ class PromptRouting:
         for m in self._no_prior_length:
             if self.bandit.observations(m)[1] == 0:
                 del len_out[m]
+        context = tuple(z.tolist())
+        if len(self.repeats):
+            for m in names:
+                seen = self.repeats.get(m, context)
+                if seen is not None:
+                    len_out[m] = seen
         return PromptEstimate(
             acc_out,
             len_out,
-            tuple(z.tolist()),
+            context,
             dict(zip(names, prior_acc.tolist(), strict=True)),
             dict(zip(names, prior_len.tolist(), strict=True)),
         )
@@ -403,6 +459,7 @@ class PromptRouting:
         run = self.book.get(str(run_id))
         if run is None or not math.isfinite(output_tokens) or output_tokens < 0:
             return False
+        self.repeats.put(run.model, run.estimate.context, output_tokens, capped=capped)
         observed = math.log1p(output_tokens)
         said = run.estimate.output_tokens.get(run.model)
         predicted = math.log1p(said) if said is not None else run.estimate.prior_log_tokens[run.model]

@@ -291,7 +291,10 @@ def _mape(pairs: list[tuple[float, float]]) -> float:
 def _print_errors(routed: list[CallRecord], forced: list[CallRecord], out: TextIO) -> None:
     """How far the runtime predictions were off, and how much of that is the answer's length."""
     print("", file=out)
-    for title, calls in (("the routed calls (2.)", routed), ("the first calls (1., still learning)", forced)):
+    for title, calls in (
+        ("the routed calls (2., prompts each model answered in 1.)", routed),
+        ("the first calls (1., new prompts, cold start)", forced),
+    ):
         mape = _mape([(r.predicted_runtime_s, r.runtime_s) for r in calls])
         known = _mape([(r.runtime_s_at_true_length, r.runtime_s) for r in calls])
         length = _mape([(r.predicted_output_tokens, float(r.output_tokens)) for r in calls if r.output_tokens])

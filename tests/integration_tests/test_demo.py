@@ -33,7 +33,8 @@ def test_demo_routes_and_reports_totals() -> None:
     assert "oracle (cheapest right answer)" in text and "score" in text
     assert "accuracy-first (" in text and "energy-first (" in text
     assert "per-prompt predictor:" in text and "packaged-models.json" in text
-    assert "runtime prediction error over the routed calls (2.)" in text and "points are the length" in text
+    assert "runtime prediction error over the routed calls (2., prompts each model answered in 1.)" in text
+    assert "points are the length" in text
     assert all(isinstance(r.correct, bool) and r.output_tokens > 0 for r in records)
 
 

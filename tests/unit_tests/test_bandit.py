@@ -143,10 +143,11 @@ def test_state_is_shared_through_the_store(tmp_path: Path) -> None:
         assert first.observe_length("r2", 200.0)
         learned = first.predict("Add 3 and 4.", 6, None)
         assert learned.accuracy["tiny-a"] > est.accuracy["tiny-a"]
-        assert learned.output_tokens["tiny-a"] > est.output_tokens["tiny-a"]
+        assert learned.output_tokens["tiny-a"] == 200.0  # this router measured this very prompt
         again = second.predict("Add 3 and 4.", 6, None)  # adopts the first router's arms
         assert again.accuracy == pytest.approx(learned.accuracy)
-        assert again.output_tokens == pytest.approx(learned.output_tokens)
+        # The length arm is shared (the repeat memory is per process): raised toward what was measured.
+        assert est.output_tokens["tiny-a"] < again.output_tokens["tiny-a"] <= 200.0
         # another prior (another projection) does not inherit state learned on this one
         other = PromptRouting(MODELS, None, store, prior_accuracy=PRIOR, encoder=HashingEncoder(256),
                               options=BanditOptions(seed=1))  # fmt: skip
@@ -245,3 +246,26 @@ def test_router_feedback_changes_the_next_decision() -> None:
         router.feedback(msg.response_metadata["routing"]["run_id"], 1.0)
     assert router.explain("Say hello to Ben.").model == "tiny-a"
     assert len(store.events(FEEDBACK_LOG)) == 16
+
+
+def test_a_repeated_prompt_is_predicted_its_measured_length() -> None:
+    from langchain_energyrouter.bandit import RepeatLengths
+
+    routing = PromptRouting(MODELS, None, None, prior_accuracy=PRIOR, encoder=HashingEncoder(256))
+    first = routing.predict("Say hello to Anna.", 6, None)
+    routing.remember("r1", MODELS[0], first)
+    assert routing.observe_length("r1", 17, capped=False)
+    again = routing.predict("Say hello to Anna.", 6, None)
+    assert again.output_tokens[MODELS[0]] == 17.0  # measured before: used as is
+    other = routing.predict("Write a poem about the sea.", 7, None)
+    assert other.output_tokens[MODELS[0]] != 17.0  # a new prompt is predicted, not looked up
+    # A length cut by the cap is a lower bound: a longer lower bound replaces it, a shorter one does not.
+    lengths = RepeatLengths(capacity=2)
+    lengths.put("m", (1.0,), 8, capped=True)
+    lengths.put("m", (1.0,), 4, capped=True)
+    assert lengths.get("m", (1.0,)) == 8
+    lengths.put("m", (1.0,), 12, capped=False)
+    assert lengths.get("m", (1.0,)) == 12
+    lengths.put("m", (2.0,), 1, capped=False)
+    lengths.put("m", (3.0,), 1, capped=False)
+    assert lengths.get("m", (1.0,)) is None and len(lengths) == 2  # bounded: the oldest went first
