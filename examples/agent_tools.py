@@ -1,36 +1,52 @@
-"""An agent whose model is an EnergyAwareRouter; tool calls go to a tool-capable endpoint.
+"""An agent whose model is an EnergyAwareRouter, over a real engine, a local pipeline and a tool-calling endpoint.
 
-The router has two candidates:
+The router has three candidates:
 
-* ``tiny-local``: a tiny offline Hugging Face model on a local pipeline. It is
-  cheap, but a local pipeline ignores tools, so the router excludes it from
-  every call that has tools bound (``routing["excluded"]`` says why).
-* ``endpoint``: ``ChatHuggingFace`` over ``HuggingFaceEndpoint``, i.e. an
-  OpenAI-compatible chat-completions server such as TGI or vLLM. Its energy is
-  spent elsewhere, so it is timed but not metered (method ``"none"``).
+* ``tiny-local``: a tiny offline Hugging Face model on a local pipeline. Cheap
+  and metered here, but a local pipeline ignores tools.
+* ``engine``: a real OpenAI-compatible engine, ``transformers serve`` (ships with
+  transformers; extra ``transformers[serving]``), serving a saved tiny model on
+  127.0.0.1. :func:`serve_engine` starts it (offline); ``--engine-url`` points at
+  one you run (vLLM, TGI, ``transformers serve``). It answers the steps without
+  tools. Its energy is spent in the engine's process, so it is timed, not metered
+  (method ``"none"``).
+* ``tools``: ``ChatHuggingFace`` over a chat-completions endpoint that calls tools
+  (TGI or vLLM with a tool-calling model, via ``--endpoint-url``). No model that
+  can be installed here emits tool calls (the tiny and the packaged 135M models do
+  not), so by default :func:`serve_fake_openai` serves a scripted one on 127.0.0.1
+  in a thread: given tools it calls the first tool with the integers found in the
+  question, and given a tool result it answers with it. It stands in for the
+  tool-calling steps only.
 
-No real server can run here, so :func:`serve_fake_openai` serves a scripted
-one on 127.0.0.1 in a thread: given tools it calls the first tool with the
-integers found in the question, and given a tool result it answers with it.
-Point ``--endpoint-url`` at a real TGI/vLLM server to use one instead.
+Every agent step has the tool bound, so only ``tools`` is eligible there
+(``routing["excluded"]`` says why the others are not); a call without tools is
+routed between the local pipeline and the real engine by the weights.
 
 Run it::
 
     python examples/agent_tools.py
     python examples/agent_tools.py --question "What is 6 times 7?"
+    python examples/agent_tools.py --engine-url http://127.0.0.1:8000 --engine-model <the engine's model name>
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from langchain_core.tools import tool
@@ -39,7 +55,70 @@ from langchain_energyrouter import CostModel, DeviceInfo, EnergyProfile, ModelPr
 from langchain_energyrouter.router import EnergyAwareRouter
 
 
-# -- a scripted OpenAI-compatible chat-completions server ------------------------
+# -- a real engine: `transformers serve` on loopback -----------------------------
+@contextmanager
+def serve_engine(directory: str | Path | None = None, *, timeout_s: float = 120.0) -> Iterator[tuple[str, str]]:
+    """Run ``transformers serve`` on 127.0.0.1, offline, serving the model in ``directory``.
+
+    Args:
+        directory: a saved Hugging Face model; None saves a tiny offline one in a temporary directory.
+        timeout_s: how long to wait for the engine to answer ``/health``.
+
+    Yields:
+        ``(base_url, model)``: the engine's URL and the model name its requests must carry (the directory).
+
+    Raises:
+        RuntimeError: the engine exited or did not answer in time (its log tail is in the message).
+    """
+    with ExitStack() as stack:
+        if directory is None:
+            from langchain_energyrouter.testing import save_tiny_model
+
+            directory = save_tiny_model(Path(stack.enter_context(tempfile.TemporaryDirectory())) / "tiny-engine")
+        model = str(directory)
+        port = _free_port()
+        command = [sys.executable, "-c", "import sys; from transformers.cli.transformers import main; sys.exit(main())"]
+        command += ["serve", model, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
+        log = stack.enter_context(tempfile.TemporaryFile())
+        engine = subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=log, stderr=log)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout_s
+            while not _answers(f"{url}/health"):
+                if engine.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    tail = log.read()[-2000:].decode("utf-8", "replace")
+                    raise RuntimeError(
+                        f"transformers serve ({model}) did not come up within {timeout_s:.0f} s "
+                        f"(exit code {engine.poll()}); install transformers[serving]. Log tail: {tail}"
+                    )
+                time.sleep(0.25)
+            yield url, model
+        finally:
+            engine.terminate()
+            try:
+                engine.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                engine.kill()
+                engine.wait()
+
+
+def _free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for the engine to bind)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+# -- a scripted OpenAI-compatible chat-completions server (the tool-calling steps only) --
 def _reply(body: dict[str, Any]) -> dict[str, Any]:
     """The assistant message the fake server answers ``body`` with."""
     messages = body.get("messages") or []
@@ -129,40 +208,53 @@ def multiply(a: int, b: int) -> int:
     return a * b
 
 
-def build_router(endpoint_url: str) -> EnergyAwareRouter:
-    """The router over a tiny local model and a chat-completions endpoint at ``endpoint_url``."""
+def build_router(endpoint_url: str, engine_url: str, engine_model: str) -> EnergyAwareRouter:
+    """The router over a tiny local model, the engine at ``engine_url`` and the tool-calling endpoint.
+
+    Args:
+        endpoint_url: an OpenAI-compatible server whose model calls tools (TGI, vLLM; or the scripted one).
+        engine_url: an OpenAI-compatible engine (``transformers serve``, vLLM, TGI) for steps without tools.
+        engine_model: the model name the engine expects in requests.
+    """
     from langchain_huggingface import ChatHuggingFace, HuggingFaceEndpoint
 
     from langchain_energyrouter.testing import build_tiny_chat_model
 
-    endpoint = ChatHuggingFace(
-        llm=HuggingFaceEndpoint(endpoint_url=endpoint_url, max_new_tokens=64, task="text-generation"),
+    tools = ChatHuggingFace(
+        llm=HuggingFaceEndpoint(endpoint_url=endpoint_url, max_new_tokens=64, task="text-generation"),  # type: ignore[call-arg]
         model_id="endpoint",
     )
-    # Illustrative coefficients: the endpoint is slower per call; its joules are someone else's.
+    engine = ChatHuggingFace(
+        llm=HuggingFaceEndpoint(endpoint_url=engine_url, max_new_tokens=16, task="text-generation")  # type: ignore[call-arg]
+    )
+    # ChatHuggingFace sets model_id to the URL, which goes out as model "dummy": the engine wants its own name.
+    engine.model_id = engine_model
+
+    # Illustrative coefficients: the tool endpoint is costlier and more accurate; joules of remote candidates
+    # are spent on their servers (the router predicts them, and reports method "none" for what it measured).
+    def entry(runtime_s: float, energy_j: float, accuracy: float, context_window: int) -> ModelProfile:
+        return ModelProfile(
+            runtime=CostModel(intercept=runtime_s, input_tokens=1e-4, output_tokens=runtime_s / 10),
+            energy=CostModel(intercept=energy_j, input_tokens=energy_j / 100, output_tokens=energy_j / 10),
+            accuracy=accuracy,
+            context_window=context_window,
+        )
+
     profile = EnergyProfile.new(
         {
-            "tiny-local": ModelProfile(
-                runtime=CostModel(intercept=0.01, input_tokens=1e-4, output_tokens=1e-3),
-                energy=CostModel(intercept=0.1, input_tokens=1e-3, output_tokens=1e-2),
-                accuracy=0.2,
-                context_window=1024,
-            ),
-            "endpoint": ModelProfile(
-                runtime=CostModel(intercept=0.3, input_tokens=1e-3, output_tokens=2e-2),
-                energy=CostModel(intercept=5.0, input_tokens=1e-2, output_tokens=0.5),
-                accuracy=0.8,
-                context_window=8192,
-            ),
+            "tiny-local": entry(0.01, 0.1, 0.2, 1024),
+            "engine": entry(0.05, 0.3, 0.5, 1024),
+            "tools": entry(0.3, 5.0, 0.8, 8192),
         },
         device=DeviceInfo(name="example"),
         energy_method="estimate",
         description="made-up coefficients for the agent example",
     )
     return EnergyAwareRouter(
-        models={"tiny-local": build_tiny_chat_model("tiny-local"), "endpoint": endpoint},
+        models={"tiny-local": build_tiny_chat_model("tiny-local"), "engine": engine, "tools": tools},
         profile=profile,
-        weights={"accuracy": 0.3, "energy": 0.6, "time": 0.1},
+        tool_models=["tools"],  # the engine's tiny model emits no tool calls; the local pipeline ignores tools
+        weights={"accuracy": 0.5, "energy": 0.5},
     )
 
 
@@ -185,22 +277,47 @@ def run_agent(router: EnergyAwareRouter, question: str) -> dict[str, Any]:
     return {"answer": state["messages"][-1].content, "calls": calls}
 
 
+def ask(router: EnergyAwareRouter, question: str, weights: dict[str, float] | None = None) -> dict[str, Any]:
+    """One call without tools; returns who served it, the energy method, the generated tokens and the text."""
+    message = router.invoke(question, weights=weights) if weights else router.invoke(question)
+    usage: dict[str, Any] = dict(message.usage_metadata or {})
+    return {
+        "model": message.response_metadata["routing"]["served_by"],
+        "energy_method": message.response_metadata["energy"]["method"],
+        "output_tokens": usage.get("output_tokens"),
+        "text": message.text,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the agent against the fake server (or ``--endpoint-url``) and print what happened."""
+    """Run the agent and two calls without tools; prints who served each call and why others were excluded."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--question", default="What is 6 times 7?")
-    parser.add_argument("--endpoint-url", help="a real OpenAI-compatible server (TGI, vLLM) instead of the fake one")
+    parser.add_argument("--endpoint-url", help="a tool-calling OpenAI-compatible server (TGI, vLLM), not the fake")
+    parser.add_argument("--engine-url", help="a running OpenAI-compatible engine, not a new transformers serve")
+    parser.add_argument("--engine-model", help="the model name --engine-url expects (required with it)")
     args = parser.parse_args(argv)
-    if args.endpoint_url:
-        result = run_agent(build_router(args.endpoint_url), args.question)
-    else:
-        with serve_fake_openai() as url:
-            result = run_agent(build_router(url), args.question)
+    if args.engine_url and not args.engine_model:
+        parser.error("--engine-url needs --engine-model (the model name the engine serves)")
+    with ExitStack() as stack:
+        endpoint_url = args.endpoint_url or stack.enter_context(serve_fake_openai())
+        if args.engine_url:
+            engine_url, engine_model = args.engine_url, args.engine_model
+        else:
+            engine_url, engine_model = stack.enter_context(serve_engine())
+        router = build_router(endpoint_url, engine_url, engine_model)
+        result = run_agent(router, args.question)
+        plain = {"balanced": ask(router, "Say hello."), "energy-first": ask(router, "Say hello.", {"energy": 1.0})}
     for i, call in enumerate(result["calls"], 1):
         print(f"model call {i}: {call['model']} (energy: {call['energy_method']}), tool calls {call['tool_calls']}")
         for name, why in call["excluded"].items():
             print(f"    excluded {name}: {why}")
     print("answer:", result["answer"])
+    for label, call in plain.items():
+        print(
+            f"no tools, {label}: {call['model']} (energy: {call['energy_method']}), "
+            f"{call['output_tokens']} tokens: {call['text']!r}"
+        )
     return 0
 
 

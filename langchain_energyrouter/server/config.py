@@ -135,7 +135,8 @@ class ServerConfig(BaseModel):
     normalization: Literal["minmax", "relative", "hybrid"] = "minmax"
     task_type: str | None = None
     state_store: str | None = None
-    """None/``memory`` = in this process; ``default`` = the user's SQLite file; a path = that SQLite file."""
+    """None/``memory`` = in this process; ``default`` = the user's SQLite file; a path = that SQLite file;
+    ``redis://host:port/db`` = a Redis server shared by replicas on several hosts."""
     prompt_routing: str | None = None
     """Path of a trained per-prompt predictor (``energyrouter train``): enables ``POST /v1/feedback``."""
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
@@ -268,7 +269,7 @@ def build_router(config: ServerConfig, base: Path) -> EnergyAwareRouter:
     else:
         profile = EnergyProfile.load(_resolve(base, config.profile))
     store: Any = config.state_store
-    if store not in (None, "memory", "default"):
+    if store not in (None, "memory", "default") and "://" not in store:  # a URL (redis://) is not a path
         store = _resolve(base, store)
     models = {c.name: build_candidate(c, base) for c in config.candidates}
     return EnergyAwareRouter(

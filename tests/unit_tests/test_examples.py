@@ -1,4 +1,4 @@
-"""The examples run end to end (tiny offline models; the agent's endpoint is served on loopback)."""
+"""The examples run end to end (tiny offline models; the agent's engine and tool endpoint run on loopback)."""
 
 from __future__ import annotations
 
@@ -37,27 +37,48 @@ def test_lcel_chain(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_agent_tools(capsys: pytest.CaptureFixture[str]) -> None:
-    example = load("agent_tools")
-    assert example.main(["--question", "What is 6 times 7?"]) == 0
-    out = capsys.readouterr().out
-    assert "answer: The answer is 42." in out
-    assert "excluded tiny-local: cannot call tools" in out
+    """The agent over a real engine (``transformers serve`` on loopback), a local pipeline and a tool endpoint.
 
-    with example.serve_fake_openai() as url:
-        router = example.build_router(url)
-        result = example.run_agent(router, "What is 3 times 5?")
-        # Without tools the cheap local model serves; streaming goes through the endpoint's SSE path too.
-        assert router.invoke("hello").response_metadata["model_name"] == "tiny-local"
-        chunks = list(router.bind_tools([example.multiply]).stream("What is 2 times 3?"))
+    The tool-calling steps still go to the example's scripted endpoint: no model that can be installed
+    here emits tool calls (the tiny models and the packaged 135M one do not). Everything without tools
+    is answered by real models: the engine and the local pipeline.
+    """
+    pytest.importorskip("fastapi", reason="transformers serve needs the transformers[serving] packages")
+    pytest.importorskip("uvicorn", reason="transformers serve needs the transformers[serving] packages")
+    example = load("agent_tools")
+    with example.serve_engine() as (engine_url, engine_model):
+        args = ["--question", "What is 6 times 7?", "--engine-url", engine_url, "--engine-model", engine_model]
+        assert example.main(args) == 0
+        out = capsys.readouterr().out
+        assert "answer: The answer is 42." in out
+        assert "excluded tiny-local: cannot call tools" in out
+        assert "excluded engine: cannot call tools" in out
+        assert "no tools, balanced: engine (energy: none)" in out
+        assert "no tools, energy-first: tiny-local (energy: estimate)" in out
+
+        with example.serve_fake_openai() as url:
+            router = example.build_router(url, engine_url, engine_model)
+            result = example.run_agent(router, "What is 3 times 5?")
+            # Without tools the real engine answers (balanced weights), streaming through its SSE as well.
+            answer = router.invoke("hello")
+            streamed = list(router.stream("hello"))
+            # With tools bound, the scripted endpoint's SSE path carries the tool call.
+            chunks = list(router.bind_tools([example.multiply]).stream("What is 2 times 3?"))
     assert result["answer"] == "The answer is 15."
-    assert [c["model"] for c in result["calls"]] == ["endpoint", "endpoint"]
+    assert [c["model"] for c in result["calls"]] == ["tools", "tools"]
     assert result["calls"][0]["tool_calls"] == ["multiply"]
     assert {c["energy_method"] for c in result["calls"]} == {"none"}
+    assert answer.response_metadata["routing"]["served_by"] == "engine"
+    assert answer.response_metadata["energy"]["method"] == "none"  # spent in the engine's process
+    assert isinstance(answer.content, str) and answer.content
+    assert answer.usage_metadata is not None and 1 <= answer.usage_metadata["output_tokens"] <= 16  # engine's cap
+    text = "".join(c.text for c in streamed)
+    assert text and streamed[-1].response_metadata["routing"]["served_by"] == "engine"
     merged = chunks[0]
     for chunk in chunks[1:]:
         merged = merged + chunk
     assert merged.tool_calls[0]["args"] == {"a": 2, "b": 3}
-    assert merged.response_metadata["routing"]["served_by"] == "endpoint"
+    assert merged.response_metadata["routing"]["served_by"] == "tools"
     assert sum(1 for c in chunks if c.usage_metadata) == 1
 
 

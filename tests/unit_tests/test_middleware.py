@@ -9,13 +9,7 @@ the packaged small models do not emit tool calls.
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +29,7 @@ from langchain_energyrouter import CostModel, DeviceInfo, EnergyProfile, ModelPr
 from langchain_energyrouter.middleware import EnergyRoutingMiddleware, plain_conversation
 from langchain_energyrouter.router import EnergyAwareRouter
 from langchain_energyrouter.testing import build_tiny_chat_model, save_tiny_model
+from tests.unit_tests.servers import transformers_serve
 
 QUESTION = "What is 6 times 7?"
 
@@ -263,38 +258,9 @@ def test_example_routes_each_step(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.fixture(scope="module")
 def engine_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """``transformers serve`` (a real OpenAI-compatible engine) serving a saved tiny model on 127.0.0.1."""
-    pytest.importorskip("fastapi", reason="transformers serve needs the transformers[serving] packages")
-    pytest.importorskip("uvicorn", reason="transformers serve needs the transformers[serving] packages")
     directory = str(save_tiny_model(tmp_path_factory.mktemp("engine") / "tiny-engine"))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-c", "import sys; from transformers.cli.transformers import main; sys.exit(main())"]
-    command += ["serve", directory, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
-    server = subprocess.Popen(
-        command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"transformers serve exited with {server.returncode}: {server.stderr.read()[-2000:]!r}")  # type: ignore[union-attr]
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("transformers serve did not answer /health within 120 s")
-                time.sleep(0.25)
+    with transformers_serve(directory) as url:
         yield url, directory
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 def test_every_step_routed_with_a_real_engine_among_the_candidates(

