@@ -8,11 +8,16 @@ Two servers run in turn, each in its own process under uvicorn, over the same in
   candidates, with per-prompt routing whose feedback log lives in an SQLite store.
 
 Each gets the same load from this process (httpx): first sequential requests (pure added latency), then
-64 concurrent clients sending 2,000 requests (latency under load, queueing included), each answer's
-feedback posted back. Printed: p50/p99 per server and their difference, errors, and the feedback rows the
-store holds against the feedback acknowledged. Bounded: 2,000 requests per phase, 300 s in all, loopback only.
+64 concurrent clients sending 2,000 requests (latency under load, queueing included); the router then gets
+the same load again with each answer's feedback posted back. Printed: p50/p99 per server and phase, the
+router's difference, errors, and the feedback rows the store holds against the feedback acknowledged.
+Bounded: 2,000 requests per phase, 240 s per phase, loopback only.
 
-Run: ``.venv/bin/python benchmarks/bench_server.py [--requests 2000] [--clients 64]``.
+Both servers keep idle connections for :data:`~langchain_energyrouter.server.app.KEEP_ALIVE_S` (as ``energyrouter
+serve`` does); ``--keep-alive 5`` gives uvicorn's default back, equal to httpx's pool expiry, and with it the odd
+connection reset (a pooled connection reused just as the server closes it).
+
+Run: ``.venv/bin/python benchmarks/bench_server.py [--requests 2000] [--clients 64] [--keep-alive 75]``.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from typing import Any
 
 import httpx
 from fastapi import Request  # module level: FastAPI resolves the handler's (string) annotation from here
+
+from langchain_energyrouter.server.app import KEEP_ALIVE_S
 
 MODELS = ("fast-a", "fast-b")
 
@@ -122,11 +129,13 @@ def _router_app(state_path: str) -> Any:
     return create_app(router, AppSettings(limits=limits), close_router=True)
 
 
-def _serve(kind: str, port: int, state_path: str) -> None:
+def _serve(kind: str, port: int, state_path: str, keep_alive_s: int) -> None:
     import uvicorn
 
     app = _direct_app() if kind == "direct" else _router_app(state_path)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, timeout_keep_alive=keep_alive_s
+    )
 
 
 def _free_port() -> int:
@@ -165,7 +174,12 @@ async def _load(url: str, requests: int, clients: int, feedback: bool) -> tuple[
                     continue
                 run_id = (response.json().get("energyrouter") or {}).get("run_id")
                 if feedback and run_id:
-                    ack = await client.post("/v1/feedback", json={"run_id": run_id, "score": 1.0})
+                    try:
+                        ack = await client.post("/v1/feedback", json={"run_id": run_id, "score": 1.0})
+                    except httpx.HTTPError as err:
+                        errors += 1
+                        print(f"feedback error: {type(err).__name__}: {err}", file=sys.stderr)
+                        continue
                     if ack.status_code == 200:
                         acknowledged += 1
                     else:
@@ -195,62 +209,70 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000.0
 
 
+def _run(url: str, requests: int, clients: int, feedback: bool) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    latencies, errors, acked = asyncio.run(asyncio.wait_for(_load(url, requests, clients, feedback), timeout=240))
+    return {"lat": latencies, "errors": errors, "acked": acked, "wall_s": time.perf_counter() - t0}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--sequential", type=int, default=300)
+    parser.add_argument("--keep-alive", type=int, default=KEEP_ALIVE_S, help="uvicorn's timeout_keep_alive (s)")
     args = parser.parse_args(argv)
     ctx = multiprocessing.get_context("spawn")
-    results: dict[str, dict[str, Any]] = {}
+    phases: dict[str, dict[str, dict[str, Any]]] = {}
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         state_path = str(Path(tmp) / "state.sqlite")
         for kind in ("direct", "router"):
             port = _free_port()
             url = f"http://127.0.0.1:{port}"
-            process = ctx.Process(target=_serve, args=(kind, port, state_path), daemon=True)
+            process = ctx.Process(target=_serve, args=(kind, port, state_path, args.keep_alive), daemon=True)
             process.start()
             try:
                 _wait_ready(url, process)
-                feedback = kind == "router"
-                asyncio.run(_load(url, 50, 8, False))  # warm-up
-                seq, seq_errors, _ = asyncio.run(asyncio.wait_for(_load(url, args.sequential, 1, False), timeout=120))
-                t0 = time.perf_counter()
-                loaded, errors, acked = asyncio.run(
-                    asyncio.wait_for(_load(url, args.requests, args.clients, feedback), timeout=240)
-                )
-                wall_s = time.perf_counter() - t0
+                _run(url, 50, 8, False)  # warm-up
+                phases[kind] = {
+                    "sequential": _run(url, args.sequential, 1, False),
+                    "loaded": _run(url, args.requests, args.clients, False),
+                }
+                if kind == "router":  # the same load, each answer's feedback posted back
+                    phases[kind]["feedback"] = _run(url, args.requests, args.clients, True)
             finally:
                 process.terminate()
                 process.join(30)
-            results[kind] = {
-                "seq": seq, "loaded": loaded, "errors": errors + seq_errors, "acked": acked, "wall_s": wall_s,
-            }  # fmt: skip
         from langchain_energyrouter.bandit import FEEDBACK_LOG
         from langchain_energyrouter.state import SQLiteStateStore
 
         with SQLiteStateStore(state_path) as store:
             rows = len(store.events(FEEDBACK_LOG))
-    print(f"loopback load test, {args.clients} clients x {args.requests} requests (+{args.sequential} sequential)")
-    print(f"{'':8} {'seq p50':>9} {'seq p99':>9} {'load p50':>9} {'load p99':>9} {'req/s':>7} {'errors':>6}  (ms)")
-    for kind, r in results.items():
-        print(
-            f"{kind:8} {_pct(r['seq'], 0.5):9.2f} {_pct(r['seq'], 0.99):9.2f} {_pct(r['loaded'], 0.5):9.2f} "
-            f"{_pct(r['loaded'], 0.99):9.2f} {len(r['loaded']) / r['wall_s']:7.0f} {r['errors']:6d}"
-        )
-    d, r = results["direct"], results["router"]
     print(
-        f"router adds: sequential p50 {_pct(r['seq'], 0.5) - _pct(d['seq'], 0.5):+.2f} ms, "
-        f"p99 {_pct(r['seq'], 0.99) - _pct(d['seq'], 0.99):+.2f} ms; under load p50 "
-        f"{_pct(r['loaded'], 0.5) - _pct(d['loaded'], 0.5):+.2f} ms, "
-        f"p99 {_pct(r['loaded'], 0.99) - _pct(d['loaded'], 0.99):+.2f} ms"
+        f"loopback load test, {args.clients} clients x {args.requests} requests (+{args.sequential} sequential), "
+        f"keep-alive {args.keep_alive} s"
     )
-    print(f"median sequential ratio router/direct: {statistics.median(r['seq']) / statistics.median(d['seq']):.2f}x")
-    print(f"feedback acknowledged {r['acked']}, rows in the store's feedback log {rows}, lost {r['acked'] - rows}")
-    print(f"total wall time {time.monotonic() - started:.0f} s")
-    errors = d["errors"] + r["errors"]
-    return 1 if errors or r["acked"] != rows else 0
+    print(f"{'':24} {'p50':>8} {'p99':>8} {'req/s':>7} {'errors':>6}  (ms)")
+    for kind, runs in phases.items():
+        for phase, r in runs.items():
+            print(
+                f"{kind + ' ' + phase:24} {_pct(r['lat'], 0.5):8.2f} {_pct(r['lat'], 0.99):8.2f} "
+                f"{len(r['lat']) / r['wall_s']:7.0f} {r['errors']:6d}"
+            )
+    d, r = phases["direct"], phases["router"]
+    for phase, label in (("sequential", "sequential"), ("loaded", f"{args.clients} clients")):
+        print(
+            f"router adds ({label}): p50 {_pct(r[phase]['lat'], 0.5) - _pct(d[phase]['lat'], 0.5):+.2f} ms, "
+            f"p99 {_pct(r[phase]['lat'], 0.99) - _pct(d[phase]['lat'], 0.99):+.2f} ms"
+        )
+    ratio = statistics.median(r["sequential"]["lat"]) / statistics.median(d["sequential"]["lat"])
+    print(f"median sequential ratio router/direct: {ratio:.2f}x")
+    acked = r["feedback"]["acked"]
+    print(f"feedback acknowledged {acked}, rows in the store's feedback log {rows}, lost {acked - rows}")
+    errors = sum(run["errors"] for runs in phases.values() for run in runs.values())
+    print(f"errors {errors}; total wall time {time.monotonic() - started:.0f} s")
+    return 1 if errors or acked != rows else 0
 
 
 if __name__ == "__main__":

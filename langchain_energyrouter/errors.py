@@ -9,6 +9,7 @@ that fits, so callers can catch either::
     ├── UnknownModelError(KeyError)        a model name is not among the router's / profile's models
     ├── NoFeasibleModelError(RuntimeError) every candidate was excluded by a constraint
     ├── RoutingError(RuntimeError)         every candidate tried (with fallback) raised
+    │   └── CandidatesBusyError            every candidate left was at its caller's limit of requests in flight
     ├── MeterError(RuntimeError)           an energy meter is unavailable or misbehaved
     ├── CalibrationError(RuntimeError)     a calibration run or fit could not proceed
     ├── ModelLoadError(RuntimeError)       a chat model could not be resolved, converted or loaded
@@ -64,6 +65,24 @@ class RoutingError(EnergyRouterError, RuntimeError):
     def __init__(self, message: str, failures: Mapping[str, BaseException] | None = None) -> None:
         super().__init__(message)
         self.failures: dict[str, BaseException] = dict(failures or {})
+
+
+class CandidatesBusyError(RoutingError):
+    """No candidate could be tried: each one left was refused by the call's admission (its limit of
+    requests in flight, e.g. a server's ``max_in_flight``). Retry later.
+
+    Attributes:
+        busy: model name -> why it was refused.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        busy: Mapping[str, str] | None = None,
+        failures: Mapping[str, BaseException] | None = None,
+    ) -> None:
+        super().__init__(message, failures)
+        self.busy: dict[str, str] = dict(busy or {})
 
 
 class MeterError(EnergyRouterError, RuntimeError):

@@ -20,7 +20,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from langchain_energyrouter.errors import ProfileError, StateError
@@ -138,24 +138,42 @@ class LearningLoop:
         A store failure is logged and counted (:attr:`errors`), never raised: learning is
         an improvement of the predictions, not a condition of answering.
         """
-        if model not in self._fingerprints:
-            return False
-        flags = tuple(flags)
-        learned = [False]
+        row = {
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "runtime_s": runtime_s,
+            "energy_j": energy_j,
+            "method": method,
+            "flags": flags,
+            "in_flight": in_flight,
+            "output_capped": output_capped,
+        }
+        return self.observe_batch(model, [row]) > 0
+
+    def observe_batch(self, model: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Learn from several measured calls of ``model`` (in order) with one store write; how many taught something.
+
+        Each row holds :meth:`observe`'s keywords. A store failure is logged and counted, never raised.
+        """
+        if model not in self._fingerprints or not rows:
+            return 0
+        learned = [0]
 
         def change(current: dict[str, Any] | None) -> dict[str, Any] | None:
-            self._adopt(model, current)
-            learned[0] = self.learner.observe(
-                model,
-                input_tokens,
-                output_tokens,
-                runtime_s,
-                energy_j,
-                method,
-                flags=flags,
-                load=in_flight,
-                output_capped=output_capped,
-            )
+            self._adopt(model, current)  # a retried write starts again from the stored state
+            learned[0] = 0
+            for row in rows:
+                learned[0] += self.learner.observe(
+                    model,
+                    row["input_tokens"],
+                    row["output_tokens"],
+                    row["runtime_s"],
+                    row["energy_j"],
+                    row["method"],
+                    flags=tuple(row.get("flags", ())),
+                    load=row.get("in_flight"),
+                    output_capped=bool(row.get("output_capped", False)),
+                )
             state = self.learner.model_state(model)
             if not learned[0] or state is None:
                 return None
@@ -168,7 +186,7 @@ class LearningLoop:
                 doc = update(self.store, COST_KIND, model, change)
             except StateError as err:
                 self._store_failed("write", err)
-                return False
+                return 0
             if doc is not None:
                 self._versions[model] = doc.version
             self.scheduler.set_learned(model, self.learner.snapshot(model))

@@ -11,7 +11,9 @@
 - **Learning.** After each answered call it feeds the measured runtime, joules and
   generated tokens to the :class:`~langchain_energyrouter.learning.LearningLoop`,
   which shares them through the state store and installs the adapted predictions
-  in the scheduler.
+  in the scheduler: inline, or (``background=True``) on one writer thread that
+  applies them in arrival order and writes each model's document once per batch
+  (:class:`BackgroundLearning`), so an answer never waits on the store.
 
 An :class:`Attempt` wraps one candidate's try: it counts the request in flight
 while the meter window is open, and :meth:`Attempt.end` closes both exactly once.
@@ -19,8 +21,11 @@ while the meter window is open, and :meth:`Attempt.end` closes both exactly once
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from langchain_energyrouter.learning import LearningLoop
 from langchain_energyrouter.load import EngineLoadReader, InFlightCounter, load_for_decision
@@ -32,15 +37,20 @@ if TYPE_CHECKING:
     from langchain_energyrouter.online import OnlineOptions
     from langchain_energyrouter.scheduler import Candidate, Scheduler
 
+logger = logging.getLogger(__name__)
+
 
 class Attempt:
     """One try of one candidate: counted in flight and metered until :meth:`end`."""
 
-    __slots__ = ("_live", "_reading", "in_flight", "name", "window")
+    __slots__ = ("_live", "_reading", "_release", "in_flight", "name", "window")
 
-    def __init__(self, live: LiveState, name: str, meter: EnergyMeter) -> None:
+    def __init__(
+        self, live: LiveState, name: str, meter: EnergyMeter, release: Callable[[str], None] | None = None
+    ) -> None:
         self._live = live
         self.name = name
+        self._release = release
         self.in_flight = live.counter.increment(name)
         """Requests in flight on this candidate when the attempt began, this one included."""
         self._reading: EnergyReading | None = None
@@ -53,7 +63,90 @@ class Attempt:
                 self._reading = self.window.end()  # never raises: a failing meter gives a time-only reading
             finally:
                 self._live.counter.decrement(self.name)
+                if self._release is not None:
+                    self._release(self.name)
         return self._reading
+
+
+class _Measurement(NamedTuple):
+    model: str
+    row: dict[str, Any]
+    """:meth:`LearningLoop.observe` keywords."""
+    then: Callable[[], object] | None
+    """More learning from the same answer (the per-prompt answer length), run after the row's."""
+
+
+class BackgroundLearning:
+    """Applies measurements on one daemon thread, in arrival order, one store write per model per batch.
+
+    Nothing queued is dropped: :meth:`flush` waits until everything submitted so far is applied, and
+    :meth:`close` flushes before it stops the thread (a measurement submitted after that is applied inline).
+    """
+
+    def __init__(self, learning: LearningLoop | None) -> None:
+        self._learning = learning
+        self._queue: deque[_Measurement] = deque()
+        self._cond = threading.Condition()
+        self._submitted = 0
+        self._applied = 0
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="energyrouter-learning", daemon=True)
+        self._thread.start()
+
+    def submit(self, measurement: _Measurement) -> None:
+        """Queue one answer's measurement (O(1); the caller never waits on the store)."""
+        with self._cond:
+            if not self._closed:
+                self._queue.append(measurement)
+                self._submitted += 1
+                self._cond.notify_all()
+                return
+        self._apply([measurement])
+
+    def flush(self, timeout_s: float | None = 60.0) -> bool:
+        """Wait until every measurement submitted so far is applied (not those that come later); False on timeout."""
+        with self._cond:
+            target = self._submitted
+            return self._cond.wait_for(lambda: self._applied >= target, timeout_s)
+
+    def close(self) -> None:
+        """Apply what is queued, then stop the thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: bool(self._queue) or self._closed)
+                if not self._queue:
+                    return  # closed and drained
+                batch = list(self._queue)
+                self._queue.clear()
+            try:
+                self._apply(batch)
+            finally:
+                with self._cond:
+                    self._applied += len(batch)
+                    self._cond.notify_all()
+
+    def _apply(self, batch: list[_Measurement]) -> None:
+        if self._learning is not None:
+            rows: dict[str, list[dict[str, Any]]] = {}
+            for measurement in batch:
+                rows.setdefault(measurement.model, []).append(measurement.row)
+            for model, model_rows in rows.items():
+                try:
+                    self._learning.observe_batch(model, model_rows)
+                except Exception:  # a learner bug must not stop the thread: later batches still count
+                    logger.exception("Learning from %d measurement(s) of %r failed.", len(model_rows), model)
+        for measurement in batch:
+            if measurement.then is not None:
+                try:
+                    measurement.then()
+                except Exception:
+                    logger.exception("Learning from an answer of %r failed.", measurement.model)
 
 
 class LiveState:
@@ -66,6 +159,7 @@ class LiveState:
         store: the learned-state store.
         owns_store: whether :meth:`close` closes the store (it was opened here, not passed in).
         store_spec: what the user passed as the store (to keep the store when nothing changed).
+        background: learn on a writer thread (:class:`BackgroundLearning`) instead of in the caller's.
     """
 
     def __init__(
@@ -77,6 +171,7 @@ class LiveState:
         *,
         owns_store: bool = False,
         store_spec: Any = None,
+        background: bool = False,
     ) -> None:
         self.counter = counter
         self.engines = dict(engines)
@@ -84,6 +179,7 @@ class LiveState:
         self.store = store
         self.owns_store = owns_store
         self.store_spec = store_spec
+        self.background = BackgroundLearning(learning) if background else None
 
     @classmethod
     def create(
@@ -95,6 +191,7 @@ class LiveState:
         online_options: OnlineOptions | None,
         engine_metrics: Mapping[str, tuple[str, str]],
         previous: LiveState | None = None,
+        background: bool = False,
     ) -> LiveState:
         """The live state of a router's (re)built scheduler.
 
@@ -107,8 +204,11 @@ class LiveState:
             learn: whether to learn from measurements.
             online_options: the learners' tuning.
             engine_metrics: candidate -> (metrics URL, model name the engine reports).
-            previous: the state being replaced, if any (its engine readers are closed).
+            previous: the state being replaced, if any (its engine readers are closed, its queue applied).
+            background: learn on a writer thread (see :class:`BackgroundLearning`).
         """
+        if previous is not None:
+            previous.close_background()
         if previous is not None and previous.store_spec is state_store:
             store, owns = previous.store, previous.owns_store
         else:
@@ -121,7 +221,7 @@ class LiveState:
             previous.close_engines()
         engines = {name: EngineLoadReader(url, model=model) for name, (url, model) in engine_metrics.items()}
         learning = LearningLoop(scheduler, store, options=online_options) if learn else None
-        return cls(counter, engines, learning, store, owns_store=owns, store_spec=state_store)
+        return cls(counter, engines, learning, store, owns_store=owns, store_spec=state_store, background=background)
 
     def before_decision(self, names: Any) -> dict[str, float]:
         """Pick up shared learned state (cheap, rate-limited) and return the load each candidate would see."""
@@ -136,9 +236,9 @@ class LiveState:
             for name in names
         }
 
-    def attempt(self, name: str, meter: EnergyMeter) -> Attempt:
-        """Begin a try of ``name`` (counted in flight, metered)."""
-        return Attempt(self, name, meter)
+    def attempt(self, name: str, meter: EnergyMeter, release: Callable[[str], None] | None = None) -> Attempt:
+        """Begin a try of ``name`` (counted in flight, metered; ``release(name)`` is called when it ends)."""
+        return Attempt(self, name, meter, release)
 
     def observe(
         self,
@@ -147,21 +247,37 @@ class LiveState:
         reading: EnergyReading,
         output_tokens: int,
         output_cap: int | None,
+        then: Callable[[], object] | None = None,
     ) -> None:
-        """Learn from one answered call (nothing when the router does not learn)."""
-        if self.learning is None:
+        """Learn from one answered call, then run ``then`` (more learning from it); inline or queued."""
+        if self.learning is None and then is None:
             return
-        self.learning.observe(
-            attempt.name,
-            input_tokens=candidate.input_tokens,
-            output_tokens=output_tokens,
-            runtime_s=reading.runtime_s,
-            energy_j=reading.energy_j,
-            method=reading.method,
-            flags=reading.flags,
-            in_flight=attempt.in_flight,
-            output_capped=output_cap is not None and output_tokens >= output_cap,
-        )
+        row: dict[str, Any] = {
+            "input_tokens": candidate.input_tokens,
+            "output_tokens": output_tokens,
+            "runtime_s": reading.runtime_s,
+            "energy_j": reading.energy_j,
+            "method": reading.method,
+            "flags": reading.flags,
+            "in_flight": attempt.in_flight,
+            "output_capped": output_cap is not None and output_tokens >= output_cap,
+        }
+        if self.background is not None:
+            self.background.submit(_Measurement(attempt.name, row, then))
+            return
+        if self.learning is not None:
+            self.learning.observe_batch(attempt.name, [row])
+        if then is not None:
+            then()
+
+    def flush(self, timeout_s: float | None = 60.0) -> bool:
+        """Wait until every queued measurement is learned from (True at once when learning inline)."""
+        return self.background.flush(timeout_s) if self.background is not None else True
+
+    def close_background(self) -> None:
+        """Apply the queued measurements and stop the writer thread (later ones are learned inline)."""
+        if self.background is not None:
+            self.background.close()
 
     def close_engines(self) -> None:
         """Stop the engine readers' background refreshes."""
@@ -169,7 +285,8 @@ class LiveState:
             reader.close()
 
     def close(self) -> None:
-        """Stop the engine readers and close the store if it was opened here."""
+        """Apply queued measurements, stop the engine readers and close the store if it was opened here."""
+        self.close_background()
         self.close_engines()
         if self.owns_store:
             self.store.close()
@@ -206,4 +323,4 @@ def build_prompt_routing(spec: Any, profile: Any, models: list[str], store: Stat
     return PromptRouting(models, predictor, store, prior_accuracy=accuracy)
 
 
-__all__ = ["Attempt", "LiveState", "build_prompt_routing", "prompt_text"]
+__all__ = ["Attempt", "BackgroundLearning", "LiveState", "build_prompt_routing", "prompt_text"]

@@ -46,7 +46,8 @@ except ImportError as err:  # pragma: no cover - depends on the installed extras
 
 from langchain_energyrouter.candidates import local_pipeline
 from langchain_energyrouter.energy.base import EnergyReading
-from langchain_energyrouter.router import EnergyAwareRouter, _Plan
+from langchain_energyrouter.routed import RoutedCall
+from langchain_energyrouter.router import EnergyAwareRouter
 from langchain_energyrouter.tokens import message_text
 
 __all__ = ["EnergyRoutingMiddleware", "plain_conversation"]
@@ -179,8 +180,8 @@ class EnergyRoutingMiddleware(AgentMiddleware):
             self.router.close()
 
     # -- one step --------------------------------------------------------------------
-    def _plan(self, request: ModelRequest) -> _Plan:
-        """The routing plan of this step (the router's own: token counts, exclusions, load, learning)."""
+    def _plan(self, request: ModelRequest) -> RoutedCall:
+        """The routed call of this step (the router's own: token counts, exclusions, load, learning)."""
         messages: list[BaseMessage] = list(request.messages)
         if request.system_message is not None:
             messages.insert(0, request.system_message)
@@ -194,21 +195,22 @@ class EnergyRoutingMiddleware(AgentMiddleware):
         )
         if tools and not answer_step:
             kwargs["tools"] = tools
-        return self.router._plan(messages, kwargs, None)
+        return self.router.plan(messages, **kwargs)
 
     @staticmethod
-    def _request_for(request: ModelRequest, plan: _Plan, name: str, *, is_async: bool = False) -> ModelRequest:
+    def _request_for(request: ModelRequest, call: RoutedCall, name: str, *, is_async: bool = False) -> ModelRequest:
         """The step as candidate ``name`` gets it: its own model; no tool turns for one that calls no tools."""
-        model = plan.rt.candidates[name]
+        model = call.candidates[name]
         if is_async and local_pipeline(model) is not None:
             model = _SyncInThread(inner=model, callbacks=model.callbacks, tags=model.tags, metadata=model.metadata)
-        if name in plan.rt.tool_reasons and (request.tools or any(_tool_turn(m) for m in request.messages)):
+        if not call.calls_tools(name) and (request.tools or any(_tool_turn(m) for m in request.messages)):
             # Only on an answer step (tool steps exclude it): answer in plain text from the tool results.
             plain = plain_conversation(request.messages)
             return request.override(model=model, tools=[], tool_choice=None, messages=plain)
         return request.override(model=model)
 
-    def _finish(self, plan: _Plan, name: str, response: Any, reading: EnergyReading) -> Any:
+    @staticmethod
+    def _finish(call: RoutedCall, name: str, response: Any, reading: EnergyReading) -> Any:
         """``response`` with the routing and energy metadata on its answer; the measurement is learned from."""
         extended = response if isinstance(response, ExtendedModelResponse) else None
         inner: ModelResponse = extended.model_response if extended is not None else response
@@ -217,12 +219,11 @@ class EnergyRoutingMiddleware(AgentMiddleware):
             if not isinstance(message, AIMessage):
                 continue
             if isinstance(message.id, str) and message.id.startswith(_RUN_ID_PREFIX):
-                plan.run_id = message.id[len(_RUN_ID_PREFIX) :]
-            router = self.router
-            metadata, usage = router._metadata(plan, name, reading, message.response_metadata.get("model_name"))
+                call.run_id = message.id[len(_RUN_ID_PREFIX) :]
+            metadata, usage = call.metadata(name, reading, message.response_metadata.get("model_name"))
             text = message_text(message)
             counted = usage(message.usage_metadata, text)  # type: ignore[arg-type]
-            metadata["routing"]["generated_tokens"] = router._learn(plan, name, reading, counted, text)
+            metadata["routing"]["generated_tokens"] = call.learn(name, reading, counted, text)
             # A copy: fake and cached models hand out the same message object every call.
             result[index] = message.model_copy(
                 update={"response_metadata": {**message.response_metadata, **metadata}, "usage_metadata": counted}
@@ -237,32 +238,34 @@ class EnergyRoutingMiddleware(AgentMiddleware):
         self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]
     ) -> ModelResponse | AIMessage | ExtendedModelResponse:
         """Route this step, run it on the chosen candidate (falling back down the ranking on errors)."""
-        plan = self._plan(request)
-        router = self.router
-        for name in plan.order:
-            attempt = router._attempt(name, plan)
+        call = self._plan(request)
+        for name in call.order:
+            attempt = call.attempt(name)
+            if attempt is None:
+                continue
             try:
-                response = handler(self._request_for(request, plan, name))
+                response = handler(self._request_for(request, call, name))
             except BaseException as err:
-                if not router._failed(plan, name, err, attempt.end()):
+                if not call.failed(name, err, attempt.end()):
                     raise
                 continue
-            return self._finish(plan, name, response, attempt.end())  # type: ignore[no-any-return]
-        raise router._all_failed(plan) from plan.errors[plan.order[-1]]
+            return self._finish(call, name, response, attempt.end())  # type: ignore[no-any-return]
+        raise call.all_failed()
 
     async def awrap_model_call(
         self, request: ModelRequest, handler: Callable[[ModelRequest], Awaitable[ModelResponse]]
     ) -> ModelResponse | AIMessage | ExtendedModelResponse:
         """:meth:`wrap_model_call` for async agents."""
-        plan = self._plan(request)
-        router = self.router
-        for name in plan.order:
-            attempt = router._attempt(name, plan)
+        call = self._plan(request)
+        for name in call.order:
+            attempt = call.attempt(name)
+            if attempt is None:
+                continue
             try:
-                response = await handler(self._request_for(request, plan, name, is_async=True))
+                response = await handler(self._request_for(request, call, name, is_async=True))
             except BaseException as err:
-                if not router._failed(plan, name, err, attempt.end()):
+                if not call.failed(name, err, attempt.end()):
                     raise
                 continue
-            return self._finish(plan, name, response, attempt.end())  # type: ignore[no-any-return]
-        raise router._all_failed(plan) from plan.errors[plan.order[-1]]
+            return self._finish(call, name, response, attempt.end())  # type: ignore[no-any-return]
+        raise call.all_failed()

@@ -18,6 +18,7 @@ Every result carries::
         failures             [{model, error_type, error, runtime_s, energy_j, method, flags}] of attempts that raised
         measured_energy_j    the meter's joules (None when not measured locally)
         measured_runtime_s   the meter's wall time in seconds
+        busy                 {model: why} of candidates the call's admission refused (only when some were)
         energy_method_mismatch   {model: {"profile": ..., "meter": ...}} where the live meter measures
                              differently from the profile's energy data (only when some differ)
         cache_hit            True on an answer replayed from a LangChain cache (then 0 J, flag "cache_hit")
@@ -35,6 +36,13 @@ run on (NVML for the GPU a pipeline is on, RAPL or the estimate for the CPU,
 none for remote endpoints); a meter that fails degrades the reading to
 method ``"none"`` with flag ``"meter_failed"``, never the answer.
 
+Deciding first: :meth:`EnergyAwareRouter.plan` returns the call's
+:class:`~langchain_energyrouter.routed.RoutedCall` (decision and fallback order) without running a model;
+``invoke(..., routed=call)`` (and ``ainvoke``, ``stream``, ``astream``) runs exactly that decision.
+``exclude={name: reason}`` rules candidates out of one call (routed, not forced: the reason shows in
+``routing["excluded"]``) and ``admission=`` bounds each candidate's attempts
+(see :mod:`~langchain_energyrouter.routed`).
+
 Tool calls: ``bind_tools`` binds OpenAI-format tools on the router; a call with
 tools is routed only among candidates that really call tools (a local
 ``HuggingFacePipeline`` ignores tools; it is excluded with the reason), and the
@@ -45,7 +53,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -77,12 +84,13 @@ from langchain_energyrouter.local_stream import (
 )
 from langchain_energyrouter.online import OnlineOptions
 from langchain_energyrouter.profile import EnergyProfile
-from langchain_energyrouter.runtime import RouterRuntime
+from langchain_energyrouter.routed import RoutedCall
+from langchain_energyrouter.runtime import RouterRuntime, check_names
 from langchain_energyrouter.scheduler import Decision, Scheduler
 from langchain_energyrouter.scoring import Constraints, Normalizer, Weights
 from langchain_energyrouter.tokens import message_text, request_output_cap
 
-ROUTING_OPTIONS = ("weights", "model", "constraints", "task_type")
+ROUTING_OPTIONS = ("weights", "model", "constraints", "task_type", "exclude")
 """Per-call options: call keywords, ``.bind(...)``, or ``config["configurable"]["<prefix>_<option>"]``."""
 
 DEFAULT_CONFIG_PREFIX = "energyrouter"
@@ -121,30 +129,6 @@ def _cache_hit_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
     return {**metadata, "routing": routing, "energy": energy}
 
 
-# -- one call's plan -----------------------------------------------------------
-@dataclass
-class _Plan:
-    rt: RouterRuntime
-    """The router's state when the call began (a later settings change does not affect this call)."""
-    decision: Decision
-    order: list[str]
-    """Models to try, in order (the decision's choice first)."""
-    can_fall_back: bool
-    kwargs: dict[str, Any]
-    """Keywords forwarded to the candidate (routing options removed)."""
-    output_cap: int | None
-    tools: list[dict[str, Any]] | None
-    tool_choice: Any
-    stop: list[str] | None
-    failures: list[dict[str, Any]] = field(default_factory=list)
-    errors: dict[str, BaseException] = field(default_factory=dict)
-    attempts: dict[str, Attempt] = field(default_factory=dict)
-    run_id: str | None = None
-    """The LangChain run id of this call (what :meth:`EnergyAwareRouter.feedback` takes)."""
-    estimate: Any = None
-    """This prompt's per-model estimates (:class:`~langchain_energyrouter.bandit.PromptEstimate`), if any."""
-
-
 class EnergyAwareRouter(BaseChatModel):
     """A chat model that sends each call to the candidate the scheduler picks.
 
@@ -160,11 +144,13 @@ class EnergyAwareRouter(BaseChatModel):
         router.invoke(messages, model="gemma3-270m")       # forced route
         chain.invoke(x, config={"configurable": {"energyrouter_weights": {"energy": 1.0}}})
         router.explain(messages).model                     # decide without running
+        call = router.plan(messages, exclude={"gemma3-270m": "busy"})
+        router.invoke(messages, routed=call)               # run that decision (no second one)
         router.weights = {"energy": 1.0}                   # applies to later calls
         ```
 
-    Per-call options (``weights``, ``model``, ``constraints``, ``task_type``)
-    are call keywords, ``.bind(...)`` keywords or ``config["configurable"]``
+    Per-call options (``weights``, ``model``, ``constraints``, ``task_type``,
+    ``exclude``) are call keywords, ``.bind(...)`` keywords or ``config["configurable"]``
     keys named ``<config_prefix>_<option>`` (explicit keywords win). The
     configurable keys are read wherever the config is visible: ``invoke``,
     ``stream``, their async forms, ``batch``, and ``generate`` called inside a
@@ -211,6 +197,9 @@ class EnergyAwareRouter(BaseChatModel):
     learn: bool = True
     """Learn from every measured call: each answer updates its model's runtime, energy and answer-length
     predictions (the profile stays the prior; see :mod:`~langchain_energyrouter.learning`)."""
+    learn_in_background: bool = False
+    """Learn on a writer thread, one store write per model per batch, so an answer never waits on the store
+    (a server's choice); :meth:`feedback` and :meth:`flush_learning` wait for it, :meth:`close` applies the rest."""
     state_store: Any = None
     """Where learned state lives: None = in this router's memory; a path (or ``"default"``) = an SQLite
     file shared by every process on the host; or any :class:`~langchain_energyrouter.state.StateStore`."""
@@ -434,10 +423,35 @@ class EnergyAwareRouter(BaseChatModel):
         """The decision a call with these messages and options would get; no model runs.
 
         Accepts the same per-call options as ``invoke`` (``weights``, ``model``,
-        ``constraints``, ``task_type``, ``max_tokens``, ``tools``).
+        ``constraints``, ``task_type``, ``exclude``, ``max_tokens``, ``tools``).
+        """
+        return self.plan(input, **kwargs).decision
+
+    def plan(self, input: LanguageModelInput, *, stop: list[str] | None = None, **kwargs: Any) -> RoutedCall:
+        """Decide a call without running it: the decision, the fallback order, and the attempts to come.
+
+        Pass the result back as ``invoke(input, routed=call)`` (or ``ainvoke``, ``stream``, ``astream``, with
+        the same input) to run exactly this decision, once; or drive the attempts yourself (see
+        :mod:`~langchain_energyrouter.routed`).
+
+        Args:
+            input: the messages.
+            stop: stop strings of the run.
+            **kwargs: the per-call options of ``invoke`` (``weights``, ``model``, ``constraints``,
+                ``task_type``, ``exclude``, ``max_tokens``, ``tools``, ``tool_choice``), ``admission``
+                (an :class:`~langchain_energyrouter.routed.Admission`), and keywords for the candidate.
+
+        Raises:
+            UnknownModelError: ``model`` or ``exclude`` names a model the router does not have.
+            NoFeasibleModelError: every candidate is excluded or breaks a constraint.
+            WeightsError: the weights are invalid.
         """
         messages = self._convert_input(input).to_messages()
-        return self._plan(messages, dict(kwargs), None).decision
+        return self._plan(messages, dict(kwargs), stop)
+
+    def flush_learning(self, timeout_s: float | None = 60.0) -> bool:
+        """Wait until every measurement so far is learned from (with ``learn_in_background``); False on timeout."""
+        return self._runtime().live.flush(timeout_s)
 
     def _plan(
         self,
@@ -445,8 +459,12 @@ class EnergyAwareRouter(BaseChatModel):
         kwargs: dict[str, Any],
         stop: list[str] | None,
         run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None = None,
-    ) -> _Plan:
+    ) -> RoutedCall:
+        routed = kwargs.pop("routed", None)
+        if routed is not None:
+            return self._resume(routed, kwargs, stop, run_manager)
         rt = self._runtime()
+        admission = kwargs.pop("admission", None)
         options = {**self._ambient_options(), **{key: kwargs.pop(key) for key in ROUTING_OPTIONS if key in kwargs}}
         cap = request_output_cap(kwargs)
         for key in ("max_tokens", "max_new_tokens"):
@@ -469,6 +487,11 @@ class EnergyAwareRouter(BaseChatModel):
                     "(e.g. a ChatHuggingFace over an endpoint), list it in tool_models, or do not bind tools.",
                     {n: exclude[n] for n in who},
                 )
+        asked = options.get("exclude") or {}
+        if asked:
+            asked = asked if isinstance(asked, Mapping) else dict.fromkeys(asked, "excluded by the caller")
+            check_names("exclude", list(asked), rt.candidates)
+            exclude = {**{name: str(why) for name, why in asked.items()}, **exclude}
         # Excluded candidates cannot win: characters / 4 is enough for their (reported) prediction.
         counts = rt.counter.count_all(messages, tools, approximate=exclude.keys() - {forced})
         task_type = options.get("task_type", self.task_type)
@@ -492,11 +515,36 @@ class EnergyAwareRouter(BaseChatModel):
         if can_fall_back:
             order += [name for name in decision.ranking if name != decision.model]
         run_id = str(run_manager.run_id) if run_manager is not None else None
-        return _Plan(
-            rt, decision, order, can_fall_back, kwargs, cap, tools, tool_choice, stop, run_id=run_id, estimate=estimate
-        )
+        return RoutedCall(
+            rt, decision, order, can_fall_back, kwargs, cap, tools, tool_choice, stop, self.fallback_on, admission,
+            run_id=run_id, started=run_manager is not None, estimate=estimate,
+        )  # fmt: skip
 
-    def _prepare(self, name: str, plan: _Plan) -> tuple[BaseChatModel, dict[str, Any]]:
+    @staticmethod
+    def _resume(
+        routed: Any,
+        kwargs: dict[str, Any],
+        stop: list[str] | None,
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+    ) -> RoutedCall:
+        """The run of a call planned by :meth:`plan` (its options were applied then; the run's are dropped)."""
+        if not isinstance(routed, RoutedCall):
+            raise TypeError(
+                f"routed= takes the RoutedCall that router.plan(...) returned, got {type(routed).__name__}."
+            )
+        if routed.started:
+            raise RoutingError(f"{routed!r} has run already; plan the call again for another run.")
+        routed.started = True
+        for key in (*ROUTING_OPTIONS, "admission", "tools", "tool_choice", "max_tokens", "max_new_tokens"):
+            kwargs.pop(key, None)
+        routed.kwargs.update(kwargs)
+        if stop is not None:
+            routed.stop = stop
+        if run_manager is not None:
+            routed.run_id = str(run_manager.run_id)
+        return routed
+
+    def _prepare(self, name: str, plan: RoutedCall) -> tuple[BaseChatModel, dict[str, Any]]:
         """The candidate and the keywords to call it with (output cap, stop strings and tools in its own form).
 
         ``pipeline_kwargs`` / ``skip_prompt`` reach local pipelines only: an endpoint would reject them.
@@ -519,24 +567,24 @@ class EnergyAwareRouter(BaseChatModel):
         return model, kwargs
 
     # -- attempts --------------------------------------------------------------
-    def _start_attempt(self, name: str, plan: _Plan) -> tuple[BaseChatModel, dict[str, Any], Attempt]:
-        """Prepare the call to ``name``, wait for its rate limiter, count it in flight, open its meter window."""
+    def _start_attempt(self, name: str, plan: RoutedCall) -> tuple[BaseChatModel, dict[str, Any], Attempt] | None:
+        """Prepare the call to ``name``, wait for its rate limiter, then admit it, count it in flight and open
+        its meter window; None when the call's admission refuses it."""
         model, call_kwargs = self._prepare(name, plan)
         if model.rate_limiter is not None:
             model.rate_limiter.acquire(blocking=True)
-        return model, call_kwargs, self._attempt(name, plan)
+        attempt = plan.attempt(name)
+        return (model, call_kwargs, attempt) if attempt is not None else None
 
-    async def _astart_attempt(self, name: str, plan: _Plan) -> tuple[BaseChatModel, dict[str, Any], Attempt]:
+    async def _astart_attempt(
+        self, name: str, plan: RoutedCall
+    ) -> tuple[BaseChatModel, dict[str, Any], Attempt] | None:
         """:meth:`_start_attempt` for async calls (the rate limiter is awaited)."""
         model, call_kwargs = self._prepare(name, plan)
         if model.rate_limiter is not None:
             await model.rate_limiter.aacquire(blocking=True)
-        return model, call_kwargs, self._attempt(name, plan)
-
-    @staticmethod
-    def _attempt(name: str, plan: _Plan) -> Attempt:
-        attempt = plan.attempts[name] = plan.rt.live.attempt(name, plan.rt.meters.meter_for(name))
-        return attempt
+        attempt = plan.attempt(name)
+        return (model, call_kwargs, attempt) if attempt is not None else None
 
     def close(self) -> None:
         """Close the meters and state store the router opened itself (those passed in are left to their owners)."""
@@ -544,72 +592,7 @@ class EnergyAwareRouter(BaseChatModel):
         rt.meters.close()
         rt.live.close()
 
-    def _failed(
-        self, plan: _Plan, name: str, err: BaseException, reading: EnergyReading, *, may_fall_back: bool = True
-    ) -> bool:
-        """Record a failed attempt and its reading; True when the next candidate may be tried."""
-        if not isinstance(err, Exception):  # interrupted or closed by the caller: not a model failure
-            return False
-        plan.errors[name] = err
-        plan.failures.append(
-            {
-                "model": name,
-                "error_type": type(err).__name__,
-                "error": str(err),
-                "runtime_s": reading.runtime_s,
-                "energy_j": reading.energy_j,
-                "method": reading.method,
-                "flags": list(reading.flags),
-            }
-        )
-        if may_fall_back and plan.can_fall_back and isinstance(err, self.fallback_on):
-            return True
-        err.routing_failures = list(plan.failures)  # type: ignore[attr-defined]
-        return False
-
-    def _all_failed(self, plan: _Plan) -> RoutingError:
-        detail = "; ".join(f"{name}: {type(err).__name__}: {err}" for name, err in plan.errors.items())
-        error = RoutingError(
-            f"Every candidate tried failed ({detail}). See RoutingError.failures; "
-            "check the models, or pass fallback_on=() to see the first error directly.",
-            plan.errors,
-        )
-        error.routing_failures = list(plan.failures)  # type: ignore[attr-defined]
-        return error
-
-    def _metadata(
-        self, plan: _Plan, name: str, reading: EnergyReading, provider_name: str | None
-    ) -> tuple[dict[str, Any], Callable[[Mapping[str, Any] | None, str], dict[str, Any]]]:
-        """``response_metadata`` for the answer of ``name``, and a usage builder."""
-        rt = plan.rt
-        candidate = plan.decision.candidates[name]
-        routing = plan.decision.as_dict()
-        routing["served_by"] = name
-        routing["run_id"] = plan.run_id
-        routing["failures"] = list(plan.failures)
-        routing["measured_energy_j"] = reading.energy_j
-        routing["measured_runtime_s"] = reading.runtime_s
-        mismatch = rt.method_mismatch()
-        if mismatch:
-            routing["energy_method_mismatch"] = mismatch
-        energy = reading.as_metadata()
-        energy["predicted_energy_j"] = candidate.predicted_energy_j
-        energy["predicted_runtime_s"] = candidate.predicted_runtime_s
-        metadata = {"model_name": provider_name or rt.model_names[name], "routing": routing, "energy": energy}
-
-        def usage(own: Mapping[str, Any] | None, output_text: str) -> dict[str, Any]:
-            if own and own.get("total_tokens"):
-                return dict(own)
-            output_tokens = rt.counter.count_text(name, output_text)
-            return {
-                "input_tokens": candidate.input_tokens,  # the count the decision used: not counted twice
-                "output_tokens": output_tokens,
-                "total_tokens": candidate.input_tokens + output_tokens,
-            }
-
-        return metadata, usage
-
-    def _finish_result(self, plan: _Plan, name: str, result: ChatResult, reading: EnergyReading) -> ChatResult:
+    def _finish_result(self, plan: RoutedCall, name: str, result: ChatResult, reading: EnergyReading) -> ChatResult:
         if local_pipeline(plan.rt.candidates[name]) is not None:
             result = truncate_result(result, plan.stop)
         provider = (result.llm_output or {}).get("model_name")
@@ -619,13 +602,13 @@ class EnergyAwareRouter(BaseChatModel):
             own_name = message.response_metadata.get("model_name") or (generation.generation_info or {}).get(
                 "model_name"
             )
-            metadata, usage = self._metadata(plan, name, reading, own_name or provider)
+            metadata, usage = plan.metadata(name, reading, own_name or provider)
             update: dict[str, Any] = {"response_metadata": {**message.response_metadata, **metadata}}
             if isinstance(message, AIMessage):
                 update["usage_metadata"] = usage(getattr(message, "usage_metadata", None), message_text(message))
                 if not generations:  # learn from the answer (the first generation) once
-                    metadata["routing"]["generated_tokens"] = self._learn(
-                        plan, name, reading, update["usage_metadata"], message_text(message)
+                    metadata["routing"]["generated_tokens"] = plan.learn(
+                        name, reading, update["usage_metadata"], message_text(message)
                     )
             # A copy: fake and cached models hand out the same message object every call.
             generations.append(
@@ -635,11 +618,11 @@ class EnergyAwareRouter(BaseChatModel):
         return ChatResult(generations=generations, llm_output={**(result.llm_output or {}), "model_name": model_name})
 
     def _final_chunk(
-        self, plan: _Plan, name: str, reading: EnergyReading, tracker: StreamTracker
+        self, plan: RoutedCall, name: str, reading: EnergyReading, tracker: StreamTracker
     ) -> ChatGenerationChunk:
-        metadata, usage = self._metadata(plan, name, reading, tracker.model_name)
+        metadata, usage = plan.metadata(name, reading, tracker.model_name)
         counted = usage(tracker.usage, tracker.text)
-        metadata["routing"]["generated_tokens"] = self._learn(plan, name, reading, counted, tracker.text)
+        metadata["routing"]["generated_tokens"] = plan.learn(name, reading, counted, tracker.text)
         return ChatGenerationChunk(
             message=AIMessageChunk(
                 content="",
@@ -648,25 +631,6 @@ class EnergyAwareRouter(BaseChatModel):
                 chunk_position="last",
             )
         )
-
-    @staticmethod
-    def _learn(plan: _Plan, name: str, reading: EnergyReading, usage: Mapping[str, Any], text: str) -> int | None:
-        """Feed the answer's measurement to the learners (see :class:`~langchain_energyrouter.live.LiveState`);
-        returns the generation steps it took (``routing["generated_tokens"]``)."""
-        counted = usage.get("output_tokens")
-        if not isinstance(counted, int) or name not in plan.attempts:
-            return None
-        cap = plan.output_cap if plan.output_cap is not None else plan.rt.configured_caps.get(name)
-        capped = cap is not None and counted >= cap
-        generated = counted
-        if local_pipeline(plan.rt.candidates[name]) is not None:  # endpoints report their own generated tokens
-            generated = plan.rt.counter.generation_steps(name, text, counted, capped=capped)
-        plan.rt.live.observe(plan.decision.candidates[name], plan.attempts[name], reading, generated, cap)
-        routing = plan.rt.prompt_routing
-        if routing is not None and plan.estimate is not None and plan.run_id is not None:
-            routing.remember(plan.run_id, name, plan.estimate)
-            routing.observe_length(plan.run_id, generated, capped=capped)
-        return generated
 
     # -- feedback ----------------------------------------------------------------
     def feedback(self, run_id: Any, score: float, *, key: str | None = None) -> bool:
@@ -686,12 +650,14 @@ class EnergyAwareRouter(BaseChatModel):
             RoutingError: the router has no ``prompt_routing`` to learn with.
             ValueError: ``score`` is not a number in [0, 1].
         """
-        routing = self._runtime().prompt_routing
+        rt = self._runtime()
+        routing = rt.prompt_routing
         if routing is None:
             raise RoutingError(
                 f"Feedback for run {run_id!r} has nowhere to go: this router predicts quality per model, not per "
                 "prompt. Pass prompt_routing= (a trained predictor from `energyrouter train`, or a PromptRouting)."
             )
+        rt.live.flush()  # learn from the answers so far first (with learn_in_background), as inline learning would
         return bool(routing.feedback(str(run_id), score, key=key))
 
     # -- generate --------------------------------------------------------------
@@ -704,15 +670,18 @@ class EnergyAwareRouter(BaseChatModel):
     ) -> ChatResult:
         plan = self._plan(messages, kwargs, stop, run_manager)
         for name in plan.order:
-            model, call_kwargs, window = self._start_attempt(name, plan)
+            started = self._start_attempt(name, plan)
+            if started is None:
+                continue
+            model, call_kwargs, window = started
             try:
                 result = model._generate(messages, stop=stop, run_manager=run_manager, **call_kwargs)
             except BaseException as err:
-                if not self._failed(plan, name, err, window.end()):
+                if not plan.failed(name, err, window.end()):
                     raise
                 continue
             return self._finish_result(plan, name, result, window.end())
-        raise self._all_failed(plan) from plan.errors[plan.order[-1]]
+        raise plan.all_failed()
 
     async def _agenerate(
         self,
@@ -723,7 +692,10 @@ class EnergyAwareRouter(BaseChatModel):
     ) -> ChatResult:
         plan = self._plan(messages, kwargs, stop, run_manager)
         for name in plan.order:
-            model, call_kwargs, window = await self._astart_attempt(name, plan)
+            started = await self._astart_attempt(name, plan)
+            if started is None:
+                continue
+            model, call_kwargs, window = started
             try:
                 if local_pipeline(model) is not None:  # no async path: run the sync one in a thread
                     sync_manager = run_manager.get_sync() if run_manager else None
@@ -733,11 +705,11 @@ class EnergyAwareRouter(BaseChatModel):
                 else:
                     result = await model._agenerate(messages, stop=stop, run_manager=run_manager, **call_kwargs)
             except BaseException as err:
-                if not self._failed(plan, name, err, window.end()):
+                if not plan.failed(name, err, window.end()):
                     raise
                 continue
             return self._finish_result(plan, name, result, window.end())
-        raise self._all_failed(plan) from plan.errors[plan.order[-1]]
+        raise plan.all_failed()
 
     # -- stream ----------------------------------------------------------------
     def _candidate_stream(
@@ -775,7 +747,10 @@ class EnergyAwareRouter(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         plan = self._plan(messages, kwargs, stop, run_manager)
         for name in plan.order:
-            model, call_kwargs, window = self._start_attempt(name, plan)
+            started = self._start_attempt(name, plan)
+            if started is None:
+                continue
+            model, call_kwargs, window = started
             tracker = StreamTracker()
             chunks = self._candidate_stream(model, messages, stop, run_manager, call_kwargs)
             try:
@@ -789,12 +764,12 @@ class EnergyAwareRouter(BaseChatModel):
                 if close is not None:
                     close()
                 # Once a token reached the caller the answer cannot be swapped for another model's.
-                if not self._failed(plan, name, err, reading, may_fall_back=not tracker.started):
+                if not plan.failed(name, err, reading, may_fall_back=not tracker.started):
                     raise
                 continue
             yield self._final_chunk(plan, name, window.end(), tracker)
             return
-        raise self._all_failed(plan) from plan.errors[plan.order[-1]]
+        raise plan.all_failed()
 
     async def _astream(
         self,
@@ -805,7 +780,10 @@ class EnergyAwareRouter(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         plan = self._plan(messages, kwargs, stop, run_manager)
         for name in plan.order:
-            model, call_kwargs, window = await self._astart_attempt(name, plan)
+            started = await self._astart_attempt(name, plan)
+            if started is None:
+                continue
+            model, call_kwargs, window = started
             tracker = StreamTracker()
             chunks: AsyncIterator[ChatGenerationChunk]
             if local_pipeline(model) is not None or type(model)._astream is BaseChatModel._astream:
@@ -823,9 +801,9 @@ class EnergyAwareRouter(BaseChatModel):
                 aclose = getattr(chunks, "aclose", None)
                 if aclose is not None:
                     await aclose()
-                if not self._failed(plan, name, err, reading, may_fall_back=not tracker.started):
+                if not plan.failed(name, err, reading, may_fall_back=not tracker.started):
                     raise
                 continue
             yield self._final_chunk(plan, name, window.end(), tracker)
             return
-        raise self._all_failed(plan) from plan.errors[plan.order[-1]]
+        raise plan.all_failed()

@@ -119,6 +119,7 @@ class RouterRuntime:
             online_options=router.online_options,
             engine_metrics={n: (url, self.model_names[n]) for n, url in (router.engine_metrics or {}).items()},
             previous=old.live if old is not None else None,
+            background=bool(getattr(router, "learn_in_background", False)),
         )
         self.prompt_routing = build_prompt_routing(router.prompt_routing, profile, list(candidates), self.live.store)
 

@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as err:
         raise missing_extra("uvicorn", "serve", "`energyrouter serve`") from err
     from langchain_energyrouter.server import build_router, create_app, load_config
+    from langchain_energyrouter.server.app import KEEP_ALIVE_S
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config, base = load_config(args.config)
@@ -43,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         port=args.port if args.port is not None else config.port,
         log_level=args.log_level,
         timeout_graceful_shutdown=config.limits.graceful_shutdown_s,
+        timeout_keep_alive=KEEP_ALIVE_S,  # longer than clients' pool expiry: no reuse-while-closing resets
     )
     return 0
 

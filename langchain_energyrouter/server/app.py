@@ -12,11 +12,13 @@ Endpoints::
     GET  /health                candidates with their requests in flight and limits (no key needed)
     GET  /metrics               Prometheus text format (no key needed)
 
-Bounds: each candidate serves at most its ``max_in_flight`` requests; a routed request goes to the best-ranked
-candidate with a free slot, and is refused with 429 and ``Retry-After`` only when every eligible one is full
-(a forced one: when it is full). Bodies over ``max_request_bytes`` get 413. Every refusal and every bad input
-is a 4xx with an OpenAI-style body ``{"error": {"message", "type", "param", "code"}}``; an unexpected failure
-is a 500 with the same shape and no traceback (the traceback goes to the server's log).
+Bounds: each candidate serves at most its ``max_in_flight`` requests; a routed request is decided once among the
+candidates with a free slot (the full ones are excluded, with the reason, in the decision), the router falls
+back down that ranking itself under the same limits, and the request is refused with 429 and ``Retry-After``
+only when every eligible one is full (a forced one: when it is full). Bodies over ``max_request_bytes`` get
+413. Every refusal and every bad input is a 4xx with an OpenAI-style body ``{"error": {"message", "type",
+"param", "code"}}``; an unexpected failure is a 500 with the same shape and no traceback (the traceback goes
+to the server's log). The router learns from each answer off the request path (``learn_in_background``).
 
 Prompts and answers are logged only with ``log_prompts``.
 """
@@ -42,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from langchain_energyrouter.errors import (
+    CandidatesBusyError,
     NoFeasibleModelError,
     RoutingError,
     UnknownModelError,
@@ -52,15 +55,21 @@ from langchain_energyrouter.server.config import AppSettings
 from langchain_energyrouter.server.metrics import CONTENT_TYPE_LATEST, ServerMetrics
 
 if TYPE_CHECKING:
+    from langchain_energyrouter.routed import RoutedCall
     from langchain_energyrouter.router import EnergyAwareRouter
     from langchain_energyrouter.scheduler import Decision
 
-__all__ = ["ApiError", "create_app"]
+__all__ = ["KEEP_ALIVE_S", "ApiError", "create_app"]
 
 logger = logging.getLogger("langchain_energyrouter.server")
 
 AUTO = "auto"
 """The model name that asks the server to route."""
+
+KEEP_ALIVE_S = 75
+"""Seconds uvicorn keeps an idle connection open. Longer than a client pool's idle expiry (httpx 5 s, openai
+5 s, load balancers 60 s): with equal timeouts a client reuses a connection just as the server closes it, and
+the request dies with a connection reset (about one in 2,000 under load)."""
 
 
 # -- errors ----------------------------------------------------------------------
@@ -151,7 +160,11 @@ def _validation_error(err: ValidationError, prefix: str = "") -> ApiError:
 
 # -- per-candidate slots ---------------------------------------------------------
 class Slots:
-    """Requests in flight per candidate, bounded (only touched from the event loop: no lock needed)."""
+    """Requests in flight per candidate, bounded (only touched from the event loop: no lock needed).
+
+    It is the router's :class:`~langchain_energyrouter.routed.Admission`: each attempt takes a slot and
+    gives it back when it ends.
+    """
 
     def __init__(self, limits: Mapping[str, int], metrics: ServerMetrics) -> None:
         self.limits = dict(limits)
@@ -171,6 +184,14 @@ class Slots:
 
     def has_room(self, name: str) -> bool:
         return self.counts[name] < self.limits[name]
+
+    def full(self) -> dict[str, str]:
+        """Candidates without a free slot, and why (the reason the decision shows)."""
+        return {
+            name: f"at its limit of {limit} requests in flight"
+            for name, limit in self.limits.items()
+            if self.counts[name] >= limit
+        }
 
 
 # -- the app ---------------------------------------------------------------------
@@ -301,11 +322,24 @@ class _Server:
             )
         return req, messages, options, forced
 
-    def decide(self, messages: list[BaseMessage], options: dict[str, Any], forced: str | None) -> Decision:
+    def plan(
+        self, messages: list[BaseMessage], options: dict[str, Any], forced: str | None, stop: list[str] | None
+    ) -> RoutedCall:
+        """Decide once, among the candidates with a free slot (a forced one must have one); 429 when none has."""
+        full = self.slots.full()
+        if forced is not None and forced in full:
+            raise self.busy([forced])
+        if forced is None and len(full) == len(self.candidates):
+            raise self.busy(self.candidates)
+        exclude = full if forced is None else {}
         start = time.perf_counter()
         try:
-            decision = self.router.explain(messages, model=forced, **options)
+            call = self.router.plan(
+                messages, stop=stop, model=forced, exclude=exclude or None, admission=self.slots, **options
+            )
         except NoFeasibleModelError as err:
+            if exclude.keys() & err.reasons.keys():  # the feasible ones are full: a later retry may succeed
+                raise self.busy(self.candidates) from None
             raise ApiError(
                 400, f"No candidate can serve this request: {err}", param="routing", code="no_feasible_model"
             ) from None
@@ -314,24 +348,30 @@ class _Server:
         except (WeightsError, ValueError, TypeError) as err:
             raise ApiError(400, f"Invalid routing options: {err}", param="routing", code="invalid_value") from None
         self.metrics.decision.observe(time.perf_counter() - start)
-        return decision
+        return call
 
-    def order(self, decision: Decision, forced: str | None) -> list[str]:
-        """Candidates to try, best first: the forced one, else the choice then the rest of the ranking."""
-        if forced is not None:
-            return [forced]
-        return [decision.model, *(n for n in decision.ranking if n != decision.model)]
+    def first_free(self, call: RoutedCall) -> str:
+        """The candidate the call will most likely be served by: the first in its order with a free slot."""
+        return next((name for name in call.order if self.slots.has_room(name)), call.model)
 
-    def acquire_first(self, order: list[str], start: int = 0) -> int | None:
-        """Index in ``order`` (from ``start``) of the first candidate whose slot was taken, else None."""
-        for index in range(start, len(order)):
-            if self.slots.try_acquire(order[index]):
-                return index
-        return None
+    def count_failures(self, rid: str, call: RoutedCall, served: str | None, stream: bool) -> None:
+        """Metrics and log lines of the attempts that failed, and the fallbacks they caused."""
+        label = "true" if stream else "false"
+        for index, failure in enumerate(call.failures):
+            name = failure["model"]
+            self.metrics.requests.labels(model=name, stream=label, outcome="error").inc()
+            logger.warning("%s candidate %s failed: %s: %s", rid, name, failure["error_type"], failure["error"])
+            following = call.failures[index + 1]["model"] if index + 1 < len(call.failures) else served
+            if following is not None:
+                self.metrics.fallbacks.labels(from_model=name, to_model=following).inc()
 
-    def extension(
-        self, decision: Decision, name: str, metadata: Mapping[str, Any], failures: list[dict[str, Any]]
-    ) -> dict[str, Any]:
+    def upstream_error(self, call: RoutedCall) -> ApiError:
+        if not call.failures:
+            return self.busy(call.order)
+        detail = "; ".join(f"{f['model']}: {f['error_type']}: {f['error']}" for f in call.failures)
+        return ApiError(502, f"Every candidate tried failed: {detail}", type="server_error", code="upstream_error")
+
+    def extension(self, decision: Decision, name: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
         routing = metadata.get("routing") or {}
         return _finite(
             {
@@ -339,7 +379,7 @@ class _Server:
                 "run_id": routing.get("run_id"),
                 "routed": not decision.forced,
                 "decision": decision.as_dict(),
-                "failures": [*failures, *(routing.get("failures") or [])],
+                "failures": list(routing.get("failures") or []),
                 "generated_tokens": routing.get("generated_tokens"),
                 "energy": metadata.get("energy"),
             }
@@ -388,7 +428,11 @@ def _sse(payload: Mapping[str, Any]) -> bytes:
 
 
 def create_app(
-    router: EnergyAwareRouter, settings: AppSettings | None = None, *, close_router: bool = False
+    router: EnergyAwareRouter,
+    settings: AppSettings | None = None,
+    *,
+    close_router: bool = False,
+    learn_in_background: bool = True,
 ) -> FastAPI:
     """The FastAPI app serving ``router``.
 
@@ -396,17 +440,23 @@ def create_app(
         router: the router to serve (its candidates, profile, weights and state store).
         settings: name, limits, bearer key, prompt logging (default: :class:`AppSettings` defaults).
         close_router: close the router (its meters and store) when the app shuts down.
+        learn_in_background: switch the router to ``learn_in_background`` (its store writes leave the
+            request path; feedback still waits for them, and shutdown applies what is queued).
 
     Raises:
         ValueError: ``settings.max_in_flight`` names a model the router does not have.
     """
+    if learn_in_background and router.learn and not router.learn_in_background:
+        router.learn_in_background = True
     server = _Server(router, settings or AppSettings())
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         if close_router:
-            router.close()
+            router.close()  # applies the queued measurements first
+        else:
+            await asyncio.to_thread(router.flush_learning)
 
     app = FastAPI(title="langchain-energyrouter", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.server = server
@@ -476,41 +526,26 @@ def create_app(
         started = time.perf_counter()
         server.authorize(request)
         req, messages, options, forced = server.parse_chat(await server.read_json(request))
-        decision = server.decide(messages, options, forced)
-        order = server.order(decision, forced)
-        index = server.acquire_first(order)
-        if index is None:
-            raise server.busy(order)
-        rid = f"chatcmpl-{uuid.uuid4().hex}"
         stop = [req.stop] if isinstance(req.stop, str) else req.stop
+        call = server.plan(messages, options, forced, stop)
+        rid = f"chatcmpl-{uuid.uuid4().hex}"
         if req.stream:
             include_usage = bool((req.stream_options or {}).get("include_usage"))
-            sse = _stream(server, rid, messages, options, stop, decision, order, index, include_usage, started)
-            headers = {"x-energyrouter-model": order[index], "cache-control": "no-cache"}
+            sse = _stream(server, rid, messages, call, include_usage, started)
+            headers = {"x-energyrouter-model": server.first_free(call), "cache-control": "no-cache"}
             return StreamingResponse(sse, media_type="text/event-stream", headers=headers)
-        failures: list[dict[str, Any]] = []
-        while True:
-            name = order[index]
-            try:
-                message = await router.ainvoke(messages, stop=stop, model=name, **options)
-            except Exception as err:
-                server.slots.release(name)
-                server.metrics.requests.labels(model=name, stream="false", outcome="error").inc()
-                logger.warning("%s candidate %s failed: %s: %s", rid, name, type(err).__name__, err)
-                failures.append({"model": name, "error_type": type(err).__name__, "error": str(err)})
-                next_index = server.acquire_first(order, index + 1)
-                if next_index is None:
-                    raise ApiError(
-                        502,
-                        f"Every candidate tried failed: {'; '.join(f['model'] + ': ' + f['error'] for f in failures)}",
-                        type="server_error",
-                        code="upstream_error",
-                    ) from None
-                server.metrics.fallbacks.labels(from_model=name, to_model=order[next_index]).inc()
-                index = next_index
-                continue
-            server.slots.release(name)
-            break
+        try:
+            message = await router.ainvoke(messages, routed=call)
+        except CandidatesBusyError:
+            raise server.busy(call.order) from None
+        except Exception:
+            server.count_failures(rid, call, None, stream=False)
+            raise server.upstream_error(call) from None
+        finally:
+            call.close()
+        name = message.response_metadata["routing"]["served_by"]
+        server.count_failures(rid, call, name, stream=False)
+        decision = call.decision
         metadata = message.response_metadata
         usage = _usage(message.usage_metadata)  # type: ignore[arg-type]
         server.metrics.observe_answer(name, metadata, message.usage_metadata)  # type: ignore[arg-type]
@@ -537,7 +572,7 @@ def create_app(
             ],
             "usage": usage,
             "system_fingerprint": None,
-            "energyrouter": server.extension(decision, name, metadata, failures),
+            "energyrouter": server.extension(decision, name, metadata),
         }
         energy_j = (metadata.get("energy") or {}).get("energy_j")
         headers = {"x-energyrouter-model": name}
@@ -555,101 +590,89 @@ async def _stream(
     server: _Server,
     rid: str,
     messages: list[BaseMessage],
-    options: dict[str, Any],
-    stop: list[str] | None,
-    decision: Decision,
-    order: list[str],
-    index: int,
+    call: RoutedCall,
     include_usage: bool,
     started: float,
 ) -> AsyncIterator[bytes]:
-    """SSE chunks of one streamed completion; the slot taken for ``order[index]`` is released here."""
+    """SSE chunks of one streamed completion: the router runs ``call``, falling back before the first token."""
     created = int(time.time())
-    failures: list[dict[str, Any]] = []
-    name = order[index]
+
+    def serving() -> str:  # the candidate of the attempt under way (the last one begun)
+        return next(reversed(call.attempts), call.model)
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
         payload = {
             "id": rid,
             "object": "chat.completion.chunk",
             "created": created,
-            "model": name,
+            "model": serving(),
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
             **extra,
         }
         return _sse(payload)
 
-    held = True
+    sent = False
+    text_parts: list[str] = []
+    final: AIMessageChunk | None = None
+    tool_calls = False
     try:
-        while True:
-            sent = False
-            text_parts: list[str] = []
-            final: AIMessageChunk | None = None
-            tool_calls = False
-            try:
-                async for piece in server.router.astream(messages, stop=stop, model=name, **options):
-                    if piece.response_metadata.get("routing"):
-                        final = piece
-                    text = piece.text if isinstance(piece.text, str) else ""
-                    delta: dict[str, Any] = {}
-                    if text:
-                        delta["content"] = text
-                        text_parts.append(text)
-                    if piece.tool_call_chunks:
-                        tool_calls = True
-                        delta["tool_calls"] = [
-                            {
-                                "index": c.get("index") or 0,
-                                **({"id": c["id"], "type": "function"} if c.get("id") else {}),
-                                "function": {
-                                    **({"name": c["name"]} if c.get("name") else {}),
-                                    "arguments": c.get("args") or "",
-                                },
-                            }
-                            for c in piece.tool_call_chunks
-                        ]
-                    if delta:
-                        if not sent:
-                            delta = {"role": "assistant", **delta}
-                        sent = True
-                        yield chunk(delta)
-            except Exception as err:
-                server.slots.release(name)
-                held = False
-                server.metrics.requests.labels(model=name, stream="true", outcome="error").inc()
-                logger.warning("%s candidate %s failed: %s: %s", rid, name, type(err).__name__, err)
-                failures.append({"model": name, "error_type": type(err).__name__, "error": str(err)})
-                next_index = None if sent else server.acquire_first(order, index + 1)
-                if next_index is None:
-                    error = ApiError(
-                        502, f"Candidate {name} failed: {type(err).__name__}: {err}", type="server_error",
-                        code="upstream_error",
-                    )  # fmt: skip
-                    yield _sse(error.body())
-                    yield b"data: [DONE]\n\n"
-                    return
-                server.metrics.fallbacks.labels(from_model=name, to_model=order[next_index]).inc()
-                index, name, held = next_index, order[next_index], True
-                continue
-            break
-        server.slots.release(name)
-        held = False
-        metadata = final.response_metadata if final is not None else {}
-        own_usage = final.usage_metadata if final is not None else None
-        usage = _usage(own_usage)  # type: ignore[arg-type]
-        server.metrics.observe_answer(name, metadata, own_usage)  # type: ignore[arg-type]
-        server.metrics.requests.labels(model=name, stream="true", outcome="ok").inc()
-        server.metrics.request_seconds.labels(model=name).observe(time.perf_counter() - started)
-        server.log_answer(rid, name, metadata, messages, "".join(text_parts))
-        extension = server.extension(decision, name, metadata, failures)
-        finish = _finish_reason(tool_calls, usage, decision, name)
-        yield chunk({} if sent else {"role": "assistant", "content": ""}, finish, energyrouter=extension)
-        if include_usage:
-            yield _sse(
-                {"id": rid, "object": "chat.completion.chunk", "created": created, "model": name, "choices": [],
-                 "usage": usage},
-            )  # fmt: skip
-        yield b"data: [DONE]\n\n"
+        try:
+            async for piece in server.router.astream(messages, routed=call):
+                if piece.response_metadata.get("routing"):
+                    final = piece
+                text = piece.text if isinstance(piece.text, str) else ""
+                delta: dict[str, Any] = {}
+                if text:
+                    delta["content"] = text
+                    text_parts.append(text)
+                if piece.tool_call_chunks:
+                    tool_calls = True
+                    delta["tool_calls"] = [
+                        {
+                            "index": c.get("index") or 0,
+                            **({"id": c["id"], "type": "function"} if c.get("id") else {}),
+                            "function": {
+                                **({"name": c["name"]} if c.get("name") else {}),
+                                "arguments": c.get("args") or "",
+                            },
+                        }
+                        for c in piece.tool_call_chunks
+                    ]
+                if delta:
+                    if not sent:
+                        delta = {"role": "assistant", **delta}
+                    sent = True
+                    yield chunk(delta)
+        except Exception as err:
+            server.count_failures(rid, call, None, stream=True)
+            if isinstance(err, CandidatesBusyError):
+                error = server.busy(call.order)
+            else:
+                name = serving()
+                error = ApiError(
+                    502, f"Candidate {name} failed: {type(err).__name__}: {err}", type="server_error",
+                    code="upstream_error",
+                )  # fmt: skip
+            yield _sse(error.body())
+            yield b"data: [DONE]\n\n"
+            return
     finally:
-        if held:  # the client went away (or the server is shutting down) mid-answer
-            server.slots.release(name)
+        call.close()  # the client went away (or the server is shutting down) mid-answer: free the slot now
+    metadata = final.response_metadata if final is not None else {}
+    name = (metadata.get("routing") or {}).get("served_by") or serving()
+    server.count_failures(rid, call, name, stream=True)
+    own_usage = final.usage_metadata if final is not None else None
+    usage = _usage(own_usage)  # type: ignore[arg-type]
+    server.metrics.observe_answer(name, metadata, own_usage)  # type: ignore[arg-type]
+    server.metrics.requests.labels(model=name, stream="true", outcome="ok").inc()
+    server.metrics.request_seconds.labels(model=name).observe(time.perf_counter() - started)
+    server.log_answer(rid, name, metadata, messages, "".join(text_parts))
+    extension = server.extension(call.decision, name, metadata)
+    finish = _finish_reason(tool_calls, usage, call.decision, name)
+    yield chunk({} if sent else {"role": "assistant", "content": ""}, finish, energyrouter=extension)
+    if include_usage:
+        yield _sse(
+            {"id": rid, "object": "chat.completion.chunk", "created": created, "model": name, "choices": [],
+             "usage": usage},
+        )  # fmt: skip
+    yield b"data: [DONE]\n\n"

@@ -33,7 +33,7 @@ from langchain_energyrouter.testing import TINY_MODEL_SIZES, save_tiny_model, ti
 from tests.unit_tests.servers import RedisServer, RouterServer
 
 GREETING = "Say hello to person 77."
-WEIGHTS = {"accuracy": 0.5, "energy": 0.5}
+WEIGHTS = {"accuracy": 0.8, "energy": 0.2}  # accuracy decides: a clear switch once the estimates cross
 """tiny-b costs 5x tiny-a; with accuracy and energy equal, the per-prompt accuracy gap decides."""
 
 

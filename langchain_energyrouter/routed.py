@@ -1,0 +1,231 @@
+"""One routed call: the decision, the order to try candidates in, and what each attempt did.
+
+:meth:`EnergyAwareRouter.plan <langchain_energyrouter.router.EnergyAwareRouter.plan>` returns a
+:class:`RoutedCall` without running a model. A caller that needs the decision before the answer
+(a server setting headers, refusing with 429 when everything is full) passes it back to the run,
+``router.ainvoke(messages, routed=call)`` (also ``invoke``, ``stream``, ``astream``): the call is
+decided once, its metadata says *routed*, and the router falls back down the ranking itself.
+
+A caller that runs the candidates itself (the agent middleware) drives the attempts with the same
+methods the router uses::
+
+    call = router.plan(messages, tools=tools)
+    for name in call.order:
+        attempt = call.attempt(name)          # None: refused by the call's admission
+        if attempt is None:
+            continue
+        try:
+            answer = run(call.candidates[name])
+        except BaseException as err:
+            if not call.failed(name, err, attempt.end()):
+                raise
+            continue
+        metadata, usage = call.metadata(name, attempt.end(), provider_name)
+        ...                                   # call.learn(name, reading, usage, text)
+    raise call.all_failed()
+
+Admission (``admission=`` on ``plan`` or the run): an object with ``try_acquire(name) -> bool`` and
+``release(name)``, asked before each attempt and released when the attempt ends (e.g. a server's
+per-candidate slots). A refused candidate is skipped (``routing["busy"]``); when every candidate
+left was refused, :class:`~langchain_energyrouter.errors.CandidatesBusyError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from langchain_energyrouter.candidates import local_pipeline
+from langchain_energyrouter.errors import CandidatesBusyError, RoutingError
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+    from langchain_energyrouter.energy.base import EnergyReading
+    from langchain_energyrouter.live import Attempt
+    from langchain_energyrouter.runtime import RouterRuntime
+    from langchain_energyrouter.scheduler import Decision
+
+__all__ = ["Admission", "RoutedCall"]
+
+
+@runtime_checkable
+class Admission(Protocol):
+    """Per-candidate admission of a call's attempts (e.g. a server's limit of requests in flight)."""
+
+    def try_acquire(self, name: str) -> bool:
+        """Take a place for one attempt on ``name``; False when it has none free."""
+        ...
+
+    def release(self, name: str) -> None:
+        """Give back the place taken for an attempt on ``name``."""
+        ...
+
+
+@dataclass(repr=False, eq=False)
+class RoutedCall:
+    """One call's decision and its attempts (see the module doc). Used for one run only."""
+
+    rt: RouterRuntime
+    """The router's state when the call was planned (a later settings change does not affect this call)."""
+    decision: Decision
+    order: list[str]
+    """Models to try, in order (the decision's choice first)."""
+    can_fall_back: bool
+    kwargs: dict[str, Any]
+    """Keywords forwarded to the candidate (routing options removed)."""
+    output_cap: int | None
+    tools: list[dict[str, Any]] | None
+    tool_choice: Any
+    stop: list[str] | None
+    fallback_on: tuple[type[BaseException], ...] = (Exception,)
+    """Exception types that move on to the next candidate."""
+    admission: Admission | None = None
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    errors: dict[str, BaseException] = field(default_factory=dict)
+    attempts: dict[str, Attempt] = field(default_factory=dict)
+    busy: dict[str, str] = field(default_factory=dict)
+    """Candidates the admission refused, and why."""
+    run_id: str | None = None
+    """The LangChain run id of this call (what :meth:`EnergyAwareRouter.feedback` takes)."""
+    estimate: Any = None
+    """This prompt's per-model estimates (:class:`~langchain_energyrouter.bandit.PromptEstimate`), if any."""
+    started: bool = False
+    """Whether a run has taken this call (a second run must plan again)."""
+
+    def __repr__(self) -> str:  # short: it appears in LangChain's invocation params and traces
+        return f"RoutedCall(model={self.decision.model!r}, order={self.order!r}, run_id={self.run_id!r})"
+
+    @property
+    def model(self) -> str:
+        """The decision's choice."""
+        return self.decision.model
+
+    @property
+    def candidates(self) -> Mapping[str, BaseChatModel]:
+        """The router's candidates by name."""
+        return self.rt.candidates
+
+    def calls_tools(self, name: str) -> bool:
+        """Whether candidate ``name`` calls tools."""
+        return name not in self.rt.tool_reasons
+
+    # -- attempts ------------------------------------------------------------------
+    def attempt(self, name: str) -> Attempt | None:
+        """Begin the try of ``name``: admitted, counted in flight and metered; None when the admission refuses."""
+        release: Callable[[str], None] | None = None
+        if self.admission is not None:
+            if not self.admission.try_acquire(name):
+                self.busy[name] = "at its limit of requests in flight"
+                return None
+            release = self.admission.release
+        try:
+            attempt = self.rt.live.attempt(name, self.rt.meters.meter_for(name), release=release)
+        except BaseException:
+            if release is not None:
+                release(name)
+            raise
+        self.attempts[name] = attempt
+        return attempt
+
+    def close(self) -> None:
+        """End every attempt still open (idempotent): a caller that abandons the call frees its places."""
+        for attempt in self.attempts.values():
+            attempt.end()
+
+    def failed(self, name: str, err: BaseException, reading: EnergyReading, *, may_fall_back: bool = True) -> bool:
+        """Record a failed attempt and its reading; True when the next candidate may be tried."""
+        if not isinstance(err, Exception):  # interrupted or closed by the caller: not a model failure
+            return False
+        self.errors[name] = err
+        self.failures.append(
+            {
+                "model": name,
+                "error_type": type(err).__name__,
+                "error": str(err),
+                "runtime_s": reading.runtime_s,
+                "energy_j": reading.energy_j,
+                "method": reading.method,
+                "flags": list(reading.flags),
+            }
+        )
+        if may_fall_back and self.can_fall_back and isinstance(err, self.fallback_on):
+            return True
+        err.routing_failures = list(self.failures)  # type: ignore[attr-defined]
+        return False
+
+    def all_failed(self) -> RoutingError:
+        """The error to raise when no candidate answered (its ``__cause__`` is the last failure)."""
+        if not self.errors:
+            detail = ", ".join(f"{name} ({why})" for name, why in self.busy.items())
+            error: RoutingError = CandidatesBusyError(
+                f"No candidate could be tried: {detail}. Retry later, or raise the limit.", self.busy
+            )
+        else:
+            detail = "; ".join(f"{name}: {type(err).__name__}: {err}" for name, err in self.errors.items())
+            busy = f" (refused as busy: {', '.join(self.busy)})" if self.busy else ""
+            error = RoutingError(
+                f"Every candidate tried failed ({detail}){busy}. See RoutingError.failures; "
+                "check the models, or pass fallback_on=() to see the first error directly.",
+                self.errors,
+            )
+            error.__cause__ = list(self.errors.values())[-1]
+        error.routing_failures = list(self.failures)  # type: ignore[attr-defined]
+        return error
+
+    # -- the answer ----------------------------------------------------------------
+    def metadata(
+        self, name: str, reading: EnergyReading, provider_name: str | None
+    ) -> tuple[dict[str, Any], Callable[[Mapping[str, Any] | None, str], dict[str, Any]]]:
+        """``response_metadata`` for the answer of ``name``, and a usage builder."""
+        rt = self.rt
+        candidate = self.decision.candidates[name]
+        routing = self.decision.as_dict()
+        routing["served_by"] = name
+        routing["run_id"] = self.run_id
+        routing["failures"] = list(self.failures)
+        if self.busy:
+            routing["busy"] = dict(self.busy)
+        routing["measured_energy_j"] = reading.energy_j
+        routing["measured_runtime_s"] = reading.runtime_s
+        mismatch = rt.method_mismatch()
+        if mismatch:
+            routing["energy_method_mismatch"] = mismatch
+        energy = reading.as_metadata()
+        energy["predicted_energy_j"] = candidate.predicted_energy_j
+        energy["predicted_runtime_s"] = candidate.predicted_runtime_s
+        metadata = {"model_name": provider_name or rt.model_names[name], "routing": routing, "energy": energy}
+
+        def usage(own: Mapping[str, Any] | None, output_text: str) -> dict[str, Any]:
+            if own and own.get("total_tokens"):
+                return dict(own)
+            output_tokens = rt.counter.count_text(name, output_text)
+            return {
+                "input_tokens": candidate.input_tokens,  # the count the decision used: not counted twice
+                "output_tokens": output_tokens,
+                "total_tokens": candidate.input_tokens + output_tokens,
+            }
+
+        return metadata, usage
+
+    def learn(self, name: str, reading: EnergyReading, usage: Mapping[str, Any], text: str) -> int | None:
+        """Feed the answer's measurement to the learners (see :class:`~langchain_energyrouter.live.LiveState`);
+        returns the generation steps it took (``routing["generated_tokens"]``)."""
+        counted = usage.get("output_tokens")
+        if not isinstance(counted, int) or name not in self.attempts:
+            return None
+        rt = self.rt
+        cap = self.output_cap if self.output_cap is not None else rt.configured_caps.get(name)
+        capped = cap is not None and counted >= cap
+        generated = counted
+        if local_pipeline(rt.candidates[name]) is not None:  # endpoints report their own generated tokens
+            generated = rt.counter.generation_steps(name, text, counted, capped=capped)
+        routing = rt.prompt_routing
+        length: Callable[[], object] | None = None
+        if routing is not None and self.estimate is not None and self.run_id is not None:
+            routing.remember(self.run_id, name, self.estimate)  # at once: feedback may follow the answer
+            length = partial(routing.observe_length, self.run_id, generated, capped=capped)
+        rt.live.observe(self.decision.candidates[name], self.attempts[name], reading, generated, cap, then=length)
+        return generated
