@@ -6,19 +6,17 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import HumanMessage
 
 from langchain_energyrouter import EnergyAwareRouter
 from langchain_energyrouter.energy import EstimateMeter
 from langchain_energyrouter.profile import CostModel, DeviceInfo, EnergyProfile, LoadModel, ModelProfile
 from langchain_energyrouter.scheduler import ADAPTED, PRIOR
 from langchain_energyrouter.testing import tiny_chat_models
+from tests.unit_tests.doubles import gated
 from tests.unit_tests.test_load import _Engine, engine  # noqa: F401  (the loopback /metrics server fixture)
 
 QUESTION = [HumanMessage("What is the capital of France?")]
@@ -84,34 +82,11 @@ def test_processes_share_learned_state_through_an_sqlite_store(tiny: dict[str, B
     second.close()
 
 
-class _Held(BaseChatModel):
-    """A real chat model whose answer waits for an event: keeps a request in flight on purpose."""
-
-    release: Any
-    started: Any
-
-    @property
-    def _llm_type(self) -> str:
-        return "held"
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        self.started.set()
-        self.release.wait(10.0)
-        return ChatResult(generations=[ChatGeneration(message=AIMessage("Paris."))])
-
-
 def test_requests_in_flight_reach_the_decision_and_the_load_model() -> None:
-    release, started = threading.Event(), threading.Event()
-    held = _Held(release=release, started=started)
+    held = gated("held")
     shared = LoadModel(runtime_per_request=0.5, energy_fixed_share=0.0, max_load=2)
     profile = _profile(**{"held": _entry(1.0, 1.0, 0.5, load=shared), "other": _entry(1.2, 1.0, 0.5)})
-    other = _Held(release=threading.Event(), started=threading.Event())
+    other = gated("other")
     router = EnergyAwareRouter(
         models={"held": held, "other": other}, profile=profile, meter=EstimateMeter(), weights={"time": 1.0}
     )
@@ -120,14 +95,14 @@ def test_requests_in_flight_reach_the_decision_and_the_load_model() -> None:
     thread = threading.Thread(target=router.invoke, args=(QUESTION,), kwargs={"model": "held"})
     thread.start()
     try:
-        assert started.wait(10.0)
+        assert held.entered.acquire(timeout=10.0)
         busy = router.explain(QUESTION)
         held_now = busy.candidates["held"]
         assert held_now.in_flight == 2 and busy.candidates["other"].in_flight == 1
         assert held_now.predicted_runtime_s == pytest.approx(1.5)  # 1 + 0.5 * (2 - 1)
         assert busy.model == "other"  # one request already running there makes it slower than the idle one
     finally:
-        release.set()
+        held.gate.set()
         thread.join(10.0)
     assert router.explain(QUESTION).candidates["held"].in_flight == 1  # counted down when it ended
 

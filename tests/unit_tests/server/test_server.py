@@ -24,10 +24,6 @@ pytest.importorskip("prometheus_client")
 openai = pytest.importorskip("openai")
 
 import uvicorn  # noqa: E402
-from langchain_core.callbacks import CallbackManagerForLLMRun  # noqa: E402
-from langchain_core.language_models import BaseChatModel  # noqa: E402
-from langchain_core.messages import AIMessage, BaseMessage  # noqa: E402
-from langchain_core.outputs import ChatGeneration, ChatResult  # noqa: E402
 
 from langchain_energyrouter import EnergyAwareRouter  # noqa: E402
 from langchain_energyrouter.bandit import PromptRouting  # noqa: E402
@@ -36,6 +32,7 @@ from langchain_energyrouter.features import HashingEncoder  # noqa: E402
 from langchain_energyrouter.server import AppSettings, ConfigError, LimitsConfig, create_app, load_config  # noqa: E402
 from langchain_energyrouter.state import MemoryStateStore  # noqa: E402
 from langchain_energyrouter.testing import tiny_chat_models, tiny_profile  # noqa: E402
+from tests.unit_tests.doubles import GatedChatModel  # noqa: E402
 
 KEY = "test-key-123"
 
@@ -213,33 +210,9 @@ def test_unknown_route_is_an_openai_style_404(served: _Served) -> None:
     assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
 
 
-class _Gated(BaseChatModel):
-    """Answers once its gate opens: holds a request in flight for as long as a test needs."""
-
-    gate: Any
-    entered: Any
-    model_id: str
-
-    @property
-    def _llm_type(self) -> str:
-        return "gated"
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        self.entered.release()
-        if not self.gate.wait(30):
-            raise TimeoutError("gate never opened")
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=f"from {self.model_id}"))])
-
-
 def test_per_candidate_limit_spills_over_then_answers_429() -> None:
     gate, entered = threading.Event(), threading.Semaphore(0)
-    models = {n: _Gated(gate=gate, entered=entered, model_id=n) for n in ("tiny-a", "tiny-b")}
+    models = {n: GatedChatModel(gate=gate, entered=entered, model_id=n) for n in ("tiny-a", "tiny-b")}
     router = EnergyAwareRouter(models=models, profile=tiny_profile(), weights={"energy": 1.0})
     settings = AppSettings(limits=LimitsConfig(max_in_flight_per_candidate=1, retry_after_s=3))
     body = {"model": "auto", "messages": [{"role": "user", "content": "hold"}]}
