@@ -27,11 +27,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from _profiles import profile_for
 from _timing import median_us
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-from langchain_energyrouter import CostModel, DeviceInfo, EnergyProfile, ModelProfile
 from langchain_energyrouter.energy import NullMeter, default_meter
 from langchain_energyrouter.router import EnergyAwareRouter
 
@@ -40,22 +40,6 @@ MESSAGES = [SystemMessage("Answer briefly."), HumanMessage("What is the capital 
 
 def fake_model() -> GenericFakeChatModel:
     return GenericFakeChatModel(messages=itertools.cycle([AIMessage("Paris is the capital of France.")]))
-
-
-def profile_for(names: list[str]) -> EnergyProfile:
-    return EnergyProfile.new(
-        {
-            name: ModelProfile(
-                runtime=CostModel(intercept=0.01 * (i + 1), input_tokens=1e-4, output_tokens=1e-3 * (i + 1)),
-                energy=CostModel(intercept=0.1 * (i + 1), input_tokens=1e-3, output_tokens=1e-2 * (i + 1)),
-                accuracy=min(0.3 + 0.1 * i, 1.0),
-                context_window=4096,
-            )
-            for i, name in enumerate(names)
-        },
-        device=DeviceInfo(name="benchmark"),
-        energy_method="estimate",
-    )
 
 
 def paired_median_us(direct: Callable[[], Any], routed: Callable[[], Any], calls: int) -> dict[str, float]:

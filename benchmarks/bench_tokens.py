@@ -35,13 +35,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from _profiles import profile_for
 from _timing import median_us
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.tools import tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from langchain_energyrouter import CostModel, DeviceInfo, EnergyProfile, ModelProfile
 from langchain_energyrouter.energy import NullMeter
 from langchain_energyrouter.metering import MeterWindow
 from langchain_energyrouter.router import EnergyAwareRouter
@@ -56,22 +56,6 @@ CANDIDATES = 8
 def multiply(a: int, b: int) -> int:
     """Multiply two integers."""
     return a * b
-
-
-def profile_for(names: list[str]) -> EnergyProfile:
-    return EnergyProfile.new(
-        {
-            name: ModelProfile(
-                runtime=CostModel(intercept=0.01 * (i + 1), input_tokens=1e-4, output_tokens=1e-3 * (i + 1)),
-                energy=CostModel(intercept=0.1 * (i + 1), input_tokens=1e-3, output_tokens=1e-2 * (i + 1)),
-                accuracy=min(0.3 + 0.05 * i, 1.0),
-                context_window=8192,
-            )
-            for i, name in enumerate(names)
-        },
-        device=DeviceInfo(name="benchmark"),
-        energy_method="none",
-    )
 
 
 def build_models(families: int) -> dict[str, BaseChatModel]:
@@ -135,7 +119,11 @@ def run(calls: int, repeats: int) -> dict[str, Any]:
     names = [f"m{i}" for i in range(CANDIDATES)]
     for label, families in (("cold_8_tokenizers", CANDIDATES), ("cold_3_families", 3)):
         models = build_models(families)
-        router = EnergyAwareRouter(models=models, profile=profile_for(names), meter=NullMeter())
+        router = EnergyAwareRouter(
+            models=models,
+            profile=profile_for(names, accuracy_step=0.05, context_window=8192, energy_method="none"),
+            meter=NullMeter(),
+        )
         tokens = router.explain(prompt(0, repeats)).candidates["m0"].input_tokens
         figures["prompt_tokens"] = tokens
         tokenizer = find_tokenizer(models["m0"])
@@ -160,7 +148,7 @@ def run(calls: int, repeats: int) -> dict[str, Any]:
             )
             endpoint = EnergyAwareRouter(
                 models=models,
-                profile=profile_for(names),
+                profile=profile_for(names, accuracy_step=0.05, context_window=8192, energy_method="none"),
                 meter=NullMeter(),
                 tool_models=["m7"],  # as if m7 were an endpoint that calls tools; the others are excluded
             )
