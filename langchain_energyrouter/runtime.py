@@ -51,6 +51,7 @@ class RouterRuntime:
     model_names: dict[str, str]
     profile_digest: str
     prompt_routing: Any
+    prompt_routing_inputs: tuple[Any, ...]
     scheduler: Scheduler
     tool_reasons: dict[str, str]
 
@@ -64,6 +65,7 @@ class RouterRuntime:
         "model_names",
         "profile_digest",
         "prompt_routing",
+        "prompt_routing_inputs",
         "scheduler",
         "tool_reasons",
     )
@@ -121,7 +123,16 @@ class RouterRuntime:
             previous=old.live if old is not None else None,
             background=bool(getattr(router, "learn_in_background", False)),
         )
-        self.prompt_routing = build_prompt_routing(router.prompt_routing, profile, list(candidates), self.live.store)
+        # Rebuilding per-prompt routing reloads the predictor file and forgets the runs kept for feedback:
+        # keep it across a settings change that does not touch what it is built from.
+        inputs = (router.prompt_routing, profile, tuple(candidates), self.live.store)
+        if old is not None and _same_inputs(old.prompt_routing_inputs, inputs):
+            self.prompt_routing = old.prompt_routing
+        else:
+            self.prompt_routing = build_prompt_routing(
+                router.prompt_routing, profile, list(candidates), self.live.store
+            )
+        self.prompt_routing_inputs = inputs
 
     def method_mismatch(self) -> dict[str, dict[str, str]]:
         """Candidates whose live meter measures otherwise than the profile's energy data was measured."""
@@ -133,6 +144,12 @@ class RouterRuntime:
                 if method != expected
             }
         return self._mismatch
+
+
+def _same_inputs(old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:
+    """Same setting, profile and store objects (identity: a reloaded file is a change) and the same names."""
+    (old_spec, old_profile, old_names, old_store), (spec, profile, names, store) = old, new
+    return old_spec is spec and old_profile is profile and old_store is store and old_names == names
 
 
 __all__ = ["RouterRuntime", "check_names"]

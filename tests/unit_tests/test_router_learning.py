@@ -185,3 +185,27 @@ def test_a_trained_predictor_file_routes_per_prompt(tiny: dict[str, BaseChatMode
     greeting = router.explain("Say hello to person 77.")
     assert greeting.model == "tiny-a" and greeting.candidates["tiny-a"].sources["accuracy"] == "prompt"
     assert router.explain("What is 50 plus 53?").model == "tiny-b"
+
+
+def test_a_settings_change_keeps_per_prompt_routing_and_its_runs(
+    tiny: dict[str, BaseChatModel], tmp_path: Path
+) -> None:
+    from langchain_energyrouter.outcomes import OutcomeRow
+    from langchain_energyrouter.quality import PromptPredictor
+
+    rows = [
+        OutcomeRow(f"g{i}", f"Say hello to person {i}.", model, score, 8, 4)
+        for i in range(40)
+        for model, score in (("tiny-a", 1.0), ("tiny-b", 0.0))
+    ]
+    path = tmp_path / "predictor.json"
+    PromptPredictor.train(rows, encoder="hashing").save(path)
+    profile = _profile(**{"tiny-a": _entry(1.0, 1.0, 0.5), "tiny-b": _entry(1.0, 1.0, 0.5)})
+    router = EnergyAwareRouter(models=tiny, profile=profile, meter=EstimateMeter(), prompt_routing=str(path))
+    routing = router._runtime().prompt_routing
+    run_id = router.invoke("Say hello to person 3.").response_metadata["routing"]["run_id"]
+    router.weights = {"accuracy": 1.0}  # not an input of per-prompt routing: kept, with the run it remembers
+    assert router._runtime().prompt_routing is routing
+    assert router.feedback(run_id, 1.0) is True
+    router.prompt_routing = PromptPredictor.load(path)  # a new setting builds it anew
+    assert router._runtime().prompt_routing is not routing
