@@ -6,8 +6,8 @@ The router has three candidates:
   and metered here, but a local pipeline ignores tools.
 * ``engine``: a real OpenAI-compatible engine, ``transformers serve`` (ships with
   transformers; extra ``transformers[serving]``), serving a saved tiny model on
-  127.0.0.1. :func:`serve_engine` starts it (offline); ``--engine-url`` points at
-  one you run (vLLM, TGI, ``transformers serve``). It answers the steps without
+  127.0.0.1. ``local_engine.serve_transformers`` starts it (offline); ``--engine-url``
+  points at one you run (vLLM, TGI, ``transformers serve``). It answers the steps without
   tools. Its energy is spent in the engine's process, so it is timed, not metered
   (method ``"none"``).
 * ``tools``: ``ChatHuggingFace`` over a chat-completions endpoint that calls tools
@@ -33,89 +33,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 from langchain_core.tools import tool
 
 from langchain_energyrouter import CostModel, DeviceInfo, EnergyProfile, ModelProfile
+from langchain_energyrouter.local_engine import serve_transformers
 from langchain_energyrouter.router import EnergyAwareRouter
-
-
-# -- a real engine: `transformers serve` on loopback -----------------------------
-@contextmanager
-def serve_engine(directory: str | Path | None = None, *, timeout_s: float = 120.0) -> Iterator[tuple[str, str]]:
-    """Run ``transformers serve`` on 127.0.0.1, offline, serving the model in ``directory``.
-
-    Args:
-        directory: a saved Hugging Face model; None saves a tiny offline one in a temporary directory.
-        timeout_s: how long to wait for the engine to answer ``/health``.
-
-    Yields:
-        ``(base_url, model)``: the engine's URL and the model name its requests must carry (the directory).
-
-    Raises:
-        RuntimeError: the engine exited or did not answer in time (its log tail is in the message).
-    """
-    with ExitStack() as stack:
-        if directory is None:
-            from langchain_energyrouter.testing import save_tiny_model
-
-            directory = save_tiny_model(Path(stack.enter_context(tempfile.TemporaryDirectory())) / "tiny-engine")
-        model = str(directory)
-        port = _free_port()
-        command = [sys.executable, "-c", "import sys; from transformers.cli.transformers import main; sys.exit(main())"]
-        command += ["serve", model, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
-        log = stack.enter_context(tempfile.TemporaryFile())
-        engine = subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=log, stderr=log)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + timeout_s
-            while not _answers(f"{url}/health"):
-                if engine.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    tail = log.read()[-2000:].decode("utf-8", "replace")
-                    raise RuntimeError(
-                        f"transformers serve ({model}) did not come up within {timeout_s:.0f} s "
-                        f"(exit code {engine.poll()}); install transformers[serving]. Log tail: {tail}"
-                    )
-                time.sleep(0.25)
-            yield url, model
-        finally:
-            engine.terminate()
-            try:
-                engine.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                engine.kill()
-                engine.wait()
-
-
-def _free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (for the engine to bind)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 # -- a scripted OpenAI-compatible chat-completions server (the tool-calling steps only) --
@@ -304,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.engine_url:
             engine_url, engine_model = args.engine_url, args.engine_model
         else:
-            engine_url, engine_model = stack.enter_context(serve_engine())
+            engine_url, engine_model = stack.enter_context(serve_transformers())
         router = build_router(endpoint_url, engine_url, engine_model)
         result = run_agent(router, args.question)
         plain = {"balanced": ask(router, "Say hello."), "energy-first": ask(router, "Say hello.", {"energy": 1.0})}

@@ -452,32 +452,44 @@ class PromptRouting:
         if run is None:
             return False
         residual = float(score) - run.estimate.prior_accuracy[run.model]
-        return self._learn(run.model, run.estimate.context, residual, length=False)
+        return self._learn(run.model, [(run.estimate.context, residual)], length=False)
 
     def observe_length(self, run_id: str, output_tokens: float, *, capped: bool = False) -> bool:
         """Learn the generated length of run ``run_id``'s answer; ``capped``: it hit its cap (a lower bound)."""
-        run = self.book.get(str(run_id))
-        if run is None or not math.isfinite(output_tokens) or output_tokens < 0:
-            return False
-        self.repeats.put(run.model, run.estimate.context, output_tokens, capped=capped)
-        observed = math.log1p(output_tokens)
-        said = run.estimate.output_tokens.get(run.model)
-        predicted = math.log1p(said) if said is not None else run.estimate.prior_log_tokens[run.model]
-        if capped and observed <= predicted:
-            return False  # "at least the cap" says nothing when the prediction is above it already
-        residual = observed - run.estimate.prior_log_tokens[run.model]
-        return self._learn(run.model, run.estimate.context, residual, length=True)
+        return self.observe_lengths([(run_id, output_tokens, capped)]) > 0
 
-    def _learn(self, model: str, context: Sequence[float], residual: float, *, length: bool) -> bool:
-        z = np.asarray(context, dtype=np.float64)
+    def observe_lengths(self, observations: Iterable[tuple[str, float, bool]]) -> int:
+        """Learn several answers' lengths, ``(run id, generated tokens, capped)`` each, in order, with one store
+        write per model; returns how many taught the bandit something."""
+        residuals: dict[str, list[tuple[Sequence[float], float]]] = {}
+        for run_id, output_tokens, capped in observations:
+            run = self.book.get(str(run_id))
+            if run is None or not math.isfinite(output_tokens) or output_tokens < 0:
+                continue
+            self.repeats.put(run.model, run.estimate.context, output_tokens, capped=capped)
+            observed = math.log1p(output_tokens)
+            said = run.estimate.output_tokens.get(run.model)
+            predicted = math.log1p(said) if said is not None else run.estimate.prior_log_tokens[run.model]
+            if capped and observed <= predicted:
+                continue  # "at least the cap" says nothing when the prediction is above it already
+            residual = observed - run.estimate.prior_log_tokens[run.model]
+            residuals.setdefault(run.model, []).append((run.estimate.context, residual))
+        return sum(len(items) for model, items in residuals.items() if self._learn(model, items, length=True))
+
+    def _learn(self, model: str, items: Sequence[tuple[Sequence[float], float]], *, length: bool) -> bool:
+        """Add ``(context, residual)`` pairs to ``model``'s score (or length) arm: one compare-and-swap."""
+        learn = self.bandit.update_length if length else self.bandit.update
+        pairs = [(np.asarray(context, dtype=np.float64), residual) for context, residual in items]
         with self._lock:
             if self.store is None:
-                (self.bandit.update_length if length else self.bandit.update)(model, z, residual)
+                for z, residual in pairs:
+                    learn(model, z, residual)
                 return True
 
             def change(current: dict[str, Any] | None) -> dict[str, Any]:
                 self._adopt(model, current)
-                (self.bandit.update_length if length else self.bandit.update)(model, z, residual)
+                for z, residual in pairs:
+                    learn(model, z, residual)
                 n_score, n_length = self.bandit.observations(model)
                 return {"fingerprint": self.fingerprint, "model": model, "n_score": n_score,
                         "n_length": n_length, "arm": self.bandit.arm_state(model)}  # fmt: skip

@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+GATHER_S = 0.05
+"""Seconds the learning thread gathers measurements into one batch (see :class:`BackgroundLearning`)."""
+
 
 class Attempt:
     """One try of one candidate: counted in flight and metered until :meth:`end`."""
@@ -68,27 +71,54 @@ class Attempt:
         return self._reading
 
 
+class LengthObservation(NamedTuple):
+    """An answer's generated length for per-prompt routing (:meth:`PromptRouting.observe_lengths`)."""
+
+    routing: Any
+    """The :class:`~langchain_energyrouter.bandit.PromptRouting` that predicted it."""
+    run_id: str
+    output_tokens: float
+    capped: bool
+
+
 class _Measurement(NamedTuple):
     model: str
     row: dict[str, Any]
     """:meth:`LearningLoop.observe` keywords."""
-    then: Callable[[], object] | None
-    """More learning from the same answer (the per-prompt answer length), run after the row's."""
+    length: LengthObservation | None
+    """The same answer's length for per-prompt routing, learned after the row."""
+
+
+def _learn_lengths(lengths: list[LengthObservation]) -> None:
+    """Hand each per-prompt routing its answers' lengths in one call (one store write per model)."""
+    by_routing: dict[int, tuple[Any, list[tuple[str, float, bool]]]] = {}
+    for length in lengths:
+        by_routing.setdefault(id(length.routing), (length.routing, []))[1].append(length[1:])
+    for routing, items in by_routing.values():
+        try:
+            routing.observe_lengths(items)
+        except Exception:  # a learner bug must not stop learning: the cost rows still count
+            logger.exception("Learning %d answer length(s) for per-prompt routing failed.", len(items))
 
 
 class BackgroundLearning:
     """Applies measurements on one daemon thread, in arrival order, one store write per model per batch.
 
-    Nothing queued is dropped: :meth:`flush` waits until everything submitted so far is applied, and
-    :meth:`close` flushes before it stops the thread (a measurement submitted after that is applied inline).
+    After the first measurement of a batch arrives the thread gathers more for ``gather_s`` seconds, so under
+    load one store write (a read, a JSON document, a commit) serves many answers instead of each paying its
+    own. Nothing queued is dropped: :meth:`flush` ends the gathering at once and waits until everything
+    submitted so far is applied, and :meth:`close` flushes before it stops the thread (a measurement
+    submitted after that is applied inline).
     """
 
-    def __init__(self, learning: LearningLoop | None) -> None:
+    def __init__(self, learning: LearningLoop | None, *, gather_s: float = GATHER_S) -> None:
         self._learning = learning
+        self._gather_s = float(gather_s)
         self._queue: deque[_Measurement] = deque()
         self._cond = threading.Condition()
         self._submitted = 0
         self._applied = 0
+        self._flushing = 0
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="energyrouter-learning", daemon=True)
         self._thread.start()
@@ -107,7 +137,12 @@ class BackgroundLearning:
         """Wait until every measurement submitted so far is applied (not those that come later); False on timeout."""
         with self._cond:
             target = self._submitted
-            return self._cond.wait_for(lambda: self._applied >= target, timeout_s)
+            self._flushing += 1
+            self._cond.notify_all()
+            try:
+                return self._cond.wait_for(lambda: self._applied >= target, timeout_s)
+            finally:
+                self._flushing -= 1
 
     def close(self) -> None:
         """Apply what is queued, then stop the thread."""
@@ -122,6 +157,8 @@ class BackgroundLearning:
                 self._cond.wait_for(lambda: bool(self._queue) or self._closed)
                 if not self._queue:
                     return  # closed and drained
+                if self._gather_s > 0:  # let more arrive: one write for many (a flush or close ends it)
+                    self._cond.wait_for(lambda: self._closed or self._flushing > 0, self._gather_s)
                 batch = list(self._queue)
                 self._queue.clear()
             try:
@@ -141,12 +178,9 @@ class BackgroundLearning:
                     self._learning.observe_batch(model, model_rows)
                 except Exception:  # a learner bug must not stop the thread: later batches still count
                     logger.exception("Learning from %d measurement(s) of %r failed.", len(model_rows), model)
-        for measurement in batch:
-            if measurement.then is not None:
-                try:
-                    measurement.then()
-                except Exception:
-                    logger.exception("Learning from an answer of %r failed.", measurement.model)
+        lengths = [m.length for m in batch if m.length is not None]
+        if lengths:
+            _learn_lengths(lengths)
 
 
 class LiveState:
@@ -247,10 +281,10 @@ class LiveState:
         reading: EnergyReading,
         output_tokens: int,
         output_cap: int | None,
-        then: Callable[[], object] | None = None,
+        length: LengthObservation | None = None,
     ) -> None:
-        """Learn from one answered call, then run ``then`` (more learning from it); inline or queued."""
-        if self.learning is None and then is None:
+        """Learn from one answered call, and its ``length`` for per-prompt routing; inline or queued."""
+        if self.learning is None and length is None:
             return
         row: dict[str, Any] = {
             "input_tokens": candidate.input_tokens,
@@ -263,12 +297,12 @@ class LiveState:
             "output_capped": output_cap is not None and output_tokens >= output_cap,
         }
         if self.background is not None:
-            self.background.submit(_Measurement(attempt.name, row, then))
+            self.background.submit(_Measurement(attempt.name, row, length))
             return
         if self.learning is not None:
             self.learning.observe_batch(attempt.name, [row])
-        if then is not None:
-            then()
+        if length is not None:
+            _learn_lengths([length])
 
     def flush(self, timeout_s: float | None = 60.0) -> bool:
         """Wait until every queued measurement is learned from (True at once when learning inline)."""
@@ -323,4 +357,12 @@ def build_prompt_routing(spec: Any, profile: Any, models: list[str], store: Stat
     return PromptRouting(models, predictor, store, prior_accuracy=accuracy)
 
 
-__all__ = ["Attempt", "BackgroundLearning", "LiveState", "build_prompt_routing", "prompt_text"]
+__all__ = [
+    "GATHER_S",
+    "Attempt",
+    "BackgroundLearning",
+    "LengthObservation",
+    "LiveState",
+    "build_prompt_routing",
+    "prompt_text",
+]

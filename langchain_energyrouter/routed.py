@@ -34,11 +34,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from langchain_energyrouter.candidates import local_pipeline
 from langchain_energyrouter.errors import CandidatesBusyError, RoutingError
+from langchain_energyrouter.live import LengthObservation
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -223,9 +223,9 @@ class RoutedCall:
         if local_pipeline(rt.candidates[name]) is not None:  # endpoints report their own generated tokens
             generated = rt.counter.generation_steps(name, text, counted, capped=capped)
         routing = rt.prompt_routing
-        length: Callable[[], object] | None = None
+        length = None
         if routing is not None and self.estimate is not None and self.run_id is not None:
             routing.remember(self.run_id, name, self.estimate)  # at once: feedback may follow the answer
-            length = partial(routing.observe_length, self.run_id, generated, capped=capped)
-        rt.live.observe(self.decision.candidates[name], self.attempts[name], reading, generated, cap, then=length)
+            length = LengthObservation(routing, self.run_id, generated, capped)
+        rt.live.observe(self.decision.candidates[name], self.attempts[name], reading, generated, cap, length)
         return generated

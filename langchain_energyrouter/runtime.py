@@ -46,6 +46,7 @@ class RouterRuntime:
     candidates: dict[str, BaseChatModel]
     configured_caps: dict[str, int | None]
     counter: TokenCounter
+    invocation_params: dict[str, Any] | None
     live: LiveState
     meters: CandidateMeters
     model_names: dict[str, str]
@@ -60,6 +61,7 @@ class RouterRuntime:
         "candidates",
         "configured_caps",
         "counter",
+        "invocation_params",
         "live",
         "meters",
         "model_names",
@@ -113,6 +115,8 @@ class RouterRuntime:
         # Without a cap in the call, each model's prediction is capped at its own configured budget.
         self.configured_caps = {name: configured_output_cap(m) for name, m in candidates.items()}
         self._mismatch: dict[str, dict[str, str]] | None = None
+        self.invocation_params = None
+        """The router's LangChain identity (``dict()``), filled on first use; a settings change rebuilds it."""
         check_names("engine_metrics", list(router.engine_metrics or {}), candidates)
         self.live = LiveState.create(
             self.scheduler,

@@ -101,8 +101,16 @@ class ApiError(Exception):
         return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
 
 
+def _dumps(payload: Any) -> str:
+    """Compact JSON of ``payload``; non-finite floats (JSON has none) become null, at a cost only when present."""
+    try:
+        return json.dumps(payload, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(payload), separators=(",", ":"), allow_nan=False)
+
+
 def _finite(value: Any) -> Any:
-    """``value`` with non-finite floats as None (JSON has no inf/nan) and tuples as lists."""
+    """``value`` with non-finite floats as None and tuples as lists."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
@@ -373,17 +381,15 @@ class _Server:
 
     def extension(self, decision: Decision, name: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
         routing = metadata.get("routing") or {}
-        return _finite(
-            {
-                "served_by": name,
-                "run_id": routing.get("run_id"),
-                "routed": not decision.forced,
-                "decision": decision.as_dict(),
-                "failures": list(routing.get("failures") or []),
-                "generated_tokens": routing.get("generated_tokens"),
-                "energy": metadata.get("energy"),
-            }
-        )
+        return {
+            "served_by": name,
+            "run_id": routing.get("run_id"),
+            "routed": not decision.forced,
+            "decision": decision.as_dict(),
+            "failures": list(routing.get("failures") or []),
+            "generated_tokens": routing.get("generated_tokens"),
+            "energy": metadata.get("energy"),
+        }
 
     def log_answer(
         self, rid: str, name: str, metadata: Mapping[str, Any], messages: list[BaseMessage], text: str
@@ -424,7 +430,7 @@ def _finish_reason(has_tool_calls: bool, usage: Mapping[str, Any], decision: Dec
 
 
 def _sse(payload: Mapping[str, Any]) -> bytes:
-    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+    return f"data: {_dumps(payload)}\n\n".encode()
 
 
 def create_app(
@@ -581,7 +587,7 @@ def create_app(
         run_id = (metadata.get("routing") or {}).get("run_id")
         if run_id:
             headers["x-energyrouter-run-id"] = str(run_id)
-        return JSONResponse(body, headers=headers)
+        return Response(_dumps(body), media_type="application/json", headers=headers)
 
     return app
 

@@ -238,6 +238,8 @@ def build_candidate(candidate: CandidateConfig, base: Path) -> BaseChatModel:
         ModelLoadError: a local model cannot be loaded.
     """
     if candidate.base_url:
+        from pydantic import SecretStr
+
         try:
             from langchain_openai import ChatOpenAI
         except ImportError as err:
@@ -248,7 +250,7 @@ def build_candidate(candidate: CandidateConfig, base: Path) -> BaseChatModel:
         return ChatOpenAI(  # type: ignore[call-arg,unused-ignore]
             model=candidate.model_id or candidate.name,
             base_url=candidate.base_url,
-            api_key=key or "not-needed",
+            api_key=SecretStr(key or "not-needed"),
             max_tokens=candidate.max_new_tokens,
             timeout=candidate.timeout_s,
             stream_usage=True,

@@ -12,40 +12,16 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from langchain_energyrouter.local_engine import answers, free_port, serve_transformers, stop_process
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (another process may take it before it is bound)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _stop(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 class RedisServer:
@@ -94,7 +70,7 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.proc is not None:
-            _stop(self.proc, 10)
+            stop_process(self.proc, 10)
             self.proc = None
 
 
@@ -102,30 +78,12 @@ class RedisServer:
 def transformers_serve(directory: str | Path, *, timeout_s: float = 120.0) -> Iterator[str]:
     """``transformers serve`` (a real OpenAI-compatible engine) serving the model in ``directory`` on 127.0.0.1.
 
-    Offline (``HF_HUB_OFFLINE=1``); yields its base URL (``http://127.0.0.1:<port>``, chat completions
-    under ``/v1``). Its ``/v1/models`` answers 500 offline; requests must name the model by ``directory``.
+    Yields its base URL; requests must name the model by ``directory`` (see :func:`serve_transformers`).
     """
     pytest.importorskip("fastapi", reason="transformers serve needs the transformers[serving] packages")
     pytest.importorskip("uvicorn", reason="transformers serve needs the transformers[serving] packages")
-    port = free_port()
-    command = [sys.executable, "-c", "import sys; from transformers.cli.transformers import main; sys.exit(main())"]
-    command += ["serve", str(directory), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
-    log = tempfile.TemporaryFile()  # not a pipe: an unread pipe fills up and blocks a chatty server
-    server = subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout_s
-        while not _answers(f"{url}/health"):
-            if server.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"transformers serve exited with {server.returncode}: {log.read()[-2000:]!r}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"transformers serve did not answer /health within {timeout_s:.0f} s")
-            time.sleep(0.25)
+    with serve_transformers(directory, timeout_s=timeout_s) as (url, _):
         yield url
-    finally:
-        _stop(server)
-        log.close()
 
 
 class RouterServer:
@@ -156,7 +114,7 @@ class RouterServer:
         """Wait until ``/health`` answers; fails the test with the server's log if it exits or never answers."""
         assert self.proc is not None, "launch() first"
         deadline = time.monotonic() + timeout_s
-        while not _answers(f"{self.url}/health"):
+        while not answers(f"{self.url}/health"):
             if self.proc.poll() is not None:
                 pytest.fail(f"energyrouter serve exited with {self.proc.returncode}: {self.log.read_text()[-3000:]}")
             if time.monotonic() > deadline:
@@ -173,7 +131,7 @@ class RouterServer:
 
     def stop(self) -> None:
         if self.proc is not None:
-            _stop(self.proc)
+            stop_process(self.proc)
             self.proc = None
 
 

@@ -269,3 +269,24 @@ def test_a_repeated_prompt_is_predicted_its_measured_length() -> None:
     lengths.put("m", (2.0,), 1, capped=False)
     lengths.put("m", (3.0,), 1, capped=False)
     assert lengths.get("m", (1.0,)) is None and len(lengths) == 2  # bounded: the oldest went first
+
+
+def test_a_batch_of_lengths_is_one_store_write_per_model_with_the_same_result(tmp_path: Path) -> None:
+    prompts = [f"Say hello to {name}." for name in ("Anna", "Ben", "Cleo", "Dan", "Eve")]
+    lengths = [12.0, 30.0, 7.0, 64.0, 21.0]
+    one_by_one = routing(MemoryStateStore())
+    store = SQLiteStateStore(tmp_path / "lengths.sqlite")
+    batched = routing(store)
+    for i, prompt in enumerate(prompts):
+        for r in (one_by_one, batched):
+            r.remember(f"run{i}", MODELS[i % 2], r.predict(prompt, 6, None))
+    for i, tokens in enumerate(lengths):
+        assert one_by_one.observe_length(f"run{i}", tokens)
+    items = [(f"run{i}", tokens, False) for i, tokens in enumerate(lengths)]
+    assert batched.observe_lengths([*items, ("never-remembered", 5.0, False)]) == 5
+    for model in MODELS:  # one compare-and-swap per model for the whole batch
+        document = store.get(QUALITY_KIND, model)
+        assert document is not None and document.version == 1
+    new = "Write a poem about the sea."
+    assert batched.predict(new, 7, None).output_tokens == pytest.approx(one_by_one.predict(new, 7, None).output_tokens)
+    store.close()

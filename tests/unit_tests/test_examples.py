@@ -46,7 +46,7 @@ def test_agent_tools(capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("fastapi", reason="transformers serve needs the transformers[serving] packages")
     pytest.importorskip("uvicorn", reason="transformers serve needs the transformers[serving] packages")
     example = load("agent_tools")
-    with example.serve_engine() as (engine_url, engine_model):
+    with example.serve_transformers() as (engine_url, engine_model):
         args = ["--question", "What is 6 times 7?", "--engine-url", engine_url, "--engine-model", engine_model]
         assert example.main(args) == 0
         out = capsys.readouterr().out
