@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import os
 import statistics
 import sys
 import tempfile
@@ -269,17 +270,32 @@ def _run(url: str, requests: int, clients: int, feedback: bool = False, **body: 
 
 
 @contextmanager
-def _server(ctx: Any, kind: str, arg: Any, keep_alive_s: int) -> Iterator[str]:
+def _server(ctx: Any, kind: str, arg: Any, keep_alive_s: int) -> Iterator[tuple[str, int]]:
+    """A server process on a free port: its URL and pid."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     process = ctx.Process(target=_serve, args=(kind, port, arg, keep_alive_s), daemon=True)
     process.start()
     try:
         _wait_ready(url, process)
-        yield url
+        yield url, process.pid
     finally:
         process.terminate()
         process.join(30)
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, every thread) process ``pid`` has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _measured(pid: int, url: str, requests: int, clients: int, **options: Any) -> dict[str, Any]:
+    """:func:`_run`, with the server's CPU seconds per request."""
+    before = _cpu_s(pid)
+    run = _run(url, requests, clients, **options)
+    run["cpu_ms"] = (_cpu_s(pid) - before) / max(len(run["lat"]), 1) * 1000.0
+    return run
 
 
 def _row(label: str, r: dict[str, Any]) -> str:
@@ -291,16 +307,17 @@ def _row(label: str, r: dict[str, Any]) -> str:
 
 def _fast_candidates(ctx: Any, args: argparse.Namespace, state_path: str) -> int:
     with (
-        _server(ctx, "direct", None, args.keep_alive) as direct,
-        _server(ctx, "router", state_path, args.keep_alive) as router,
+        _server(ctx, "direct", None, args.keep_alive) as (direct, direct_pid),
+        _server(ctx, "router", state_path, args.keep_alive) as (router, router_pid),
     ):
         for url in (direct, router):
             _run(url, 50, 8)  # warm-up
         paired = _paired(direct, router, args.sequential)
         loaded = {
-            kind: _run(url, args.requests, args.clients) for kind, url in (("direct", direct), ("router", router))
+            "direct": _measured(direct_pid, direct, args.requests, args.clients),
+            "router": _measured(router_pid, router, args.requests, args.clients),
         }
-        with_feedback = _run(router, args.requests, args.clients, feedback=True)
+        with_feedback = _measured(router_pid, router, args.requests, args.clients, feedback=True)
     from langchain_energyrouter.bandit import FEEDBACK_LOG
     from langchain_energyrouter.state import SQLiteStateStore
 
@@ -327,6 +344,10 @@ def _fast_candidates(ctx: Any, args: argparse.Namespace, state_path: str) -> int
         f"router adds, {args.clients} clients: p50 {_pct(lr['lat'], 0.5) - _pct(ld['lat'], 0.5):+.2f} ms, "
         f"p99 {_pct(lr['lat'], 0.99) - _pct(ld['lat'], 0.99):+.2f} ms; throughput "
         f"{len(lr['lat']) / lr['wall_s']:.0f} vs {len(ld['lat']) / ld['wall_s']:.0f} req/s"
+    )
+    print(
+        f"server CPU per request under load: direct {ld['cpu_ms']:.2f} ms, router {lr['cpu_ms']:.2f} ms, "
+        f"router with feedback {with_feedback['cpu_ms']:.2f} ms (the load generator shares the cores)"
     )
     acked = with_feedback["acked"]
     print(f"feedback acknowledged {acked}, rows in the store's feedback log {rows}, lost {acked - rows}")
@@ -369,7 +390,7 @@ def _real_engine(ctx: Any, args: argparse.Namespace) -> int:
         print(f"real engine: not run ({err})")
         return 0
     try:
-        with _server(ctx, "engine-router", (engine_url, engine_model), args.keep_alive) as router:
+        with _server(ctx, "engine-router", (engine_url, engine_model), args.keep_alive) as (router, _):
             _run(engine_url, 4, 2, model=engine_model, max_tokens=16)  # warm-up
             _run(router, 4, 2, max_tokens=16)
             n, c = args.engine_requests, args.engine_clients

@@ -183,7 +183,7 @@ def build_router(endpoint_url: str, engine_url: str, engine_model: str) -> Energ
     )
     return EnergyAwareRouter(
         models={"tiny-local": build_tiny_chat_model("tiny-local"), "engine": engine, "tools": tools},
-        profile=profile,
+        energy_profile=profile,
         tool_models=["tools"],  # the engine's tiny model emits no tool calls; the local pipeline ignores tools
         weights={"accuracy": 0.5, "energy": 0.5},
     )

@@ -52,7 +52,7 @@ def route(profile: EnergyProfile, sources: dict[str, str], question: str) -> Non
     """Build the router from the fresh profile and ask under two presets."""
     router = EnergyAwareRouter(
         models={name: load_chat_model(source, max_new_tokens=16) for name, source in sources.items()},
-        profile=profile,
+        energy_profile=profile,
     )
     try:
         for preset, weights in (("accuracy-first", {"accuracy": 1.0}), ("energy-first", {"energy": 1.0})):

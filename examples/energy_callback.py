@@ -19,7 +19,7 @@ def build_router() -> EnergyAwareRouter:
     """Two real tiny offline models and a made-up profile (see ``lcel_chain.py`` for real ones)."""
     from langchain_energyrouter.testing import tiny_chat_models, tiny_profile
 
-    return EnergyAwareRouter(models=tiny_chat_models(), profile=tiny_profile())
+    return EnergyAwareRouter(models=tiny_chat_models(), energy_profile=tiny_profile())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,10 +30,10 @@ def build_router(profile: str | None = None, *, packaged: bool = False) -> Energ
         from langchain_energyrouter.models import load_chat_model
 
         names = ("smollm2-135m", "gemma3-270m")
-        return EnergyAwareRouter(models={n: load_chat_model(n) for n in names}, profile=profile)
+        return EnergyAwareRouter(models={n: load_chat_model(n) for n in names}, energy_profile=profile)
     from langchain_energyrouter.testing import tiny_chat_models, tiny_profile
 
-    return EnergyAwareRouter(models=tiny_chat_models(), profile=profile or tiny_profile())
+    return EnergyAwareRouter(models=tiny_chat_models(), energy_profile=profile or tiny_profile())
 
 
 def run(router: EnergyAwareRouter, question: str) -> list[dict[str, Any]]:

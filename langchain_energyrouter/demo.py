@@ -139,7 +139,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> list[CallRecord]:
     predictor = None if args.predictor == "none" else predictor_path(args.predictor)
     router = EnergyAwareRouter(
         models=models,
-        profile=profile,
+        energy_profile=profile,
         max_tokens=args.max_new_tokens,
         normalization="relative",  # keeps how much better a model is expected to be on *this* prompt
         prompt_routing=str(predictor) if predictor is not None else None,

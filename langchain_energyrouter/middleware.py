@@ -164,7 +164,7 @@ class EnergyRoutingMiddleware(AgentMiddleware):
                     "EnergyRoutingMiddleware needs router=EnergyAwareRouter(...) or models={name: chat_model} "
                     "and profile=<EnergyProfile or path>."
                 )
-            router = EnergyAwareRouter(models=dict(models), profile=profile, **router_options)
+            router = EnergyAwareRouter(models=dict(models), energy_profile=profile, **router_options)
             self._owns_router = True
         self.router = router
         self.answer_steps = answer_steps

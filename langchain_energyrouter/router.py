@@ -52,6 +52,8 @@ tools are bound on the chosen candidate for that call.
 from __future__ import annotations
 
 import dataclasses
+import os
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
@@ -93,6 +95,10 @@ from langchain_energyrouter.tokens import message_text, request_output_cap
 ROUTING_OPTIONS = ("weights", "model", "constraints", "task_type", "exclude")
 """Per-call options: call keywords, ``.bind(...)``, or ``config["configurable"]["<prefix>_<option>"]``."""
 
+RUN_ID_KEYWORD = "energyrouter_run_id"
+"""The run's id, handed from ``invoke``/``stream`` (and their async forms) to ``_plan``: LangChain calls
+``_stream`` without the run manager, so a streamed answer would otherwise have no run id to take feedback."""
+
 DEFAULT_CONFIG_PREFIX = "energyrouter"
 """Prefix of the router's ``configurable`` keys: ``energyrouter_weights``, ``energyrouter_model``, ..."""
 
@@ -129,6 +135,11 @@ def _cache_hit_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
     return {**metadata, "routing": routing, "energy": energy}
 
 
+def _is_energy_profile(value: Any) -> bool:
+    """An energy profile, the path of one, or its dict (not LangChain's capability ``ModelProfile``)."""
+    return isinstance(value, (EnergyProfile, str, os.PathLike)) or (isinstance(value, Mapping) and "models" in value)
+
+
 class EnergyAwareRouter(BaseChatModel):
     """A chat model that sends each call to the candidate the scheduler picks.
 
@@ -136,7 +147,7 @@ class EnergyAwareRouter(BaseChatModel):
         ```python
         router = EnergyAwareRouter(
             models={"smollm2-135m": chat_a, "gemma3-270m": chat_b},
-            profile="calibration/profiles/cpu-reference.json",
+            energy_profile="calibration/profiles/cpu-reference.json",  # profile= works too
             weights=Weights(accuracy=0.6, energy=0.3, time=0.1),
         )
         chain = prompt | router | StrOutputParser()
@@ -163,8 +174,11 @@ class EnergyAwareRouter(BaseChatModel):
 
     models: dict[str, BaseChatModel]
     """Name -> ``BaseChatModel``; a list of chat models is named by their ``model_id``/``model_name``."""
-    profile: EnergyProfile  # type: ignore[assignment]  # replaces BaseChatModel's capability profile
-    """An :class:`EnergyProfile`, or the path of a profile JSON; must cover every model."""
+    energy_profile: EnergyProfile
+    """An :class:`EnergyProfile`, or the path of a profile JSON; must cover every model. The constructor also
+    takes it as ``profile=`` (an energy profile or a path given there lands here). ``profile`` itself stays
+    LangChain's capability profile, which the router derives from its candidates (see :meth:`capabilities`)
+    so that ``create_agent(..., response_format=...)`` and the summarization middleware can read it."""
     weights: Weights = Field(default_factory=Weights.balanced)
     """Default weights: :class:`Weights`, a dict or an (accuracy, energy, time) tuple; None = balanced."""
     normalization: str | Normalizer = "minmax"
@@ -215,6 +229,7 @@ class EnergyAwareRouter(BaseChatModel):
     requests in flight then feed the load models. This router's own requests are always counted."""
 
     _rt: RouterRuntime = PrivateAttr()
+    _derived_capabilities: dict[str, Any] | None = PrivateAttr(default=None)
 
     def __init__(self, **kwargs: Any) -> None:
         """Validate the models against the profile and build the scheduler.
@@ -235,12 +250,44 @@ class EnergyAwareRouter(BaseChatModel):
             raise
 
     # -- settings: coerced on construction and on assignment --------------------
+    @model_validator(mode="before")
+    @classmethod
+    def _energy_profile_keyword(cls, data: Any) -> Any:
+        """``profile=<energy profile or path>`` (this router's keyword before LangChain had a ``profile``)."""
+        if isinstance(data, Mapping) and _is_energy_profile(data.get("profile")):
+            if data.get("energy_profile") is not None:
+                raise ValueError(
+                    "profile was given an energy profile while energy_profile is set too: the energy profile "
+                    "goes in energy_profile= (router.energy_profile = ... to change it); profile is LangChain's "
+                    "capability profile, a dict."
+                )
+            data = {**data, "energy_profile": data["profile"]}
+            del data["profile"]
+        return data
+
+    @classmethod
+    def model_construct(cls, _fields_set: set[str] | None = None, **values: Any) -> Self:
+        """Pydantic's unvalidated construction, with ``profile=<energy profile>`` read as ``energy_profile``."""
+        if _is_energy_profile(values.get("profile")) and "energy_profile" not in values:
+            values["energy_profile"] = values.pop("profile")
+        return super().model_construct(_fields_set, **values)
+
+    @field_validator("profile", mode="before")
+    @classmethod
+    def _capability_profile_only(cls, value: Any) -> Any:
+        if _is_energy_profile(value):
+            raise ValueError(
+                "router.profile is LangChain's capability profile (a dict); to change the energy profile, "
+                "assign router.energy_profile instead."
+            )
+        return value
+
     @field_validator("models", mode="before")
     @classmethod
     def _name_models(cls, value: Any) -> dict[str, BaseChatModel]:
         return named_models(value)
 
-    @field_validator("profile", mode="before")
+    @field_validator("energy_profile", mode="before")
     @classmethod
     def _load_profile(cls, value: Any) -> EnergyProfile:
         return EnergyProfile.coerce(value)
@@ -257,9 +304,25 @@ class EnergyAwareRouter(BaseChatModel):
 
     @model_validator(mode="after")
     def _build_runtime(self) -> Self:
-        """Derive the scheduler, counter and meters from the settings (again after each assignment)."""
-        self._derive_runtime()
+        """Derive the scheduler, counter and meters from the settings (again after each assignment), and the
+        capability profile unless one was given."""
+        rt = self._derive_runtime()
+        current = self.__dict__.get("profile")
+        if current is None or current == self._derived_capabilities:
+            self._derived_capabilities = rt.capabilities()
+            self.__dict__["profile"] = dict(self._derived_capabilities)  # set as is: no second validation
         return self
+
+    def _set_model_profile(self) -> Self:  # type: ignore[override]
+        """LangChain's own profile resolution is replaced by :meth:`_build_runtime` (no re-validation)."""
+        return self
+
+    def capabilities(self) -> dict[str, Any]:
+        """What every routed call can rely on, in LangChain's ``ModelProfile`` keys: the smallest context
+        window of the candidates (``max_input_tokens``), whether tools can be bound (``tool_calling``: some
+        candidate calls them; bound calls go only there), and no provider-native structured output
+        (``create_agent`` then asks for it through a tool)."""
+        return self._runtime().capabilities()
 
     def _derive_runtime(self) -> RouterRuntime:
         old = (self.__pydantic_private__ or {}).get("_rt")
@@ -305,7 +368,12 @@ class EnergyAwareRouter(BaseChatModel):
         rt = self._runtime()
         if rt.invocation_params is None:
             rt.invocation_params = self._dict_for_compat()
+        kwargs.pop(RUN_ID_KEYWORD, None)  # an id, not a parameter: kept out of cache keys and traces
         return {**rt.invocation_params, "stop": stop, **self._ambient_options(), **kwargs}
+
+    def _get_llm_string(self, stop: list[str] | None = None, **kwargs: Any) -> str:
+        kwargs.pop(RUN_ID_KEYWORD, None)  # the cache key: every run has its own id
+        return super()._get_llm_string(stop, **kwargs)
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = super()._get_ls_params(stop=stop, **kwargs)
@@ -350,7 +418,9 @@ class EnergyAwareRouter(BaseChatModel):
     # configurable never reaches them, so these four lift the router's prefixed keys into keywords.
     def _lift(self, config: RunnableConfig | None, kwargs: dict[str, Any]) -> tuple[RunnableConfig, dict[str, Any]]:
         config = ensure_config(config)  # the explicit config over an ambient one (a LangGraph node's)
-        return config, {**configured_options(config.get("configurable"), self.config_prefix), **kwargs}
+        run_id = config.get("run_id") or uuid.uuid4()  # LangChain's run gets this id too
+        lifted = {**configured_options(config.get("configurable"), self.config_prefix), **kwargs}
+        return {**config, "run_id": run_id}, {**lifted, RUN_ID_KEYWORD: str(run_id)}
 
     def _ambient_options(self) -> dict[str, Any]:
         config = var_child_runnable_config.get()
@@ -464,8 +534,9 @@ class EnergyAwareRouter(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None = None,
     ) -> RoutedCall:
         routed = kwargs.pop("routed", None)
+        given_run_id = kwargs.pop(RUN_ID_KEYWORD, None)
         if routed is not None:
-            return self._resume(routed, kwargs, stop, run_manager)
+            return self._resume(routed, kwargs, stop, run_manager, given_run_id)
         rt = self._runtime()
         admission = kwargs.pop("admission", None)
         options = {**self._ambient_options(), **{key: kwargs.pop(key) for key in ROUTING_OPTIONS if key in kwargs}}
@@ -517,7 +588,7 @@ class EnergyAwareRouter(BaseChatModel):
         order = [decision.model]
         if can_fall_back:
             order += [name for name in decision.ranking if name != decision.model]
-        run_id = str(run_manager.run_id) if run_manager is not None else None
+        run_id = str(run_manager.run_id) if run_manager is not None else given_run_id
         return RoutedCall(
             rt, decision, order, can_fall_back, kwargs, cap, tools, tool_choice, stop, self.fallback_on, admission,
             run_id=run_id, started=run_manager is not None, estimate=estimate,
@@ -529,6 +600,7 @@ class EnergyAwareRouter(BaseChatModel):
         kwargs: dict[str, Any],
         stop: list[str] | None,
         run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+        given_run_id: str | None = None,
     ) -> RoutedCall:
         """The run of a call planned by :meth:`plan` (its options were applied then; the run's are dropped)."""
         if not isinstance(routed, RoutedCall):
@@ -545,6 +617,8 @@ class EnergyAwareRouter(BaseChatModel):
             routed.stop = stop
         if run_manager is not None:
             routed.run_id = str(run_manager.run_id)
+        elif given_run_id is not None:
+            routed.run_id = given_run_id
         return routed
 
     def _prepare(self, name: str, plan: RoutedCall) -> tuple[BaseChatModel, dict[str, Any]]:

@@ -80,7 +80,7 @@ class RouterRuntime:
             UnknownModelError: ``local_models`` or ``tool_models`` names an unknown model.
         """
         self.candidates = candidates = named_models(router.models)
-        profile = EnergyProfile.coerce(router.profile)
+        profile = EnergyProfile.coerce(router.energy_profile)
         missing = [name for name in candidates if name not in profile.models]
         if missing:
             raise ProfileError(
@@ -148,6 +148,15 @@ class RouterRuntime:
                 if method != expected
             }
         return self._mismatch
+
+    def capabilities(self) -> dict[str, Any]:
+        """The router's LangChain capability profile (see ``EnergyAwareRouter.capabilities``)."""
+        profile = self.scheduler.profile
+        return {
+            "max_input_tokens": min(profile.models[name].context_window for name in self.candidates),
+            "tool_calling": len(self.tool_reasons) < len(self.candidates),
+            "structured_output": False,
+        }
 
 
 def _same_inputs(old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:

@@ -358,10 +358,6 @@ class _Server:
         self.metrics.decision.observe(time.perf_counter() - start)
         return call
 
-    def first_free(self, call: RoutedCall) -> str:
-        """The candidate the call will most likely be served by: the first in its order with a free slot."""
-        return next((name for name in call.order if self.slots.has_room(name)), call.model)
-
     def count_failures(self, rid: str, call: RoutedCall, served: str | None, stream: bool) -> None:
         """Metrics and log lines of the attempts that failed, and the fallbacks they caused."""
         label = "true" if stream else "false"
@@ -538,8 +534,13 @@ def create_app(
         if req.stream:
             include_usage = bool((req.stream_options or {}).get("include_usage"))
             sse = _stream(server, rid, messages, call, include_usage, started)
-            headers = {"x-energyrouter-model": server.first_free(call), "cache-control": "no-cache"}
-            return StreamingResponse(sse, media_type="text/event-stream", headers=headers)
+            # Run to the first chunk before answering: fallbacks happen only before it, so the header names the
+            # candidate that serves, and a stream that fails before any token is an HTTP error, not a 200.
+            first = await anext(sse)
+            headers = {"x-energyrouter-model": _serving(call), "cache-control": "no-cache"}
+            if call.run_id:
+                headers["x-energyrouter-run-id"] = call.run_id
+            return StreamingResponse(_prepend(first, sse), media_type="text/event-stream", headers=headers)
         try:
             message = await router.ainvoke(messages, routed=call)
         except CandidatesBusyError:
@@ -592,6 +593,17 @@ def create_app(
     return app
 
 
+def _serving(call: RoutedCall) -> str:
+    """The candidate of the attempt under way (the last one begun), else the planned one."""
+    return next(reversed(call.attempts), call.model)
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    async for part in rest:
+        yield part
+
+
 async def _stream(
     server: _Server,
     rid: str,
@@ -600,11 +612,15 @@ async def _stream(
     include_usage: bool,
     started: float,
 ) -> AsyncIterator[bytes]:
-    """SSE chunks of one streamed completion: the router runs ``call``, falling back before the first token."""
+    """SSE chunks of one streamed completion: the router runs ``call``, falling back before the first token.
+
+    A failure before the first chunk raises :class:`ApiError` (the handler answers it with its status); one
+    after it ends the stream with an error event.
+    """
     created = int(time.time())
 
-    def serving() -> str:  # the candidate of the attempt under way (the last one begun)
-        return next(reversed(call.attempts), call.model)
+    def serving() -> str:
+        return _serving(call)
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
         payload = {
@@ -653,12 +669,16 @@ async def _stream(
             server.count_failures(rid, call, None, stream=True)
             if isinstance(err, CandidatesBusyError):
                 error = server.busy(call.order)
+            elif not sent:
+                error = server.upstream_error(call)
             else:
                 name = serving()
                 error = ApiError(
                     502, f"Candidate {name} failed: {type(err).__name__}: {err}", type="server_error",
                     code="upstream_error",
                 )  # fmt: skip
+            if not sent:
+                raise error from None
             yield _sse(error.body())
             yield b"data: [DONE]\n\n"
             return

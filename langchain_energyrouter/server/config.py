@@ -276,7 +276,7 @@ def build_router(config: ServerConfig, base: Path) -> EnergyAwareRouter:
     models = {c.name: build_candidate(c, base) for c in config.candidates}
     return EnergyAwareRouter(
         models=models,
-        profile=profile,
+        energy_profile=profile,
         weights=config.weights,
         constraints=config.constraints,
         normalization=config.normalization,

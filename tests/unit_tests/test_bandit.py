@@ -290,3 +290,25 @@ def test_a_batch_of_lengths_is_one_store_write_per_model_with_the_same_result(tm
     new = "Write a poem about the sea."
     assert batched.predict(new, 7, None).output_tokens == pytest.approx(one_by_one.predict(new, 7, None).output_tokens)
     store.close()
+
+
+async def test_a_streamed_answer_has_its_run_id_and_takes_feedback() -> None:
+    # LangChain calls _stream/_astream without the run manager; the router still learns the run's id.
+    from langchain_energyrouter.router import EnergyAwareRouter
+    from langchain_energyrouter.testing import tiny_chat_models
+
+    store = MemoryStateStore()
+    router = EnergyAwareRouter(
+        models=tiny_chat_models(max_new_tokens=4),
+        profile=tiny_profile(),
+        prompt_routing=PromptRouting(MODELS, None, store, prior_accuracy=PRIOR, encoder=HashingEncoder(256)),
+        state_store=store,
+    )
+    chunks = list(router.stream("Say hello to Anna."))
+    run_id = chunks[-1].response_metadata["routing"]["run_id"]
+    assert run_id is not None and chunks[0].id == f"lc_run--{run_id}"  # the same id as LangChain's run
+    assert router.feedback(run_id, 1.0) is True
+    async_chunks = [c async for c in router.astream("Say hello to Ben.")]
+    async_run_id = async_chunks[-1].response_metadata["routing"]["run_id"]
+    assert async_run_id not in (None, run_id) and router.feedback(async_run_id, 0.0) is True
+    assert [e.payload["run_id"] for e in store.events(FEEDBACK_LOG)] == [run_id, async_run_id]

@@ -23,7 +23,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.tools import tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from langchain_energyrouter import CostModel, DeviceInfo, EnergyProfile, ModelProfile, NoFeasibleModelError
 from langchain_energyrouter.middleware import EnergyRoutingMiddleware, plain_conversation
@@ -175,6 +175,42 @@ async def test_answer_step_may_go_to_the_cheap_local_model(models: dict[str, Bas
     assert answer.response_metadata["model_name"]  # set for usage callbacks
     # The agent's own objects ran: each model's own callbacks saw its calls.
     assert starts(models["tools"]) == 1 and starts(models["tiny-a"]) == 1
+
+
+class Factors(BaseModel):
+    """The two integers of a multiplication question."""
+
+    a: int
+    b: int
+
+
+def test_the_router_as_an_agents_model_gives_a_structured_response(models: dict[str, BaseChatModel]) -> None:
+    # create_agent reads model.profile to choose how to ask for structured output: the router's is LangChain's
+    # capability profile (its energy profile is energy_profile), so the agent asks through a tool.
+    router = EnergyAwareRouter(models=models, profile=PROFILE, local_models=["tiny-a"], weights={"energy": 1.0})
+    assert router.profile == {"max_input_tokens": 1024, "tool_calling": True, "structured_output": False}
+    assert router.energy_profile is PROFILE
+    agent = create_agent(model=router, tools=[], response_format=Factors)
+    state = agent.invoke({"messages": [HumanMessage(QUESTION)]})
+
+    assert state["structured_response"] == Factors(a=6, b=7)
+    (step,) = ai_steps(state)
+    assert step.tool_calls[0]["name"] == "Factors"
+    assert step.response_metadata["routing"]["served_by"] == "tools"  # the only candidate that calls tools
+    assert "HuggingFacePipeline ignores tools" in step.response_metadata["routing"]["excluded"]["tiny-a"]
+
+
+def test_the_energy_profile_keyword_and_a_clear_error_for_the_capability_profile(
+    models: dict[str, BaseChatModel],
+) -> None:
+    router = EnergyAwareRouter(models=models, energy_profile=PROFILE, profile={"max_input_tokens": 512})
+    assert router.profile == {"max_input_tokens": 512}  # given: kept, not derived
+    with pytest.raises(ValueError, match="energy_profile"):
+        router.profile = PROFILE  # type: ignore[assignment]
+    router.energy_profile = PROFILE.model_copy()  # the energy profile is changed here
+    assert router.explain(QUESTION).model in models
+    with pytest.raises(ValueError, match="energy_profile"):
+        EnergyAwareRouter(models=models, energy_profile=PROFILE, profile=PROFILE)
 
 
 def test_run_options_reach_each_step(models: dict[str, BaseChatModel]) -> None:

@@ -253,3 +253,39 @@ def test_config_file_and_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixtur
         assert "langchain-openai" in capsys.readouterr().err
     assert main(["serve", "--config", str(tmp_path / "missing.yaml")]) == 1
     assert "Cannot read server config" in capsys.readouterr().err
+
+
+def test_a_stream_names_the_candidate_that_serves_and_fails_with_a_status_before_any_token() -> None:
+    langchain_openai = pytest.importorskip("langchain_openai")
+    from langchain_energyrouter.local_engine import free_port
+
+    # tiny-a is a real OpenAI-compatible client of a port nobody listens on: its endpoint is down.
+    down = langchain_openai.ChatOpenAI(
+        model="tiny-a",
+        base_url=f"http://127.0.0.1:{free_port()}/v1",
+        api_key="unused",
+        max_retries=0,
+        timeout=5,
+        max_tokens=4,
+    )
+    models = {"tiny-a": down, "tiny-b": tiny_chat_models(max_new_tokens=4)["tiny-b"]}
+    router = EnergyAwareRouter(models=models, profile=tiny_profile(), weights={"energy": 1.0})
+    with _Served(create_app(router, AppSettings(), close_router=True)) as s:
+        body = {"model": "auto", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+        with httpx.stream("POST", f"{s.url}/v1/chat/completions", json=body) as response:
+            assert response.status_code == 200
+            assert response.headers["x-energyrouter-model"] == "tiny-b"  # the fallback that served, not tiny-a
+            lines = [line for line in response.iter_lines() if line]
+        final = next(json.loads(line[6:]) for line in lines if '"finish_reason":"' in line)
+        assert final["energyrouter"]["decision"]["model"] == "tiny-a"  # planned first: the cheapest
+        assert final["energyrouter"]["served_by"] == "tiny-b"
+        assert final["energyrouter"]["run_id"] == response.headers["x-energyrouter-run-id"]  # for /v1/feedback
+        assert [f["model"] for f in final["energyrouter"]["failures"]] == ["tiny-a"]
+
+        forced = httpx.post(f"{s.url}/v1/chat/completions", json={**body, "model": "tiny-a"}, timeout=30)
+        assert forced.status_code == 502  # no token was sent: an HTTP error, not a 200 stream
+        assert forced.headers["content-type"].startswith("application/json")
+        error = forced.json()["error"]
+        assert error["code"] == "upstream_error" and "tiny-a" in error["message"]
+        metrics = httpx.get(f"{s.url}/metrics").text
+        assert 'energyrouter_fallbacks_total{from_model="tiny-a",to_model="tiny-b"} 1.0' in metrics
