@@ -1,6 +1,6 @@
 """``energyrouter evaluate`` on outcome matrices it has never seen: time, training included (issue 10).
 
-Two synthetic matrices (:func:`~langchain_energyrouter.calibration.evaluate.synthetic_rows`: prompts
+Two synthetic matrices (:func:`~langchain_energyrouter.calibration.synthetic.synthetic_rows`: prompts
 with a task and a difficulty, models with a skill and a price per token, 1% of prompts lacking
 one model's row):
 
@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from langchain_energyrouter.calibration.cli import main
-from langchain_energyrouter.calibration.evaluate import synthetic_rows
+from langchain_energyrouter.calibration.synthetic import synthetic_rows
 from langchain_energyrouter.outcomes import read_matrix, write_matrix
 
 TARGET_S = 120.0

@@ -1,7 +1,13 @@
 """The offline phase: profiling runs, fits, accuracy scoring, explanations and plots.
 
 Modules, one job each: ``design`` (the experiment), ``runner`` (the profiling
-loop), ``rawdata`` (raw CSVs), ``fitting`` (statsmodels fits), ``accuracy``,
-``explain``, ``plots`` and ``cli`` (the ``energyrouter`` command). Nothing here
-is imported by the hot path.
+loop), ``rawdata`` (raw CSVs), ``fitting`` (statsmodels fits), ``load`` (load
+models), ``accuracy``, ``explain``, ``plots``, ``replay`` (traces through the
+online learners), ``evaluate`` (routing policies replayed over an outcome
+matrix) with ``curves`` (its cost-quality metrics), ``evaluate_output`` and
+``synthetic``; and the ``energyrouter`` command: ``cli`` (the parser) with one
+module per command (``calibratecmd``, ``fitcmd``, ``accuracycmd``,
+``explaincmd``, ``plotcmd``, ``replaycmd``, ``traincmd``, ``evaluatecmd``,
+``statecmd``, ``servecmd``, ``democmd``) and ``cliutil`` (what they share).
+Nothing here is imported by the hot path.
 """

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 
 from langchain_energyrouter.calibration.cli import main
+from langchain_energyrouter.calibration.curves import curve_metrics
 from langchain_energyrouter.calibration.evaluate import (
     ROUTER_ACCURACY_WEIGHTS,
     TaskMeanPredictor,
-    curve_metrics,
     evaluate,
     split_prompts,
-    synthetic_rows,
 )
+from langchain_energyrouter.calibration.synthetic import synthetic_rows
 from langchain_energyrouter.errors import CalibrationError
 from langchain_energyrouter.outcomes import OutcomeMatrix, OutcomeRow, read_matrix, write_matrix
 

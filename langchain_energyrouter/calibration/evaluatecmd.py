@@ -1,0 +1,138 @@
+"""``energyrouter evaluate``: replay an outcome matrix through routing policies (see :mod:`.evaluate`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from langchain_energyrouter.calibration.evaluate import (
+    DEFAULT_NORMALIZATION,
+    DEFAULT_TRAIN_FRACTION,
+    Predictor,
+    evaluate,
+)
+from langchain_energyrouter.calibration.evaluate_output import format_report, plot_report, report_json
+from langchain_energyrouter.errors import CalibrationError
+from langchain_energyrouter.outcomes import OutcomeRow
+
+__all__ = ["add_parser", "run"]
+
+
+def _quality_module() -> Any:
+    """``langchain_energyrouter.quality`` (the learned predictors), or None where it is not installed."""
+    import importlib
+
+    try:
+        return importlib.import_module("langchain_energyrouter.quality")
+    except ModuleNotFoundError as err:
+        if err.name != "langchain_energyrouter.quality":
+            raise
+        return None
+
+
+def _learned_predictor(encoder: str | None) -> tuple[Callable[[Sequence[OutcomeRow]], Predictor], str] | None:
+    """``quality.PromptPredictor.train`` as a factory, or None when that module is not installed."""
+    quality = _quality_module()
+    if quality is None:
+        return None
+
+    def factory(rows: Sequence[OutcomeRow]) -> Predictor:
+        kwargs = {"encoder": encoder} if encoder else {}
+        predictor: Predictor = quality.PromptPredictor.train(rows, **kwargs)
+        return predictor
+
+    return factory, "prompt features (quality.PromptPredictor)" + (f", encoder {encoder}" if encoder else "")
+
+
+def _bandit_options(exploration: float) -> Any | None:
+    """:class:`~langchain_energyrouter.bandit.BanditOptions`, or None where the bandit is not installed."""
+    try:
+        from langchain_energyrouter.bandit import BanditOptions
+    except ImportError:
+        return None
+    return BanditOptions(exploration=exploration)
+
+
+def add_parser(sub: Any, common: Any) -> None:
+    """Register ``evaluate``."""
+    p = sub.add_parser(
+        "evaluate",
+        parents=[common],
+        help="replay an outcome matrix through routing policies; APGR, CPT, score at half energy",
+        description="Split an outcome matrix's prompts (seeded), train the predictors on one part and replay the "
+        "other through every single model, random mixes, the oracle, the router over a sweep of accuracy/energy "
+        "weights and the online bandit; print mean score and total energy per policy and RouteLLM's metrics.",
+    )
+    p.add_argument(
+        "--matrix", required=True, help="outcome matrix JSONL (.jsonl.gz ok), e.g. from `accuracy --outcomes`"
+    )
+    p.add_argument("--train-fraction", type=float, default=DEFAULT_TRAIN_FRACTION, help="share of prompts to train on")
+    p.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
+    p.add_argument("--profile", help="profile for the router's energy predictions and joules the matrix lacks")
+    p.add_argument(
+        "--predictor",
+        default="auto",
+        choices=["auto", "prompt", "task"],
+        help="prompt: learned per-prompt predictor (quality.py); task: per-task means; auto: prompt if installed",
+    )
+    p.add_argument("--encoder", help="sentence encoder for the prompt predictor (its default if not given)")
+    p.add_argument("--no-bandit", action="store_true", help="skip the online bandit policy")
+    p.add_argument(
+        "--bandit-exploration", type=float, default=0.0, help="the bandit's UCB exploration (default 0: greedy)"
+    )
+    p.add_argument(
+        "--normalization",
+        default=DEFAULT_NORMALIZATION,
+        help="scheduler normaliser (default relative: keeps magnitudes)",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--plot", metavar="OUT.png", help="write score against energy for every policy")
+    p.set_defaults(func=run)
+
+
+def run(args: Any) -> int:
+    """``energyrouter evaluate``."""
+    from langchain_energyrouter.outcomes import read_matrix
+
+    started = time.perf_counter()
+    matrix = read_matrix(args.matrix)
+    profile = None
+    if args.profile:
+        from langchain_energyrouter.profile import EnergyProfile
+
+        profile = EnergyProfile.load(args.profile)
+    factory: Callable[[Sequence[OutcomeRow]], Predictor] | None = None
+    name = None
+    notes = []
+    if args.predictor in ("auto", "prompt"):
+        learned = _learned_predictor(args.encoder)
+        if learned is None:
+            if args.predictor == "prompt":
+                raise CalibrationError(
+                    "--predictor prompt needs langchain_energyrouter.quality, which this installation lacks; "
+                    "use --predictor task."
+                )
+            notes.append("langchain_energyrouter.quality is not installed: the router uses per-task means")
+        else:
+            factory, name = learned
+    bandit = None if args.no_bandit else _bandit_options(args.bandit_exploration)
+    if bandit is None and not args.no_bandit:
+        notes.append("the online bandit (langchain_energyrouter.bandit) is not installed: its policy is skipped")
+    report = evaluate(
+        matrix,
+        train_fraction=args.train_fraction,
+        seed=args.seed,
+        profile=profile,
+        predictor_factory=factory,
+        predictor_name=name,
+        bandit_options=bandit,
+        normalization=args.normalization,
+    )
+    report.notes.extend(notes)
+    report.timings_s["total_s"] = time.perf_counter() - started
+    if args.plot:
+        plot_report(report, args.plot)
+        report.notes.append(f"plot written to {args.plot}")
+    print(report_json(report) if args.json else format_report(report))
+    return 0

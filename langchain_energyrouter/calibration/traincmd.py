@@ -1,0 +1,77 @@
+"""``energyrouter train --matrix M --out P``: fit per-prompt quality and length predictors on an outcome
+matrix."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from langchain_energyrouter.calibration.cliutil import say
+
+
+def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``train``."""
+    p = sub.add_parser(
+        "train",
+        parents=[common],
+        help="fit per-prompt quality and length predictors on an outcome matrix",
+        description="Fit, per model, the expected score and the answer length of a prompt from its features "
+        "(sentence embedding, token count, task type) on an outcome matrix (JSONL, one row per prompt and model).",
+    )
+    p.add_argument("--matrix", required=True, type=Path, help="outcome matrix JSONL (from `energyrouter accuracy`)")
+    p.add_argument("--out", required=True, type=Path, help="predictor JSON to write (keep it beside the profile)")
+    p.add_argument("--encoder", default="minilm-static", help="prompt encoder: minilm-static (default) or hashing")
+    p.add_argument("--min-rows", type=int, default=30, help="models with fewer rows keep their profile accuracy")
+    p.add_argument(
+        "--censored-at", type=int, default=None, help="generation budget of the run (default: detected; 0: none)"
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable summary")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from langchain_energyrouter.outcomes import read_matrix
+    from langchain_energyrouter.quality import PromptPredictor
+
+    rows = read_matrix(args.matrix).rows
+    started = time.perf_counter()
+    predictor = PromptPredictor.train(
+        rows,
+        encoder=args.encoder,
+        min_rows=args.min_rows,
+        censored_at="auto" if args.censored_at is None else (None if args.censored_at == 0 else args.censored_at),
+        source=str(args.matrix),
+    )
+    predictor.save(args.out)
+    models: dict[str, dict[str, Any]] = {
+        m: {
+            "rows": q.n_rows,
+            "mean_score": round(q.mean_score, 4),
+            "cv_log_loss": q.cv_log_loss,
+            "cv_log_loss_mean_only": q.cv_log_loss_mean_only,
+            "censored_at": q.censored_at,
+            "censored_rows": q.n_censored,
+        }
+        for m, q in predictor.spec.models.items()
+    }
+    train_s = round(time.perf_counter() - started, 2)
+    if args.json:
+        summary = {"out": str(args.out), "encoder": predictor.spec.encoder, "train_s": train_s, "models": models}
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"wrote {args.out}: encoder {predictor.spec.encoder}, {train_s} s")
+    for m, info in models.items():
+        cv = info["cv_log_loss"]
+        gain = "" if cv is None else f", held-out log-loss {cv:.3f} (mean only {info['cv_log_loss_mean_only']:.3f})"
+        print(f"  {m}: {info['rows']} rows, mean score {info['mean_score']}{gain}, censored {info['censored_rows']}")
+    left_out = sorted({r.model for r in rows} - set(models))
+    if left_out:
+        say(f"left out (fewer than {args.min_rows} rows; their profile accuracy is used): {', '.join(left_out)}")
+    return 0
+
+
+__all__ = ["add_parser", "run"]
