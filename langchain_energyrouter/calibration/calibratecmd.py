@@ -109,6 +109,17 @@ def run(args: argparse.Namespace) -> int:
         )
     models: dict[str, Any] = {}
     summary: list[list[str]] = []
+
+    def profile_so_far() -> EnergyProfile:
+        return merge_or_new(
+            existing,
+            models,
+            command=invocation(args),
+            device=_device_info(device),
+            energy_method=meter.method,
+            description=args.description or "Calibrated with `energyrouter calibrate`.",
+        )
+
     try:
         for index, spec in enumerate(args.models):
             t_load = time.monotonic()
@@ -164,15 +175,7 @@ def run(args: argparse.Namespace) -> int:
             )
             profile_entry = with_load_model(profile_entry, raw.frame, seed=args.seed, warn=say)
             models[name] = profile_entry
-            # saved after every model, so a later model's failure keeps this one's fit
-            merge_or_new(
-                existing,
-                models,
-                command=invocation(args),
-                device=_device_info(device),
-                energy_method=meter.method,
-                description=args.description or "Calibrated with `energyrouter calibrate`.",
-            ).save(out)
+            profile_so_far().save(out)  # after every model, so a later model's failure keeps this one's fit
             summary.append(
                 fit_row(
                     name,
@@ -182,14 +185,7 @@ def run(args: argparse.Namespace) -> int:
             )
     finally:
         meter.close()
-    profile = merge_or_new(
-        existing,
-        models,
-        command=invocation(args),
-        device=_device_info(device),
-        energy_method=meter.method,
-        description=args.description or "Calibrated with `energyrouter calibrate`.",
-    )
+    profile = profile_so_far()
     profile.save(out)
     print(
         table(
