@@ -263,6 +263,11 @@ class EnergyAwareRouter(BaseChatModel):
                 )
             data = {**data, "energy_profile": data["profile"]}
             del data["profile"]
+        elif isinstance(data, Mapping) and data.get("energy_profile") is None and "profile" in data:
+            raise ValueError(
+                f"profile={data['profile']!r} is not an energy profile (an EnergyProfile, the path of a profile "
+                "JSON, or its dict with 'models'); pass the energy profile as energy_profile=."
+            )
         return data
 
     @classmethod
@@ -306,12 +311,30 @@ class EnergyAwareRouter(BaseChatModel):
     def _build_runtime(self) -> Self:
         """Derive the scheduler, counter and meters from the settings (again after each assignment), and the
         capability profile unless one was given."""
-        rt = self._derive_runtime()
-        current = self.__dict__.get("profile")
-        if current is None or current == self._derived_capabilities:
-            self._derived_capabilities = rt.capabilities()
-            self.__dict__["profile"] = dict(self._derived_capabilities)  # set as is: no second validation
+        self._derive_runtime()
+        self._derive_capabilities()
         return self
+
+    def _derive_capabilities(self) -> None:
+        """``profile`` from the candidates, unless the user gave one (a dict other than what was derived)."""
+        derived = self._runtime().capabilities()
+        current = self.__dict__.get("profile")
+        if current is None or current in (self._derived_capabilities, derived):  # equal: a copy of a derived one
+            self._derived_capabilities = derived
+            self.__dict__["profile"] = dict(derived)  # set as is: no second validation
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy with a runtime of its own (scheduler, counters, learning) built from the copy's settings."""
+        private = self.__pydantic_private__ or {}
+        rt = private.pop("_rt", None)  # not shared, not deep-copied: the copy derives its own
+        try:
+            copy = super().model_copy(update=update, deep=deep)
+        finally:
+            if rt is not None:
+                private["_rt"] = rt
+        copy._derive_runtime()
+        copy._derive_capabilities()
+        return copy
 
     def _set_model_profile(self) -> Self:  # type: ignore[override]
         """LangChain's own profile resolution is replaced by :meth:`_build_runtime` (no re-validation)."""

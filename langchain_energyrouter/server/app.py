@@ -26,13 +26,14 @@ Prompts and answers are logged only with ``log_prompts``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -105,8 +106,8 @@ def _dumps(payload: Any) -> str:
     """Compact JSON of ``payload``; non-finite floats (JSON has none) become null, at a cost only when present."""
     try:
         return json.dumps(payload, separators=(",", ":"), allow_nan=False)
-    except ValueError:
-        return json.dumps(_finite(payload), separators=(",", ":"), allow_nan=False)
+    except (ValueError, TypeError):  # inf/nan, or a value json does not know (written as its str)
+        return json.dumps(_finite(payload), separators=(",", ":"), allow_nan=False, default=str)
 
 
 def _finite(value: Any) -> Any:
@@ -536,7 +537,9 @@ def create_app(
             sse = _stream(server, rid, messages, call, include_usage, started)
             # Run to the first chunk before answering: fallbacks happen only before it, so the header names the
             # candidate that serves, and a stream that fails before any token is an HTTP error, not a 200.
-            first = await anext(sse)
+            first = await _first_chunk(request, sse)
+            if first is None:  # the client left before the first token: its slot is free again
+                return Response(status_code=499)
             headers = {"x-energyrouter-model": _serving(call), "cache-control": "no-cache"}
             if call.run_id:
                 headers["x-energyrouter-run-id"] = call.run_id
@@ -598,10 +601,39 @@ def _serving(call: RoutedCall) -> str:
     return next(reversed(call.attempts), call.model)
 
 
-async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    yield first
-    async for part in rest:
-        yield part
+async def _first_chunk(request: Request, sse: AsyncGenerator[bytes, None]) -> bytes | None:
+    """The stream's first chunk, or None (the stream closed, its slot freed) when the client leaves first.
+
+    Nothing else watches the connection until the response starts, so the wait races a disconnect.
+    An :class:`ApiError` from the stream (a failure before any token) propagates.
+    """
+    peek = asyncio.ensure_future(anext(sse))
+    left = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({peek, left}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        left.cancel()
+    if peek.done():
+        return peek.result()
+    peek.cancel()
+    with contextlib.suppress(BaseException):
+        await peek
+    await sse.aclose()
+    return None
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _prepend(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
+    try:
+        yield first
+        async for part in rest:
+            yield part
+    finally:
+        await rest.aclose()  # at once, not when the collector finds it: the stream's slot is freed here
 
 
 async def _stream(
@@ -611,7 +643,7 @@ async def _stream(
     call: RoutedCall,
     include_usage: bool,
     started: float,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """SSE chunks of one streamed completion: the router runs ``call``, falling back before the first token.
 
     A failure before the first chunk raises :class:`ApiError` (the handler answers it with its status); one

@@ -175,6 +175,16 @@ def test_assigned_settings_take_effect() -> None:
     assert router.explain(QUESTION).weights.energy == 1.0  # the failed assignment changed nothing
 
 
+def test_a_model_copy_routes_by_its_own_settings_and_leaves_the_original_alone() -> None:
+    router = make_router(weights={"energy": 1.0})
+    copy = router.model_copy(update={"weights": {"accuracy": 1.0}, "max_tokens": 8})
+    assert router.explain(QUESTION).model == "tiny-a" and copy.explain(QUESTION).model == "tiny-b"
+    assert copy._get_invocation_params()["max_tokens"] == 8  # its own identity: cache keys and traces
+    assert router._get_invocation_params()["max_tokens"] is None
+    assert copy.invoke(QUESTION).response_metadata["routing"]["served_by"] == "tiny-b"
+    assert router.invoke(QUESTION).response_metadata["routing"]["served_by"] == "tiny-a"
+
+
 def test_model_validate_and_model_construct_routers_work() -> None:
     validated = EnergyAwareRouter.model_validate({"models": _tiny(), "profile": PROFILE, "weights": {"energy": 1}})
     assert validated.invoke(QUESTION).response_metadata["routing"]["served_by"] == "tiny-a"

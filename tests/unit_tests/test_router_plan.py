@@ -3,6 +3,7 @@ off the request path (``learn_in_background``), with the real tiny offline model
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -133,7 +134,12 @@ def test_the_learning_thread_gathers_a_batch_and_a_flush_ends_the_gathering(tmp_
     document = store.get(COST_KIND, "tiny-a")
     assert document is not None and document.version == 1  # four answers, one store write
     assert loop.learner.snapshot("tiny-a").n_runtime == 4  # type: ignore[union-attr]
-    background.close()
+    background.submit(_Measurement("tiny-a", row, None))
+    closing = threading.Thread(target=background.close)
+    closing.start()
+    closing.join(20)
+    assert not closing.is_alive()  # a close ends the gathering too, and applies what was queued first
+    assert loop.learner.snapshot("tiny-a").n_runtime == 5  # type: ignore[union-attr]
     store.close()
 
 

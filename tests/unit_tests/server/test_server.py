@@ -235,6 +235,33 @@ def test_per_candidate_limit_spills_over_then_answers_429() -> None:
     assert 'energyrouter_rejected_total{reason="busy"} 2.0' in metrics
 
 
+def test_a_stream_whose_client_leaves_before_the_first_token_frees_its_slot() -> None:
+    import time
+
+    gate, entered = threading.Event(), threading.Semaphore(0)
+    models = {n: GatedChatModel(gate=gate, entered=entered, model_id=n) for n in ("tiny-a", "tiny-b")}
+    router = EnergyAwareRouter(models=models, profile=tiny_profile(), weights={"energy": 1.0})
+    settings = AppSettings(limits=LimitsConfig(max_in_flight_per_candidate=1))
+    body = json.dumps({"model": "tiny-a", "stream": True, "messages": [{"role": "user", "content": "hold"}]})
+    try:
+        with _Served(create_app(router, settings)) as s:
+            client = socket.create_connection(("127.0.0.1", s.port))
+            head = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            client.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n{body}".encode())
+            assert entered.acquire(timeout=30)  # the candidate holds the request: no token yet
+            assert httpx.get(f"{s.url}/health").json()["candidates"]["tiny-a"]["in_flight"] == 1
+            client.close()  # the client leaves before the first token
+            deadline = time.monotonic() + 10
+            while httpx.get(f"{s.url}/health").json()["candidates"]["tiny-a"]["in_flight"] and (
+                time.monotonic() < deadline
+            ):
+                time.sleep(0.05)
+            assert httpx.get(f"{s.url}/health").json()["candidates"]["tiny-a"]["in_flight"] == 0
+            gate.set()
+    finally:
+        gate.set()  # the candidate's thread, still waiting, may end
+
+
 def test_config_file_and_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "bad.yaml").write_text("candidates: []\nprofile: x.json\n")
     with pytest.raises(ConfigError, match="candidates"):
@@ -289,3 +316,13 @@ def test_a_stream_names_the_candidate_that_serves_and_fails_with_a_status_before
         assert error["code"] == "upstream_error" and "tiny-a" in error["message"]
         metrics = httpx.get(f"{s.url}/metrics").text
         assert 'energyrouter_fallbacks_total{from_model="tiny-a",to_model="tiny-b"} 1.0' in metrics
+
+
+def test_json_bodies_write_non_finite_numbers_as_null() -> None:
+    from types import MappingProxyType
+
+    from langchain_energyrouter.server.app import _dumps
+
+    assert _dumps({"a": 1.5, "b": [2, 3]}) == '{"a":1.5,"b":[2,3]}'
+    assert json.loads(_dumps({"x": float("nan"), "y": (float("inf"), 1.0)})) == {"x": None, "y": [None, 1.0]}
+    assert json.loads(_dumps({"m": MappingProxyType({"k": 1})})) == {"m": {"k": 1}}  # not a dict: still JSON
