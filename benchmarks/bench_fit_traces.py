@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import statsmodels.api as sm
 
-from langchain_energyrouter.calibration.fitting import expected_observed_length, fit_cost_model, fit_output_length
+from langchain_energyrouter.calibration.fitting import fit_cost_model
+from langchain_energyrouter.calibration.lengthfit import expected_observed_length, fit_output_length
 from langchain_energyrouter.calibration.rawdata import read_raw
 
 TRACES = Path(__file__).resolve().parents[1] / "calibration" / "traces" / "original"

@@ -52,6 +52,7 @@ tools are bound on the chosen candidate for that call.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -133,6 +134,12 @@ def _cache_hit_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("predicted_energy_j", "predicted_runtime_s"):
         energy[key] = (metadata.get("energy") or {}).get(key)
     return {**metadata, "routing": routing, "energy": energy}
+
+
+@functools.cache
+def _own_fields() -> tuple[str, ...]:
+    """The router's own settings: its fields that ``BaseChatModel`` does not have."""
+    return tuple(name for name in EnergyAwareRouter.model_fields if name not in BaseChatModel.model_fields)
 
 
 def _is_energy_profile(value: Any) -> bool:
@@ -311,9 +318,20 @@ class EnergyAwareRouter(BaseChatModel):
     def _build_runtime(self) -> Self:
         """Derive the scheduler, counter and meters from the settings (again after each assignment), and the
         capability profile unless one was given."""
-        self._derive_runtime()
+        rt = (self.__pydantic_private__ or {}).get("_rt")
+        settings = self.runtime_settings()
+        if (
+            rt is None
+            or len(rt.settings) != len(settings)
+            or any(a is not b for a, b in zip(rt.settings, settings, strict=True))
+        ):
+            self._derive_runtime()  # not after LangChain's own fields change (metadata, tags, callbacks...)
         self._derive_capabilities()
         return self
+
+    def runtime_settings(self) -> tuple[Any, ...]:
+        """The values of this router's own fields (not LangChain's), which its runtime is built from."""
+        return tuple(self.__dict__.get(name) for name in _own_fields())
 
     def _derive_capabilities(self) -> None:
         """``profile`` from the candidates, unless the user gave one (a dict other than what was derived)."""

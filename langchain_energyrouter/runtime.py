@@ -54,6 +54,7 @@ class RouterRuntime:
     prompt_routing: Any
     prompt_routing_inputs: tuple[Any, ...]
     scheduler: Scheduler
+    settings: tuple[Any, ...]
     tool_reasons: dict[str, str]
 
     __slots__ = (
@@ -69,6 +70,7 @@ class RouterRuntime:
         "prompt_routing",
         "prompt_routing_inputs",
         "scheduler",
+        "settings",
         "tool_reasons",
     )
 
@@ -116,6 +118,8 @@ class RouterRuntime:
         self.configured_caps = {name: configured_output_cap(m) for name, m in candidates.items()}
         self._mismatch: dict[str, dict[str, str]] | None = None
         self.invocation_params = None
+        self.settings = router.runtime_settings()
+        """The router's settings this was built from (by identity: an assignment that changes none keeps it)."""
         """The router's LangChain identity (``dict()``), filled on first use; a settings change rebuilds it."""
         check_names("engine_metrics", list(router.engine_metrics or {}), candidates)
         self.live = LiveState.create(

@@ -72,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
         parse_concurrency,
         parse_lengths,
     )
-    from langchain_energyrouter.calibration.fitting import fit_model
     from langchain_energyrouter.calibration.load import at_reference_load, with_load_model
+    from langchain_energyrouter.calibration.profilefit import fit_model
     from langchain_energyrouter.calibration.progress import format_seconds
     from langchain_energyrouter.calibration.rawdata import read_raw
     from langchain_energyrouter.calibration.runner import RunSettings, calibration_meter, read_outputs, run_model

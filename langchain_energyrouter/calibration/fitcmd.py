@@ -69,8 +69,9 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from langchain_energyrouter.calibration.fitting import ESTIMATORS, fit_model
+    from langchain_energyrouter.calibration.fitting import ESTIMATORS
     from langchain_energyrouter.calibration.load import at_reference_load, with_load_model
+    from langchain_energyrouter.calibration.profilefit import fit_model
     from langchain_energyrouter.calibration.rawdata import read_raw
 
     raws = pairs(args.raw, "--raw")

@@ -175,6 +175,30 @@ def test_assigned_settings_take_effect() -> None:
     assert router.explain(QUESTION).weights.energy == 1.0  # the failed assignment changed nothing
 
 
+def test_the_runtime_is_rebuilt_only_when_the_routers_own_settings_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    from langchain_energyrouter import runtime
+
+    built = []
+    monkeypatch.setattr(runtime.RouterRuntime, "__init__", _counting(runtime.RouterRuntime.__init__, built))
+    router = make_router()
+    assert len(built) == 1  # LangChain's model_post_init assigns metadata: no second build
+    rt = router._runtime()
+    router.metadata = {"team": "search"}
+    router.tags = ["routed"]
+    assert router._runtime() is rt and len(built) == 1
+    router.weights = {"energy": 1.0}  # type: ignore[assignment]
+    assert router._runtime() is not rt and len(built) == 2
+    assert router.explain(QUESTION).model == "tiny-a"
+
+
+def _counting(init: Any, calls: list[object]) -> Any:
+    def counted(self: Any, *args: Any, **kwargs: Any) -> None:
+        calls.append(self)
+        init(self, *args, **kwargs)
+
+    return counted
+
+
 def test_a_model_copy_routes_by_its_own_settings_and_leaves_the_original_alone() -> None:
     router = make_router(weights={"energy": 1.0})
     copy = router.model_copy(update={"weights": {"accuracy": 1.0}, "max_tokens": 8})

@@ -8,17 +8,14 @@ import pytest
 import statsmodels.api as sm
 
 from langchain_energyrouter.calibration.fitting import (
-    BIAS_TOLERANCE,
     CONDITION_WARN,
     CandidateFit,
-    cell_groups,
-    detect_budget,
     fit_cost_model,
-    fit_model,
-    fit_output_length,
-    make_folds,
     select_candidate,
 )
+from langchain_energyrouter.calibration.folds import BIAS_TOLERANCE, cell_groups, make_folds
+from langchain_energyrouter.calibration.lengthfit import detect_budget, fit_output_length
+from langchain_energyrouter.calibration.profilefit import fit_model
 from langchain_energyrouter.calibration.rawdata import RawData
 from langchain_energyrouter.errors import CalibrationError
 from langchain_energyrouter.profile import ORIGINAL_OUTPUT_SLOPE
