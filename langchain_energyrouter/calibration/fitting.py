@@ -74,12 +74,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from langchain_energyrouter.calibration.folds import (
-    _CV_TEXT,
     BIAS_TOLERANCE,
+    CV_TEXT,
     DEFAULT_FOLDS,
-    _resolve_scheme,
-    _summed_ratio,
     make_folds,
+    resolve_scheme,
+    summed_ratio,
 )
 from langchain_energyrouter.errors import CalibrationError
 from langchain_energyrouter.profile import CostModel, FitStats
@@ -253,7 +253,7 @@ def fit_candidate(
         r_squared=r2,
         conf_int=conf,
         n=len(y),
-        cv_bias=_summed_ratio(pred[tested], y[tested]),
+        cv_bias=summed_ratio(pred[tested], y[tested]),
         constrained=tuple(names[j] for j in sorted(held_anywhere)),
         condition_number=scaled_condition_number(x),
     )
@@ -335,7 +335,7 @@ def fit_cost_model(
     n = len(y)
     if n < 3:
         raise CalibrationError(f"Only {n} usable rows for the {what} fit; at least 3 are needed. Measure more.")
-    scheme = _resolve_scheme(cv, groups)
+    scheme = resolve_scheme(cv, groups)
     folds = max(2, min(folds, n))
     if scheme == "grouped" and groups is not None:
         folds = min(folds, len(set(groups)))
@@ -375,7 +375,7 @@ def fit_cost_model(
         else " No slope needed the sign constraint."
     )
     note = (
-        f"Chose {best.label} by {why}; {folds}-fold CV, {_CV_TEXT[scheme]}. "
+        f"Chose {best.label} by {why}; {folds}-fold CV, {CV_TEXT[scheme]}. "
         f"Candidates (held-out MAPE/bias): {listing}.{held}{baseline}"
         + (f" Skipped: {'; '.join(failures)}." if failures else "")
         + (" r_squared is unweighted, on the fitted rows." if best.estimator != "ols" else "")
@@ -403,7 +403,7 @@ def fit_cost_model(
             mape_holdout=best.cv_mape,
             bias_holdout=best.cv_bias,
             folds=folds,
-            cv=_CV_TEXT[scheme],
+            cv=CV_TEXT[scheme],
             rows_dropped=rows_dropped,
             conf_int=best.conf_int or None,
             condition_number=best.condition_number if math.isfinite(best.condition_number) else None,

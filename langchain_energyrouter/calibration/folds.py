@@ -2,7 +2,7 @@
 
 Every fit (:mod:`~langchain_energyrouter.calibration.fitting` for the cost models,
 :mod:`~langchain_energyrouter.calibration.lengthfit` for the output length) is scored on
-held-out rows by ``bias`` = summed predictions / summed measurements (:func:`_summed_ratio`)
+held-out rows by ``bias`` = summed predictions / summed measurements (:func:`summed_ratio`)
 and chosen among candidates whose bias is within :data:`BIAS_TOLERANCE` of 1.
 
 **Cross-validation** never puts near-copies of a held-out row into the training folds:
@@ -34,12 +34,13 @@ BIAS_TOLERANCE = 0.02
 """A candidate is unbiased enough when its held-out bias is within this of 1."""
 CvScheme = Literal["auto", "grouped", "blocked", "forward", "random"]
 """How held-out rows are chosen: by design cell, contiguous time blocks, forward chaining, or shuffled."""
-_CV_TEXT = {
+CV_TEXT = {
     "grouped": "grouped by design cell (repetitions of a cell held out together)",
     "blocked": "blocked: contiguous stretches of rows in recorded (time) order",
     "forward": "forward-chaining in recorded (time) order: each block predicted from the rows before it",
     "random": "shuffled k-fold",
 }
+"""How each scheme is described in a fit's note."""
 
 
 def cell_groups(design_cells: Sequence[str]) -> list[str]:
@@ -100,13 +101,13 @@ def make_folds(
     raise CalibrationError(f"Unknown cross-validation scheme {scheme!r}; choose grouped, blocked, forward or random.")
 
 
-def _resolve_scheme(cv: str, groups: Sequence[str] | None) -> str:
+def resolve_scheme(cv: str, groups: Sequence[str] | None) -> str:
     if cv != "auto":
         return cv
     return "grouped" if groups is not None and any(str(g) for g in groups) else "blocked"
 
 
-def _summed_ratio(pred: np.ndarray, y: np.ndarray) -> float:
+def summed_ratio(pred: np.ndarray, y: np.ndarray) -> float:
     import numpy as np
 
     total = float(np.sum(y))

@@ -21,12 +21,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 from langchain_energyrouter.calibration.folds import (
-    _CV_TEXT,
     BIAS_TOLERANCE,
+    CV_TEXT,
     DEFAULT_FOLDS,
-    _resolve_scheme,
-    _summed_ratio,
     make_folds,
+    resolve_scheme,
+    summed_ratio,
 )
 from langchain_energyrouter.profile import (
     ORIGINAL_OUTPUT_INTERCEPT,
@@ -198,7 +198,7 @@ def fit_output_length(
             f"{n_cut} of {n} answers reached the budget {budget}; predicting {budget} tokens (a lower bound): "
             "calibrate with a larger --natural-max-new-tokens",
         )
-    scheme = _resolve_scheme(cv, groups)
+    scheme = resolve_scheme(cv, groups)
     k = max(2, min(folds, n))
     if scheme == "grouped" and groups is not None:
         k = min(k, len(set(groups)))
@@ -222,7 +222,7 @@ def fit_output_length(
         if not tested.any():
             continue
         mape = float(np.mean(np.abs(pred[tested] - observed[tested]) / np.maximum(observed[tested], 1.0)))
-        scores[label] = (mape, _summed_ratio(pred[tested], observed[tested]))
+        scores[label] = (mape, summed_ratio(pred[tested], observed[tested]))
         fold_se[label] = float(np.std(fold_mapes, ddof=1) / math.sqrt(len(fold_mapes))) if len(fold_mapes) > 1 else 0.0
     if not scores:
         scores = {label: (math.nan, math.nan) for label in designs}
@@ -277,7 +277,7 @@ def fit_output_length(
         else f"least squares {form} (no answer reached " + (f"{budget_text})" if budget is not None else "a budget)")
     )
     note = (
-        f"{method}, on {source_rows}. Chosen by held-out bias, then MAPE ({k}-fold CV, {_CV_TEXT[scheme]}; "
+        f"{method}, on {source_rows}. Chosen by held-out bias, then MAPE ({k}-fold CV, {CV_TEXT[scheme]}; "
         f"MAPE/bias of E[min(length, budget)] against the observed length: {compared}).{simpler}"
     )
     finite = math.isfinite(mape) and math.isfinite(bias)
@@ -294,7 +294,7 @@ def fit_output_length(
                 mape_holdout=mape if finite else None,
                 bias_holdout=bias if finite else None,
                 folds=k,
-                cv=_CV_TEXT[scheme],
+                cv=CV_TEXT[scheme],
                 conf_int=conf_int,
                 note=note,
             ),
