@@ -73,28 +73,24 @@ from typing_extensions import Self
 from langchain_energyrouter.candidates import (
     local_pipeline,
     named_models,
-    tool_kwargs,
 )
 from langchain_energyrouter.chunks import StreamTracker, to_chunk
 from langchain_energyrouter.energy.base import EnergyMeter, EnergyReading
-from langchain_energyrouter.errors import NoFeasibleModelError, RoutingError, UnknownModelError
-from langchain_energyrouter.live import Attempt, prompt_text
+from langchain_energyrouter.errors import RoutingError
+from langchain_energyrouter.live import Attempt
 from langchain_energyrouter.local_stream import (
     iterate_in_thread,
-    stop_pipeline_kwargs,
     stream_local_pipeline,
     truncate_result,
 )
 from langchain_energyrouter.online import OnlineOptions
+from langchain_energyrouter.planning import ROUTING_OPTIONS, PlanDefaults, candidate_call, plan_call, resume_call
 from langchain_energyrouter.profile import EnergyProfile
 from langchain_energyrouter.routed import RoutedCall
-from langchain_energyrouter.runtime import RouterRuntime, check_names
+from langchain_energyrouter.runtime import RouterRuntime
 from langchain_energyrouter.scheduler import Decision, Scheduler
 from langchain_energyrouter.scoring import Constraints, Normalizer, Weights
-from langchain_energyrouter.tokens import message_text, request_output_cap
-
-ROUTING_OPTIONS = ("weights", "model", "constraints", "task_type", "exclude")
-"""Per-call options: call keywords, ``.bind(...)``, or ``config["configurable"]["<prefix>_<option>"]``."""
+from langchain_energyrouter.tokens import message_text
 
 RUN_ID_KEYWORD = "energyrouter_run_id"
 """The run's id, handed from ``invoke``/``stream`` (and their async forms) to ``_plan``: LangChain calls
@@ -105,8 +101,6 @@ DEFAULT_CONFIG_PREFIX = "energyrouter"
 
 FLAG_CACHE_HIT = "cache_hit"
 """Energy flag of an answer replayed from a LangChain cache: nothing ran, 0 J."""
-
-_PIPELINE_ONLY_KWARGS = ("pipeline_kwargs", "skip_prompt")
 
 __all__ = ["DEFAULT_CONFIG_PREFIX", "FLAG_CACHE_HIT", "ROUTING_OPTIONS", "EnergyAwareRouter"]
 
@@ -574,121 +568,23 @@ class EnergyAwareRouter(BaseChatModel):
         stop: list[str] | None,
         run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None = None,
     ) -> RoutedCall:
-        routed = kwargs.pop("routed", None)
         given_run_id = kwargs.pop(RUN_ID_KEYWORD, None)
-        if routed is not None:
-            return self._resume(routed, kwargs, stop, run_manager, given_run_id)
-        rt = self._runtime()
-        admission = kwargs.pop("admission", None)
-        options = {**self._ambient_options(), **{key: kwargs.pop(key) for key in ROUTING_OPTIONS if key in kwargs}}
-        cap = request_output_cap(kwargs)
-        for key in ("max_tokens", "max_new_tokens"):
-            kwargs.pop(key, None)
-        if cap is None:
-            cap = self.max_tokens
-        tools = kwargs.pop("tools", None)
-        tool_choice = kwargs.pop("tool_choice", None)
-        forced = options.get("model")
-        if forced is not None and forced not in rt.candidates:
-            raise UnknownModelError(f"Cannot route to model {forced!r}: the router's models are {list(rt.candidates)}.")
-        exclude: dict[str, str] = {}
-        if tools:
-            exclude = {name: f"cannot call tools: {why}" for name, why in rt.tool_reasons.items()}
-            if len(exclude) == len(rt.candidates) or (forced is not None and forced in exclude):
-                who = [forced] if forced is not None and forced in exclude else list(exclude)
-                detail = "; ".join(f"{n}: {exclude[n]}" for n in who)
-                raise NoFeasibleModelError(
-                    f"Tools are bound but no usable candidate calls tools ({detail}). Add a tool-calling model "
-                    "(e.g. a ChatHuggingFace over an endpoint), list it in tool_models, or do not bind tools.",
-                    {n: exclude[n] for n in who},
-                )
-        asked = options.get("exclude") or {}
-        if asked:
-            asked = asked if isinstance(asked, Mapping) else dict.fromkeys(asked, "excluded by the caller")
-            check_names("exclude", list(asked), rt.candidates)
-            exclude = {**{name: str(why) for name, why in asked.items()}, **exclude}
-        # Excluded candidates cannot win: characters / 4 is enough for their (reported) prediction.
-        counts = rt.counter.count_all(messages, tools, approximate=exclude.keys() - {forced})
-        task_type = options.get("task_type", self.task_type)
-        estimate = None
-        if rt.prompt_routing is not None:
-            estimate = rt.prompt_routing.predict(prompt_text(messages), max(counts.values()), task_type)
-        decision = rt.scheduler.decide(
-            counts,
-            cap if cap is not None else rt.configured_caps,
-            weights=options.get("weights"),
-            constraints=options.get("constraints"),
-            task_type=task_type,
-            exclude=exclude or None,
-            force=forced,
-            in_flight=rt.live.before_decision(rt.candidates),
-            prompt_accuracy=estimate.accuracy if estimate is not None else None,
-            prompt_output_tokens=estimate.output_tokens if estimate is not None else None,
-        )
-        can_fall_back = self.fallback and forced is None
-        order = [decision.model]
-        if can_fall_back:
-            order += [name for name in decision.ranking if name != decision.model]
         run_id = str(run_manager.run_id) if run_manager is not None else given_run_id
-        return RoutedCall(
-            rt, decision, order, can_fall_back, kwargs, cap, tools, tool_choice, stop, self.fallback_on, admission,
-            run_id=run_id, started=run_manager is not None, estimate=estimate,
-        )  # fmt: skip
-
-    @staticmethod
-    def _resume(
-        routed: Any,
-        kwargs: dict[str, Any],
-        stop: list[str] | None,
-        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
-        given_run_id: str | None = None,
-    ) -> RoutedCall:
-        """The run of a call planned by :meth:`plan` (its options were applied then; the run's are dropped)."""
-        if not isinstance(routed, RoutedCall):
-            raise TypeError(
-                f"routed= takes the RoutedCall that router.plan(...) returned, got {type(routed).__name__}."
-            )
-        if routed.started:
-            raise RoutingError(f"{routed!r} has run already; plan the call again for another run.")
-        routed.started = True
-        for key in (*ROUTING_OPTIONS, "admission", "tools", "tool_choice", "max_tokens", "max_new_tokens"):
-            kwargs.pop(key, None)
-        routed.kwargs.update(kwargs)
-        if stop is not None:
-            routed.stop = stop
-        if run_manager is not None:
-            routed.run_id = str(run_manager.run_id)
-        elif given_run_id is not None:
-            routed.run_id = given_run_id
-        return routed
-
-    def _prepare(self, name: str, plan: RoutedCall) -> tuple[BaseChatModel, dict[str, Any]]:
-        """The candidate and the keywords to call it with (output cap, stop strings and tools in its own form).
-
-        ``pipeline_kwargs`` / ``skip_prompt`` reach local pipelines only: an endpoint would reject them.
-        """
-        model = plan.rt.candidates[name]
-        kwargs = dict(plan.kwargs)
-        is_local_pipeline = local_pipeline(model) is not None
-        if not is_local_pipeline:
-            for key in _PIPELINE_ONLY_KWARGS:
-                kwargs.pop(key, None)
-        if plan.output_cap is not None:
-            if is_local_pipeline:
-                kwargs["pipeline_kwargs"] = {**(kwargs.get("pipeline_kwargs") or {}), "max_new_tokens": plan.output_cap}
-            else:
-                kwargs["max_tokens"] = plan.output_cap
-        if is_local_pipeline:
-            kwargs = stop_pipeline_kwargs(kwargs, plan.stop)
-        if plan.tools:
-            kwargs.update(tool_kwargs(model, plan.tools, plan.tool_choice))
-        return model, kwargs
+        routed = kwargs.pop("routed", None)
+        if routed is not None:
+            return resume_call(routed, kwargs, stop, run_id)
+        defaults = PlanDefaults(
+            self._ambient_options(), self.max_tokens, self.task_type, self.fallback, self.fallback_on
+        )
+        return plan_call(
+            self._runtime(), messages, kwargs, stop, defaults, run_id=run_id, started=run_manager is not None
+        )
 
     # -- attempts --------------------------------------------------------------
     def _start_attempt(self, name: str, plan: RoutedCall) -> tuple[BaseChatModel, dict[str, Any], Attempt] | None:
         """Prepare the call to ``name``, wait for its rate limiter, then admit it, count it in flight and open
         its meter window; None when the call's admission refuses it."""
-        model, call_kwargs = self._prepare(name, plan)
+        model, call_kwargs = candidate_call(name, plan)
         if model.rate_limiter is not None:
             model.rate_limiter.acquire(blocking=True)
         attempt = plan.attempt(name)
@@ -698,7 +594,7 @@ class EnergyAwareRouter(BaseChatModel):
         self, name: str, plan: RoutedCall
     ) -> tuple[BaseChatModel, dict[str, Any], Attempt] | None:
         """:meth:`_start_attempt` for async calls (the rate limiter is awaited)."""
-        model, call_kwargs = self._prepare(name, plan)
+        model, call_kwargs = candidate_call(name, plan)
         if model.rate_limiter is not None:
             await model.rate_limiter.aacquire(blocking=True)
         attempt = plan.attempt(name)
