@@ -26,21 +26,20 @@ Prompts and answers are logged only with ``log_prompts``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import json
 import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, convert_to_messages
+from langchain_core.messages import BaseMessage, convert_to_messages
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -54,6 +53,8 @@ from langchain_energyrouter.errors import (
 from langchain_energyrouter.scoring import Constraints, Weights
 from langchain_energyrouter.server.config import AppSettings
 from langchain_energyrouter.server.metrics import CONTENT_TYPE_LATEST, ServerMetrics
+from langchain_energyrouter.server.streaming import first_chunk, prepend, serving, stream_completion
+from langchain_energyrouter.server.wire import ApiError, dumps, finish_reason, openai_tool_calls, usage_body
 
 if TYPE_CHECKING:
     from langchain_energyrouter.routed import RoutedCall
@@ -71,54 +72,6 @@ KEEP_ALIVE_S = 75
 """Seconds uvicorn keeps an idle connection open. Longer than a client pool's idle expiry (httpx 5 s, openai
 5 s, load balancers 60 s): with equal timeouts a client reuses a connection just as the server closes it, and
 the request dies with a connection reset (about one in 2,000 under load)."""
-
-
-# -- errors ----------------------------------------------------------------------
-class ApiError(Exception):
-    """An error answered as an OpenAI-style JSON body with its HTTP status."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        type: str = "invalid_request_error",
-        param: str | None = None,
-        code: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.type = type
-        self.param = param
-        self.code = code
-        self.headers = dict(headers or {})
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-
-    def response(self) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
-
-
-def _dumps(payload: Any) -> str:
-    """Compact JSON of ``payload``; non-finite floats (JSON has none) become null, at a cost only when present."""
-    try:
-        return json.dumps(payload, separators=(",", ":"), allow_nan=False)
-    except (ValueError, TypeError):  # inf/nan, or a value json does not know (written as its str)
-        return json.dumps(_finite(payload), separators=(",", ":"), allow_nan=False, default=str)
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with non-finite floats as None and tuples as lists."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 # -- request schema --------------------------------------------------------------
@@ -400,36 +353,6 @@ class _Server:
             logger.info("%s prompt=%r answer=%r", rid, [m.content for m in messages], text)
 
 
-def _openai_tool_calls(message: AIMessage) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": call.get("id") or f"call_{uuid.uuid4().hex[:24]}",
-            "type": "function",
-            "function": {"name": call["name"], "arguments": json.dumps(call.get("args") or {})},
-        }
-        for call in message.tool_calls
-    ]
-
-
-def _usage(usage: Mapping[str, Any] | None) -> dict[str, int]:
-    usage = usage or {}
-    prompt = int(usage.get("input_tokens") or 0)
-    completion = int(usage.get("output_tokens") or 0)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-
-
-def _finish_reason(has_tool_calls: bool, usage: Mapping[str, Any], decision: Decision, name: str) -> str:
-    if has_tool_calls:
-        return "tool_calls"
-    cap = decision.max_output_tokens
-    limit = cap.get(name) if isinstance(cap, Mapping) else cap
-    return "length" if limit is not None and int(usage.get("completion_tokens") or 0) >= limit else "stop"
-
-
-def _sse(payload: Mapping[str, Any]) -> bytes:
-    return f"data: {_dumps(payload)}\n\n".encode()
-
-
 def create_app(
     router: EnergyAwareRouter,
     settings: AppSettings | None = None,
@@ -534,16 +457,16 @@ def create_app(
         rid = f"chatcmpl-{uuid.uuid4().hex}"
         if req.stream:
             include_usage = bool((req.stream_options or {}).get("include_usage"))
-            sse = _stream(server, rid, messages, call, include_usage, started)
+            chunks = stream_completion(server, rid, messages, call, include_usage, started)
             # Run to the first chunk before answering: fallbacks happen only before it, so the header names the
             # candidate that serves, and a stream that fails before any token is an HTTP error, not a 200.
-            first = await _first_chunk(request, sse)
+            first = await first_chunk(request, chunks)
             if first is None:  # the client left before the first token: its slot is free again
                 return Response(status_code=499)
-            headers = {"x-energyrouter-model": _serving(call), "cache-control": "no-cache"}
+            headers = {"x-energyrouter-model": serving(call), "cache-control": "no-cache"}
             if call.run_id:
                 headers["x-energyrouter-run-id"] = call.run_id
-            return StreamingResponse(_prepend(first, sse), media_type="text/event-stream", headers=headers)
+            return StreamingResponse(prepend(first, chunks), media_type="text/event-stream", headers=headers)
         try:
             message = await router.ainvoke(messages, routed=call)
         except CandidatesBusyError:
@@ -557,13 +480,13 @@ def create_app(
         server.count_failures(rid, call, name, stream=False)
         decision = call.decision
         metadata = message.response_metadata
-        usage = _usage(message.usage_metadata)  # type: ignore[arg-type]
+        usage = usage_body(message.usage_metadata)  # type: ignore[arg-type]
         server.metrics.observe_answer(name, metadata, message.usage_metadata)  # type: ignore[arg-type]
         server.metrics.requests.labels(model=name, stream="false", outcome="ok").inc()
         server.metrics.request_seconds.labels(model=name).observe(time.perf_counter() - started)
         text = message.text if isinstance(message.text, str) else str(message.text)
         server.log_answer(rid, name, metadata, messages, text)
-        tool_calls = _openai_tool_calls(message)
+        tool_calls = openai_tool_calls(message)
         reply: dict[str, Any] = {"role": "assistant", "content": text}
         if tool_calls:
             reply["tool_calls"] = tool_calls
@@ -576,7 +499,7 @@ def create_app(
                 {
                     "index": 0,
                     "message": reply,
-                    "finish_reason": _finish_reason(bool(tool_calls), usage, decision, name),
+                    "finish_reason": finish_reason(bool(tool_calls), usage, decision, name),
                     "logprobs": None,
                 }
             ],
@@ -591,146 +514,6 @@ def create_app(
         run_id = (metadata.get("routing") or {}).get("run_id")
         if run_id:
             headers["x-energyrouter-run-id"] = str(run_id)
-        return Response(_dumps(body), media_type="application/json", headers=headers)
+        return Response(dumps(body), media_type="application/json", headers=headers)
 
     return app
-
-
-def _serving(call: RoutedCall) -> str:
-    """The candidate of the attempt under way (the last one begun), else the planned one."""
-    return next(reversed(call.attempts), call.model)
-
-
-async def _first_chunk(request: Request, sse: AsyncGenerator[bytes, None]) -> bytes | None:
-    """The stream's first chunk, or None (the stream closed, its slot freed) when the client leaves first.
-
-    Nothing else watches the connection until the response starts, so the wait races a disconnect.
-    An :class:`ApiError` from the stream (a failure before any token) propagates.
-    """
-    peek = asyncio.ensure_future(anext(sse))
-    left = asyncio.ensure_future(_disconnected(request))
-    try:
-        await asyncio.wait({peek, left}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        left.cancel()
-    if peek.done():
-        return peek.result()
-    peek.cancel()
-    with contextlib.suppress(BaseException):
-        await peek
-    await sse.aclose()
-    return None
-
-
-async def _disconnected(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
-async def _prepend(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
-    try:
-        yield first
-        async for part in rest:
-            yield part
-    finally:
-        await rest.aclose()  # at once, not when the collector finds it: the stream's slot is freed here
-
-
-async def _stream(
-    server: _Server,
-    rid: str,
-    messages: list[BaseMessage],
-    call: RoutedCall,
-    include_usage: bool,
-    started: float,
-) -> AsyncGenerator[bytes, None]:
-    """SSE chunks of one streamed completion: the router runs ``call``, falling back before the first token.
-
-    A failure before the first chunk raises :class:`ApiError` (the handler answers it with its status); one
-    after it ends the stream with an error event.
-    """
-    created = int(time.time())
-
-    def serving() -> str:
-        return _serving(call)
-
-    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
-        payload = {
-            "id": rid,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": serving(),
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
-            **extra,
-        }
-        return _sse(payload)
-
-    sent = False
-    text_parts: list[str] = []
-    final: AIMessageChunk | None = None
-    tool_calls = False
-    try:
-        try:
-            async for piece in server.router.astream(messages, routed=call):
-                if piece.response_metadata.get("routing"):
-                    final = piece
-                text = piece.text if isinstance(piece.text, str) else ""
-                delta: dict[str, Any] = {}
-                if text:
-                    delta["content"] = text
-                    text_parts.append(text)
-                if piece.tool_call_chunks:
-                    tool_calls = True
-                    delta["tool_calls"] = [
-                        {
-                            "index": c.get("index") or 0,
-                            **({"id": c["id"], "type": "function"} if c.get("id") else {}),
-                            "function": {
-                                **({"name": c["name"]} if c.get("name") else {}),
-                                "arguments": c.get("args") or "",
-                            },
-                        }
-                        for c in piece.tool_call_chunks
-                    ]
-                if delta:
-                    if not sent:
-                        delta = {"role": "assistant", **delta}
-                    sent = True
-                    yield chunk(delta)
-        except Exception as err:
-            server.count_failures(rid, call, None, stream=True)
-            if isinstance(err, CandidatesBusyError):
-                error = server.busy(call.order)
-            elif not sent:
-                error = server.upstream_error(call)
-            else:
-                name = serving()
-                error = ApiError(
-                    502, f"Candidate {name} failed: {type(err).__name__}: {err}", type="server_error",
-                    code="upstream_error",
-                )  # fmt: skip
-            if not sent:
-                raise error from None
-            yield _sse(error.body())
-            yield b"data: [DONE]\n\n"
-            return
-    finally:
-        call.close()  # the client went away (or the server is shutting down) mid-answer: free the slot now
-    metadata = final.response_metadata if final is not None else {}
-    name = (metadata.get("routing") or {}).get("served_by") or serving()
-    server.count_failures(rid, call, name, stream=True)
-    own_usage = final.usage_metadata if final is not None else None
-    usage = _usage(own_usage)  # type: ignore[arg-type]
-    server.metrics.observe_answer(name, metadata, own_usage)  # type: ignore[arg-type]
-    server.metrics.requests.labels(model=name, stream="true", outcome="ok").inc()
-    server.metrics.request_seconds.labels(model=name).observe(time.perf_counter() - started)
-    server.log_answer(rid, name, metadata, messages, "".join(text_parts))
-    extension = server.extension(call.decision, name, metadata)
-    finish = _finish_reason(tool_calls, usage, call.decision, name)
-    yield chunk({} if sent else {"role": "assistant", "content": ""}, finish, energyrouter=extension)
-    if include_usage:
-        yield _sse(
-            {"id": rid, "object": "chat.completion.chunk", "created": created, "model": name, "choices": [],
-             "usage": usage},
-        )  # fmt: skip
-    yield b"data: [DONE]\n\n"

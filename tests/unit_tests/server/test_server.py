@@ -321,7 +321,7 @@ def test_a_stream_names_the_candidate_that_serves_and_fails_with_a_status_before
 def test_json_bodies_write_non_finite_numbers_as_null() -> None:
     from types import MappingProxyType
 
-    from langchain_energyrouter.server.app import _dumps
+    from langchain_energyrouter.server.wire import dumps as _dumps
 
     assert _dumps({"a": 1.5, "b": [2, 3]}) == '{"a":1.5,"b":[2,3]}'
     assert json.loads(_dumps({"x": float("nan"), "y": (float("inf"), 1.0)})) == {"x": None, "y": [None, 1.0]}
