@@ -312,14 +312,14 @@ class EnergyAwareRouter(BaseChatModel):
     def _build_runtime(self) -> Self:
         """Derive the scheduler, counter and meters from the settings (again after each assignment), and the
         capability profile unless one was given."""
+        return self._refresh()
+
+    def _refresh(self) -> Self:
+        """Rebuild the runtime if one of the router's own settings changed (not after LangChain's own fields
+        change: metadata, tags, callbacks...), then the capability profile."""
         rt = (self.__pydantic_private__ or {}).get("_rt")
-        settings = self.runtime_settings()
-        if (
-            rt is None
-            or len(rt.settings) != len(settings)
-            or any(a is not b for a, b in zip(rt.settings, settings, strict=True))
-        ):
-            self._derive_runtime()  # not after LangChain's own fields change (metadata, tags, callbacks...)
+        if rt is None or any(a is not b for a, b in zip(rt.settings, self.runtime_settings(), strict=True)):
+            self._derive_runtime()
         self._derive_capabilities()
         return self
 
@@ -344,9 +344,7 @@ class EnergyAwareRouter(BaseChatModel):
         finally:
             if rt is not None:
                 private["_rt"] = rt
-        copy._derive_runtime()
-        copy._derive_capabilities()
-        return copy
+        return copy._refresh()
 
     def _set_model_profile(self) -> Self:  # type: ignore[override]
         """LangChain's own profile resolution is replaced by :meth:`_build_runtime` (no re-validation)."""

@@ -118,9 +118,9 @@ class RouterRuntime:
         self.configured_caps = {name: configured_output_cap(m) for name, m in candidates.items()}
         self._mismatch: dict[str, dict[str, str]] | None = None
         self.invocation_params = None
+        """The router's LangChain identity (``dict()``), filled on first use; a settings change rebuilds it."""
         self.settings = router.runtime_settings()
         """The router's settings this was built from (by identity: an assignment that changes none keeps it)."""
-        """The router's LangChain identity (``dict()``), filled on first use; a settings change rebuilds it."""
         check_names("engine_metrics", list(router.engine_metrics or {}), candidates)
         self.live = LiveState.create(
             self.scheduler,

@@ -144,9 +144,6 @@ class Slots:
         self.counts[name] -= 1
         self._metrics.in_flight.labels(model=name).set(self.counts[name])
 
-    def has_room(self, name: str) -> bool:
-        return self.counts[name] < self.limits[name]
-
     def full(self) -> dict[str, str]:
         """Candidates without a free slot, and why (the reason the decision shows)."""
         return {
