@@ -183,7 +183,7 @@ class StaticEmbeddingEncoder:
             from tokenizers import Tokenizer
         except ImportError as err:
             raise missing_extra("tokenizers", "prompt", "The minilm-static prompt encoder") from err
-        from langchain_energyrouter.models import cached_build, default_cache_dir
+        from langchain_energyrouter.model_cache import cached_build, default_cache_dir
 
         source = _minilm_dir()
         root = Path(cache_dir) if cache_dir is not None else default_cache_dir()

@@ -15,10 +15,11 @@ are this package's embedded defaults (see :data:`EMBEDDED_MODELS`):
 De-quantising a GGUF takes tens of seconds, so it is done once: the fp32 model
 and its tokenizer are saved under the user cache directory
 (:func:`default_cache_dir`) and later starts load that copy in about a second.
-A cache entry is built in a temporary directory, sealed with a completion
-marker listing every file and its size, then renamed into place; an entry
-without a valid marker is deleted and rebuilt, never loaded. A lock file
-serialises concurrent first loads of the same entry.
+The cache itself (:mod:`~langchain_energyrouter.model_cache`) builds an entry
+in a temporary directory, seals it with a completion marker listing every file
+and its size, then renames it into place; an entry without a valid marker is
+deleted and rebuilt, never loaded. A lock file serialises concurrent first
+loads of the same entry.
 
 Nothing here talks to the Hugging Face hub unless given a hub id, and the
 library never sets ``HF_HUB_OFFLINE`` (it would also block self-hosted
@@ -28,40 +29,35 @@ without touching the network.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
 import hashlib
 import importlib.util
-import json
 import os
-import shutil
-import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import platformdirs
-from filelock import FileLock
-
 from langchain_energyrouter.errors import MissingExtraError, ModelLoadError
+from langchain_energyrouter.model_cache import (
+    cached_build,
+    default_cache_dir,
+    file_fingerprint,
+    is_valid_cache_entry,
+    remove_path,
+)
 
 if TYPE_CHECKING:
     from langchain_huggingface import ChatHuggingFace
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = [
-    "CACHE_MARKER",
     "EMBEDDED_MODELS",
     "GEMMA_CHAT_TEMPLATE",
     "EmbeddedModel",
     "ModelKind",
     "ResolvedModel",
-    "cached_build",
-    "default_cache_dir",
     "installed_embedded_models",
-    "is_valid_cache_entry",
     "load_chat_model",
     "load_model_and_tokenizer",
     "resolve_model",
@@ -69,15 +65,8 @@ __all__ = [
 
 ModelKind = Literal["embedded", "directory", "gguf", "hub"]
 
-_APP_NAME = "langchain-energyrouter"
-
-CACHE_MARKER = ".energyrouter-complete.json"
-"""Name of the completion marker written last into every cache entry."""
-
-_CACHE_FORMAT = 1
 # Bump when the conversion itself changes, so old cache entries are not reused.
 _CONVERTER_VERSION = 1
-_FINGERPRINT_CHUNK_BYTES = 1 << 20
 
 GEMMA_CHAT_TEMPLATE = (
     "{{ bos_token }}"
@@ -251,160 +240,13 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
 """Short name -> embedded model. ``load_chat_model("smollm2-135m")`` uses these."""
 
 
-# --------------------------------------------------------------------------- cache
-
-
-def default_cache_dir() -> Path:
-    """The user cache directory of this package.
-
-    ``$LANGCHAIN_ENERGYROUTER_CACHE`` if set, else the platform's user cache
-    directory from ``platformdirs``: on Linux ``$XDG_CACHE_HOME/langchain-energyrouter``,
-    else ``~/.cache/langchain-energyrouter`` (as before); on macOS
-    ``~/Library/Caches/langchain-energyrouter``; on Windows
-    ``%LOCALAPPDATA%\\langchain-energyrouter\\Cache``.
-    """
-    explicit = os.environ.get("LANGCHAIN_ENERGYROUTER_CACHE")
-    if explicit:
-        return Path(explicit).expanduser()
-    return platformdirs.user_cache_path(_APP_NAME, appauthor=False)
-
-
-def _file_fingerprint(path: Path) -> str:
-    """Cheap content fingerprint: size plus SHA-256 of the first and last MiB."""
-    size = path.stat().st_size
-    digest = hashlib.sha256(str(size).encode())
-    with path.open("rb") as handle:
-        digest.update(handle.read(_FINGERPRINT_CHUNK_BYTES))
-        if size > _FINGERPRINT_CHUNK_BYTES:
-            handle.seek(max(_FINGERPRINT_CHUNK_BYTES, size - _FINGERPRINT_CHUNK_BYTES))
-            digest.update(handle.read(_FINGERPRINT_CHUNK_BYTES))
-    return digest.hexdigest()
-
-
+# --------------------------------------------------------------------------- cache keys
 def _cache_key(label: str, files: list[Path]) -> str:
     digest = hashlib.sha256(f"converter={_CONVERTER_VERSION}".encode())
     for path in files:
-        digest.update(_file_fingerprint(path).encode())
+        digest.update(file_fingerprint(path).encode())
     slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in label).strip("-.") or "model"
     return f"{slug[:64]}-{digest.hexdigest()[:16]}"
-
-
-def _listing(directory: Path) -> dict[str, int]:
-    """Relative path -> size in bytes of every file under ``directory`` but the marker."""
-    return {
-        p.relative_to(directory).as_posix(): p.stat().st_size
-        for p in sorted(directory.rglob("*"))
-        if p.is_file() and p.name != CACHE_MARKER
-    }
-
-
-def is_valid_cache_entry(directory: str | Path) -> bool:
-    """Whether ``directory`` is a complete cache entry.
-
-    Complete means: it holds a readable marker (see :data:`CACHE_MARKER`) whose
-    file list matches the directory exactly, sizes included.
-    """
-    path = Path(directory)
-    marker = path / CACHE_MARKER
-    try:
-        data = json.loads(marker.read_text(encoding="utf-8"))
-        expected = data["files"]
-        if data.get("format") != _CACHE_FORMAT or not isinstance(expected, dict) or not expected:
-            return False
-        return bool(_listing(path) == {str(k): int(v) for k, v in expected.items()})
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return False
-
-
-@contextlib.contextmanager
-def _exclusive_lock(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``lock_path`` (blocking), between processes and threads.
-
-    ``filelock`` picks the platform's lock (``fcntl`` on POSIX, ``msvcrt`` on Windows),
-    so concurrent builders wait everywhere instead of duplicating the work.
-    """
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(lock_path, thread_local=False, is_singleton=False):
-        yield
-
-
-def _remove(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def cached_build(
-    root: str | Path,
-    key: str,
-    build: Callable[[Path], None],
-    *,
-    info: Mapping[str, Any] | None = None,
-) -> Path:
-    """Return the cache entry ``root/key``, building it first if needed.
-
-    ``build(tmp_dir)`` writes the artifact's files into an empty temporary
-    directory. The completion marker is written last and the directory is then
-    renamed into place, so a reader never sees a half-written entry. An
-    existing entry without a valid marker (a crashed build, a truncated file)
-    is deleted and rebuilt. Concurrent callers for the same key wait on a lock
-    file and then reuse the first caller's entry.
-
-    Args:
-        root: cache directory holding the entries.
-        key: entry name (a file-name-safe string).
-        build: writes the artifact into the directory it is given.
-        info: extra JSON-serialisable facts to record in the marker.
-
-    Returns:
-        The path of the valid entry.
-
-    Raises:
-        ModelLoadError: if ``build`` wrote nothing.
-        Exception: whatever ``build`` raises (the temporary directory is removed).
-    """
-    root_path = Path(root)
-    final = root_path / key
-    if is_valid_cache_entry(final):
-        return final
-    root_path.mkdir(parents=True, exist_ok=True)
-    with _exclusive_lock(root_path / ".locks" / f"{key}.lock"):
-        if is_valid_cache_entry(final):  # another process finished while we waited
-            return final
-        # Under the lock, leftovers for this key belong to dead builds.
-        for stale in root_path.glob(f".tmp-{key}-*"):
-            _remove(stale)
-        if final.exists():
-            _remove(final)
-        tmp = root_path / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
-            started = time.perf_counter()
-            build(tmp)
-            files = _listing(tmp)
-            if not files:
-                msg = f"Building cache entry {final} produced no files."
-                raise ModelLoadError(msg)
-            marker = {
-                "format": _CACHE_FORMAT,
-                "key": key,
-                "created_unix_s": time.time(),
-                "build_s": round(time.perf_counter() - started, 3),
-                "info": dict(info or {}),
-                "files": files,
-            }
-            partial = tmp / f"{CACHE_MARKER}.partial"
-            partial.write_text(json.dumps(marker, indent=1, sort_keys=True), encoding="utf-8")
-            os.replace(partial, tmp / CACHE_MARKER)
-            try:
-                os.rename(tmp, final)
-            except OSError:
-                # Lost a race with a lock-less writer: keep theirs if it is whole.
-                if not is_valid_cache_entry(final):
-                    raise
-                _remove(tmp)
-        except BaseException:
-            _remove(tmp)
-            raise
-    return final
 
 
 # --------------------------------------------------------------------------- resolution
@@ -578,7 +420,7 @@ def _build_converted(resolved: ResolvedModel) -> Callable[[Path], None]:
             try:
                 _convert_gguf(gguf, destination, embedded.chat_template)
             finally:
-                _remove(staging)
+                remove_path(staging)
         else:
             assert resolved.gguf_file is not None
             _convert_gguf(resolved.gguf_file, destination, None)

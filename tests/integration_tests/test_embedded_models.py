@@ -17,12 +17,9 @@ from pathlib import Path
 import pytest
 from langchain_core.messages import AIMessage
 
+from langchain_energyrouter.model_cache import CACHE_MARKER, cached_build, default_cache_dir, is_valid_cache_entry
 from langchain_energyrouter.models import (
-    CACHE_MARKER,
     EMBEDDED_MODELS,
-    cached_build,
-    default_cache_dir,
-    is_valid_cache_entry,
     load_chat_model,
     load_model_and_tokenizer,
     resolve_model,

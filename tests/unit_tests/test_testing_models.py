@@ -16,14 +16,11 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from langchain_energyrouter.errors import EnergyRouterError, MissingExtraError, ModelLoadError
+from langchain_energyrouter.model_cache import CACHE_MARKER, cached_build, default_cache_dir, is_valid_cache_entry
 from langchain_energyrouter.models import (
-    CACHE_MARKER,
     EMBEDDED_MODELS,
     GEMMA_CHAT_TEMPLATE,
     EmbeddedModel,
-    cached_build,
-    default_cache_dir,
-    is_valid_cache_entry,
     load_chat_model,
     load_model_and_tokenizer,
     resolve_model,
@@ -369,7 +366,7 @@ def test_concurrent_first_builds_share_one_entry(tmp_path: Path) -> None:
 _PROCESS_BUILDER = """
 import sys, time
 from pathlib import Path
-from langchain_energyrouter.models import cached_build
+from langchain_energyrouter.model_cache import cached_build
 
 root, log = Path(sys.argv[1]), Path(sys.argv[2])
 
