@@ -9,8 +9,8 @@ Everything here is duck-typed: a ``ChatHuggingFace`` over a local
 * :func:`candidate_device`: the torch device its pipeline's weights are on
   (``"cuda:1"``, ``"cpu"``), which picks its meter.
 * :func:`tool_incapability`: why it cannot call tools.
-* :func:`named_models` / :func:`tool_kwargs`: the router's constructor and
-  per-call helpers.
+* :func:`named_models` / :func:`check_names` / :func:`tool_kwargs`: the router's
+  constructor and per-call helpers.
 """
 
 from __future__ import annotations
@@ -21,10 +21,13 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableBinding
 
+from langchain_energyrouter.errors import UnknownModelError
+
 _URL_ATTRS = ("endpoint_url", "inference_server_url", "base_url", "openai_api_base", "api_base", "api_url")
 
 __all__ = [
     "candidate_device",
+    "check_names",
     "local_pipeline",
     "model_name_of",
     "named_models",
@@ -176,3 +179,11 @@ def tool_kwargs(model: BaseChatModel, tools: list[dict[str, Any]], tool_choice: 
     if choice is not None:
         kwargs["tool_choice"] = choice
     return kwargs
+
+
+def check_names(option: str, names: Sequence[str], candidates: Mapping[str, Any]) -> list[str]:
+    """``names`` if every one is a candidate, else :class:`UnknownModelError` naming the option."""
+    unknown = [n for n in names if n not in candidates]
+    if unknown:
+        raise UnknownModelError(f"{option} names unknown model(s) {unknown}; candidates are {list(candidates)}.")
+    return list(names)

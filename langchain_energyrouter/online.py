@@ -59,6 +59,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from langchain_energyrouter.cost import Coefficients, LoadTuple, load_factors
+from langchain_energyrouter.energy.base import FLAG_BELOW_RESOLUTION, FLAG_COUNTER_WENT_BACKWARDS, FLAG_OVERLAPPED
 from langchain_energyrouter.errors import ProfileError, UnknownModelError
 
 if TYPE_CHECKING:
@@ -66,11 +67,6 @@ if TYPE_CHECKING:
 
 STATE_VERSION = 1
 """Version of the dicts written by ``to_state()``; ``from_state()`` refuses newer ones."""
-
-FLAG_COUNTER_WENT_BACKWARDS = "counter_went_backwards"
-FLAG_BELOW_RESOLUTION = "below_resolution"
-FLAG_OVERLAPPED = "overlapped"
-# (the same strings as langchain_energyrouter.energy.base; not imported to keep this module light)
 
 _DEFAULT_INPUT_SCALE = 32.0
 _DEFAULT_OUTPUT_SCALE = 64.0

@@ -12,12 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from langchain_energyrouter.candidates import local_pipeline, tool_kwargs
+from langchain_energyrouter.candidates import check_names, local_pipeline, tool_kwargs
 from langchain_energyrouter.errors import NoFeasibleModelError, RoutingError, UnknownModelError
 from langchain_energyrouter.live import prompt_text
 from langchain_energyrouter.local_stream import stop_pipeline_kwargs
 from langchain_energyrouter.routed import RoutedCall
-from langchain_energyrouter.runtime import check_names
 from langchain_energyrouter.tokens import request_output_cap
 
 if TYPE_CHECKING:

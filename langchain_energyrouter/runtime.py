@@ -2,26 +2,26 @@
 
 :class:`RouterRuntime` holds the candidates, the scheduler, the token counter, the
 meters per device, the live state (requests in flight, learning, the state store)
-and the per-prompt routing of one :class:`~langchain_energyrouter.router.EnergyAwareRouter`,
+and the per-prompt routing of one router (:class:`RouterSettings`: the fields of ``EnergyAwareRouter``),
 in one plain object (pydantic private attributes are slow to read on the hot path).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from langchain_core.language_models import BaseChatModel
 
 from langchain_energyrouter.candidates import (
     candidate_device,
+    check_names,
     model_name_of,
     named_models,
     runs_locally,
     tool_incapability,
 )
-from langchain_energyrouter.errors import ProfileError, UnknownModelError
+from langchain_energyrouter.errors import ProfileError
 from langchain_energyrouter.live import LiveState, build_prompt_routing
 from langchain_energyrouter.metering import CandidateMeters
 from langchain_energyrouter.profile import EnergyProfile
@@ -29,15 +29,34 @@ from langchain_energyrouter.scheduler import Scheduler
 from langchain_energyrouter.tokens import TokenCounter, configured_output_cap
 
 if TYPE_CHECKING:
-    from langchain_energyrouter.router import EnergyAwareRouter
+    from langchain_energyrouter.energy.base import EnergyMeter
+    from langchain_energyrouter.online import OnlineOptions
+    from langchain_energyrouter.scoring import Constraints, Normalizer, Weights
 
 
-def check_names(option: str, names: Sequence[str], candidates: Mapping[str, Any]) -> list[str]:
-    """``names`` if every one is a candidate, else :class:`UnknownModelError` naming the option."""
-    unknown = [n for n in names if n not in candidates]
-    if unknown:
-        raise UnknownModelError(f"{option} names unknown model(s) {unknown}; candidates are {list(candidates)}.")
-    return list(names)
+class RouterSettings(Protocol):
+    """The router settings a :class:`RouterRuntime` is built from (the fields of ``EnergyAwareRouter``)."""
+
+    models: dict[str, BaseChatModel]
+    energy_profile: EnergyProfile
+    weights: Weights
+    normalization: str | Normalizer
+    constraints: Constraints
+    pareto: bool
+    on_infeasible: Literal["raise", "least_violating"]
+    meter: EnergyMeter | None
+    local_models: list[str] | None
+    tool_models: list[str] | None
+    learn: bool
+    learn_in_background: bool
+    state_store: Any
+    online_options: OnlineOptions | None
+    prompt_routing: Any
+    engine_metrics: dict[str, str] | None
+
+    def runtime_settings(self) -> tuple[Any, ...]:
+        """The values the runtime was built from (compared by identity to detect a change)."""
+        ...
 
 
 class RouterRuntime:
@@ -74,7 +93,7 @@ class RouterRuntime:
         "tool_reasons",
     )
 
-    def __init__(self, router: EnergyAwareRouter, old: RouterRuntime | None = None) -> None:
+    def __init__(self, router: RouterSettings, old: RouterRuntime | None = None) -> None:
         """Build from the router's settings (coerced again, so a ``model_construct``-ed router works too).
 
         Raises:
@@ -129,7 +148,7 @@ class RouterRuntime:
             online_options=router.online_options,
             engine_metrics={n: (url, self.model_names[n]) for n, url in (router.engine_metrics or {}).items()},
             previous=old.live if old is not None else None,
-            background=bool(getattr(router, "learn_in_background", False)),
+            background=router.learn_in_background,
         )
         # Rebuilding per-prompt routing reloads the predictor file and forgets the runs kept for feedback:
         # keep it across a settings change that does not touch what it is built from.
@@ -169,4 +188,4 @@ def _same_inputs(old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:
     return old_spec is spec and old_profile is profile and old_store is store and old_names == names
 
 
-__all__ = ["RouterRuntime", "check_names"]
+__all__ = ["RouterRuntime", "RouterSettings"]

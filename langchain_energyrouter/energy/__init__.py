@@ -12,115 +12,55 @@ order and records why the better ones could not be used::
             reading = meter.end(handle)
         print(reading.as_metadata(), meter.unavailable)
 
-Nothing here imports ``pynvml`` or ``torch`` at import time.
+Nothing here imports ``pynvml`` or ``torch`` at import time, and importing the package imports no meter:
+its names load on first use, so ``energy.base`` (readings and flags) stays a light import for the learners.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-from langchain_energyrouter.energy.base import (
-    METHODS,
-    CumulativeMeter,
-    EnergyMeter,
-    EnergyReading,
-    WindowTracker,
-)
-from langchain_energyrouter.energy.estimate import DEFAULT_WATTS_PER_THREAD_W, EstimateMeter
-from langchain_energyrouter.energy.null import NullMeter
-from langchain_energyrouter.energy.nvml import DeviceSpec, NvmlCounterMeter, NvmlPollMeter
-from langchain_energyrouter.energy.rapl import DEFAULT_POWERCAP_ROOT, RaplMeter
-from langchain_energyrouter.errors import MeterError
+if TYPE_CHECKING:
+    from langchain_energyrouter.energy.base import (
+        METHODS,
+        CumulativeMeter,
+        EnergyMeter,
+        EnergyReading,
+        WindowTracker,
+    )
+    from langchain_energyrouter.energy.estimate import EstimateMeter
+    from langchain_energyrouter.energy.null import NullMeter
+    from langchain_energyrouter.energy.nvml import NvmlCounterMeter, NvmlPollMeter
+    from langchain_energyrouter.energy.rapl import RaplMeter
+    from langchain_energyrouter.energy.select import METERS, default_meter, get_meter, select_meter
 
-METERS: dict[str, type[CumulativeMeter]] = {
-    "nvml_counter": NvmlCounterMeter,
-    "nvml_poll": NvmlPollMeter,
-    "rapl": RaplMeter,
-    "estimate": EstimateMeter,
-    "none": NullMeter,
+_LAZY = {
+    "METERS": "select",
+    "METHODS": "base",
+    "CumulativeMeter": "base",
+    "EnergyMeter": "base",
+    "EnergyReading": "base",
+    "EstimateMeter": "estimate",
+    "NullMeter": "null",
+    "NvmlCounterMeter": "nvml",
+    "NvmlPollMeter": "nvml",
+    "RaplMeter": "rapl",
+    "WindowTracker": "base",
+    "default_meter": "select",
+    "get_meter": "select",
+    "select_meter": "select",
 }
-"""Method name -> meter class, best first."""
 
 
-def get_meter(name: str, **kwargs: Any) -> CumulativeMeter:
-    """Construct the meter registered as ``name`` with ``kwargs``.
-
-    Raises:
-        MeterError: ``name`` is unknown, or the meter is unavailable here.
-    """
-    try:
-        cls = METERS[name]
-    except KeyError:
-        msg = f"Unknown energy meter {name!r}. Known meters: {list(METERS)}."
-        raise MeterError(msg) from None
-    return cls(**kwargs)
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def select_meter(
-    *,
-    devices: Sequence[DeviceSpec] | None = None,
-    powercap_root: str | Path = DEFAULT_POWERCAP_ROOT,
-    watts_per_thread_w: float = DEFAULT_WATTS_PER_THREAD_W,
-    methods: Sequence[str] = METHODS,
-) -> tuple[CumulativeMeter, list[tuple[str, str]]]:
-    """Build the first meter in ``methods`` that works here.
-
-    Args:
-        devices: GPUs for the NVML meters (``None``: every visible GPU).
-        powercap_root: sysfs powercap directory for RAPL.
-        watts_per_thread_w: watts per busy CPU thread for ``estimate``.
-        methods: the order to try; must end with a meter that cannot fail
-            (``"estimate"`` or ``"none"``) to never raise.
-
-    Returns:
-        The meter, and ``(method, reason)`` for each better method skipped,
-        the reason starting with ``no library``, ``no driver``, ``not
-        supported`` or ``no permission``.
-
-    Raises:
-        MeterError: no method in ``methods`` worked.
-    """
-    options: dict[str, dict[str, Any]] = {
-        "nvml_counter": {"devices": devices},
-        "nvml_poll": {"devices": devices},
-        "rapl": {"root": powercap_root},
-        "estimate": {"watts_per_thread_w": watts_per_thread_w},
-        "none": {},
-    }
-    skipped: list[tuple[str, str]] = []
-    for method in methods:
-        try:
-            meter = get_meter(method, **options.get(method, {}))
-        except MeterError as err:
-            skipped.append((method, str(err)))
-        except ImportError as err:  # MissingExtraError: pynvml not installed
-            skipped.append((method, f"no library: {err}"))
-        else:
-            meter.unavailable = dict(skipped)
-            return meter, skipped
-    msg = f"No energy meter among {list(methods)} is available: " + "; ".join(f"{m}: {r}" for m, r in skipped)
-    raise MeterError(msg)
-
-
-def default_meter(
-    *,
-    devices: Sequence[DeviceSpec] | None = None,
-    powercap_root: str | Path = DEFAULT_POWERCAP_ROOT,
-    watts_per_thread_w: float = DEFAULT_WATTS_PER_THREAD_W,
-) -> CumulativeMeter:
-    """The best meter available here; ``meter.unavailable`` says why better ones were not.
-
-    Never raises: the last resort is :class:`NullMeter` (time only).
-
-    Args:
-        devices: GPUs for the NVML meters (``None``: every visible GPU).
-        powercap_root: sysfs powercap directory for RAPL.
-        watts_per_thread_w: watts per busy CPU thread for ``estimate``.
-    """
-    meter, _skipped = select_meter(devices=devices, powercap_root=powercap_root, watts_per_thread_w=watts_per_thread_w)
-    return meter
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
 
 
 __all__ = [

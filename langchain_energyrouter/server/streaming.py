@@ -17,7 +17,7 @@ from langchain_energyrouter.server.wire import ApiError, finish_reason, sse, usa
 
 if TYPE_CHECKING:
     from langchain_energyrouter.routed import RoutedCall
-    from langchain_energyrouter.server.app import _Server
+    from langchain_energyrouter.server.context import ServerContext
 
 __all__ = ["first_chunk", "prepend", "serving", "stream_completion"]
 
@@ -66,7 +66,7 @@ async def prepend(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncItera
 
 
 async def stream_completion(
-    server: _Server,
+    server: ServerContext,
     rid: str,
     messages: list[BaseMessage],
     call: RoutedCall,

@@ -1,4 +1,5 @@
-"""The OpenAI wire format of the routing server: error bodies, JSON, SSE lines, usage and finish reasons."""
+"""The OpenAI wire format of the routing server: request and error bodies, JSON, SSE lines, usage and finish
+reasons."""
 
 from __future__ import annotations
 
@@ -9,13 +10,29 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 if TYPE_CHECKING:
     from langchain_core.messages import AIMessage
 
     from langchain_energyrouter.scheduler import Decision
 
-__all__ = ["ApiError", "dumps", "finish_reason", "openai_tool_calls", "sse", "usage_body"]
+__all__ = [
+    "AUTO",
+    "ApiError",
+    "ChatRequest",
+    "FeedbackRequest",
+    "RoutingOptions",
+    "dumps",
+    "finish_reason",
+    "openai_tool_calls",
+    "sse",
+    "usage_body",
+    "validation_error",
+]
+
+AUTO = "auto"
+"""The model name that asks the server to route."""
 
 
 class ApiError(Exception):
@@ -93,3 +110,49 @@ def finish_reason(has_tool_calls: bool, usage: Mapping[str, Any], decision: Deci
 
 def sse(payload: Mapping[str, Any]) -> bytes:
     return f"data: {dumps(payload)}\n\n".encode()
+
+
+# -- request bodies --------------------------------------------------------------
+class RoutingOptions(BaseModel):
+    """The body's ``routing`` object (the OpenAI client's ``extra_body={"routing": {...}}``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weights: dict[str, Any] | list[float] | None = None
+    constraints: dict[str, Any] | None = None
+    task_type: str | None = None
+
+
+class ChatRequest(BaseModel):
+    """The fields of an OpenAI chat completion request this server reads (others are accepted and ignored)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = AUTO
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    max_tokens: int | None = Field(default=None, gt=0)
+    max_completion_tokens: int | None = Field(default=None, gt=0)
+    stop: str | list[str] | None = None
+    n: int = Field(default=1, ge=1, le=1)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None
+    routing: RoutingOptions | None = None
+
+
+class FeedbackRequest(BaseModel):
+    """``POST /v1/feedback``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str = Field(min_length=1)
+    score: float = Field(ge=0.0, le=1.0)
+    key: str | None = None
+
+
+def validation_error(err: ValidationError, prefix: str = "") -> ApiError:
+    first = err.errors()[0]
+    param = prefix + ".".join(str(p) for p in first["loc"])
+    problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in err.errors())
+    return ApiError(400, f"Invalid request: {problems}.", param=param or None, code="invalid_value")

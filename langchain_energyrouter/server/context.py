@@ -1,0 +1,260 @@
+"""The routing server's per-app state: the router, settings, per-candidate slots and metrics, and the
+request plumbing every handler shares (authorisation, bounded body reading, parsing, planning, refusals)."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Request
+from langchain_core.messages import BaseMessage, convert_to_messages
+from pydantic import ValidationError
+
+from langchain_energyrouter.errors import NoFeasibleModelError, UnknownModelError, WeightsError
+from langchain_energyrouter.scoring import Constraints, Weights
+from langchain_energyrouter.server.metrics import ServerMetrics
+from langchain_energyrouter.server.wire import AUTO, ApiError, ChatRequest, RoutingOptions, validation_error
+
+if TYPE_CHECKING:
+    from langchain_energyrouter.routed import RoutedCall
+    from langchain_energyrouter.router import EnergyAwareRouter
+    from langchain_energyrouter.scheduler import Decision
+    from langchain_energyrouter.server.config import AppSettings
+
+__all__ = ["ServerContext", "Slots"]
+
+logger = logging.getLogger("langchain_energyrouter.server")
+
+
+# -- per-candidate slots ---------------------------------------------------------
+class Slots:
+    """Requests in flight per candidate, bounded (only touched from the event loop: no lock needed).
+
+    It is the router's :class:`~langchain_energyrouter.routed.Admission`: each attempt takes a slot and
+    gives it back when it ends.
+    """
+
+    def __init__(self, limits: Mapping[str, int], metrics: ServerMetrics) -> None:
+        self.limits = dict(limits)
+        self.counts = dict.fromkeys(limits, 0)
+        self._metrics = metrics
+
+    def try_acquire(self, name: str) -> bool:
+        if self.counts[name] >= self.limits[name]:
+            return False
+        self.counts[name] += 1
+        self._metrics.in_flight.labels(model=name).set(self.counts[name])
+        return True
+
+    def release(self, name: str) -> None:
+        self.counts[name] -= 1
+        self._metrics.in_flight.labels(model=name).set(self.counts[name])
+
+    def full(self) -> dict[str, str]:
+        """Candidates without a free slot, and why (the reason the decision shows)."""
+        return {
+            name: f"at its limit of {limit} requests in flight"
+            for name, limit in self.limits.items()
+            if self.counts[name] >= limit
+        }
+
+
+# -- the handlers' shared state ---------------------------------------------------
+class ServerContext:
+    """The handlers' shared state: router, settings, slots, metrics."""
+
+    def __init__(self, router: EnergyAwareRouter, settings: AppSettings) -> None:
+        self.router = router
+        self.settings = settings
+        self.candidates = list(router.candidates)
+        unknown = sorted(set(settings.max_in_flight) - set(self.candidates))
+        if unknown:
+            raise ValueError(f"max_in_flight names {unknown}, which are not candidates ({self.candidates}).")
+        default = settings.limits.max_in_flight_per_candidate
+        limits = {name: settings.max_in_flight.get(name, default) for name in self.candidates}
+        self.metrics = ServerMetrics(self.candidates)
+        self.slots = Slots(limits, self.metrics)
+
+    # -- request plumbing -------------------------------------------------------
+    def authorize(self, request: Request) -> None:
+        key = self.settings.api_key
+        if key is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            self.metrics.rejected.labels(reason="unauthorized").inc()
+            raise ApiError(
+                401,
+                "Missing bearer API key: send the header 'Authorization: Bearer <key>' (the OpenAI client's api_key).",
+                code="invalid_api_key",
+            )
+        if not hmac.compare_digest(token.strip().encode(), key.encode()):
+            self.metrics.rejected.labels(reason="unauthorized").inc()
+            raise ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
+
+    async def read_json(self, request: Request) -> Any:
+        limit = self.settings.limits.max_request_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise self._too_large(int(declared))
+        body = bytearray()
+        async for part in request.stream():
+            body += part
+            if len(body) > limit:
+                raise self._too_large(len(body))
+        try:
+            return json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ApiError(
+                400, f"The request body is not valid JSON ({err}). Send a JSON object.", code="invalid_json"
+            ) from None
+
+    def _too_large(self, size: int) -> ApiError:
+        self.metrics.rejected.labels(reason="too_large").inc()
+        limit = self.settings.limits.max_request_bytes
+        return ApiError(
+            413,
+            f"Request body of {size} bytes exceeds this server's limit of {limit} bytes "
+            "(limits.max_request_bytes); shorten the prompt.",
+            code="request_too_large",
+        )
+
+    def busy(self, names: list[str]) -> ApiError:
+        self.metrics.rejected.labels(reason="busy").inc()
+        detail = ", ".join(f"{n} {self.slots.counts[n]}/{self.slots.limits[n]}" for n in names)
+        retry = self.settings.limits.retry_after_s
+        return ApiError(
+            429,
+            f"Every eligible candidate is at its limit of requests in flight ({detail}); retry in {retry} s.",
+            type="rate_limit_error",
+            code="candidates_busy",
+            headers={"Retry-After": str(retry)},
+        )
+
+    # -- chat completions -------------------------------------------------------
+    def parse_chat(self, data: Any) -> tuple[ChatRequest, list[BaseMessage], dict[str, Any], str | None]:
+        """The request, its messages, the router keywords and the forced candidate (None = route)."""
+        if not isinstance(data, dict):
+            raise ApiError(400, "The request body must be a JSON object.", code="invalid_value")
+        try:
+            req = ChatRequest.model_validate(data)
+        except ValidationError as err:
+            raise validation_error(err) from None
+        try:
+            messages = convert_to_messages(req.messages)
+        except (ValueError, TypeError, KeyError, NotImplementedError) as err:
+            raise ApiError(400, f"Cannot read messages: {err}", param="messages", code="invalid_value") from None
+        options: dict[str, Any] = {}
+        routing = req.routing or RoutingOptions()
+        if routing.weights is not None:
+            try:
+                options["weights"] = Weights.coerce(routing.weights)  # type: ignore[arg-type]
+            except (WeightsError, TypeError, ValueError) as err:
+                raise ApiError(
+                    400, f"Invalid routing weights: {err}", param="routing.weights", code="invalid_value"
+                ) from None
+        if routing.constraints is not None:
+            try:
+                options["constraints"] = Constraints.coerce(routing.constraints, Constraints())
+            except (TypeError, ValueError) as err:
+                raise ApiError(
+                    400, f"Invalid routing constraints: {err}", param="routing.constraints", code="invalid_value"
+                ) from None
+        if routing.task_type is not None:
+            options["task_type"] = routing.task_type
+        cap = req.max_completion_tokens or req.max_tokens
+        ceiling = self.settings.limits.max_tokens
+        if ceiling is not None:
+            cap = min(cap or ceiling, ceiling)
+        if cap is not None:
+            options["max_tokens"] = cap
+        if req.tools:
+            options["tools"] = req.tools
+            if req.tool_choice is not None:
+                options["tool_choice"] = req.tool_choice
+        if req.model in (AUTO, self.settings.name):
+            forced = None
+        elif req.model in self.slots.limits:
+            forced = req.model
+        else:
+            raise ApiError(
+                404,
+                f"The model {req.model!r} does not exist here; use {AUTO!r} or {self.settings.name!r} to route, "
+                f"or one of {self.candidates} to force a candidate.",
+                param="model",
+                code="model_not_found",
+            )
+        return req, messages, options, forced
+
+    def plan(
+        self, messages: list[BaseMessage], options: dict[str, Any], forced: str | None, stop: list[str] | None
+    ) -> RoutedCall:
+        """Decide once, among the candidates with a free slot (a forced one must have one); 429 when none has."""
+        full = self.slots.full()
+        if forced is not None and forced in full:
+            raise self.busy([forced])
+        if forced is None and len(full) == len(self.candidates):
+            raise self.busy(self.candidates)
+        exclude = full if forced is None else {}
+        start = time.perf_counter()
+        try:
+            call = self.router.plan(
+                messages, stop=stop, model=forced, exclude=exclude or None, admission=self.slots, **options
+            )
+        except NoFeasibleModelError as err:
+            if exclude.keys() & err.reasons.keys():  # the feasible ones are full: a later retry may succeed
+                raise self.busy(self.candidates) from None
+            raise ApiError(
+                400, f"No candidate can serve this request: {err}", param="routing", code="no_feasible_model"
+            ) from None
+        except UnknownModelError as err:
+            raise ApiError(404, str(err), param="model", code="model_not_found") from None
+        except (WeightsError, ValueError, TypeError) as err:
+            raise ApiError(400, f"Invalid routing options: {err}", param="routing", code="invalid_value") from None
+        self.metrics.decision.observe(time.perf_counter() - start)
+        return call
+
+    def count_failures(self, rid: str, call: RoutedCall, served: str | None, stream: bool) -> None:
+        """Metrics and log lines of the attempts that failed, and the fallbacks they caused."""
+        label = "true" if stream else "false"
+        for index, failure in enumerate(call.failures):
+            name = failure["model"]
+            self.metrics.requests.labels(model=name, stream=label, outcome="error").inc()
+            logger.warning("%s candidate %s failed: %s: %s", rid, name, failure["error_type"], failure["error"])
+            following = call.failures[index + 1]["model"] if index + 1 < len(call.failures) else served
+            if following is not None:
+                self.metrics.fallbacks.labels(from_model=name, to_model=following).inc()
+
+    def upstream_error(self, call: RoutedCall) -> ApiError:
+        if not call.failures:
+            return self.busy(call.order)
+        detail = "; ".join(f"{f['model']}: {f['error_type']}: {f['error']}" for f in call.failures)
+        return ApiError(502, f"Every candidate tried failed: {detail}", type="server_error", code="upstream_error")
+
+    def extension(self, decision: Decision, name: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
+        routing = metadata.get("routing") or {}
+        return {
+            "served_by": name,
+            "run_id": routing.get("run_id"),
+            "routed": not decision.forced,
+            "decision": decision.as_dict(),
+            "failures": list(routing.get("failures") or []),
+            "generated_tokens": routing.get("generated_tokens"),
+            "energy": metadata.get("energy"),
+        }
+
+    def log_answer(
+        self, rid: str, name: str, metadata: Mapping[str, Any], messages: list[BaseMessage], text: str
+    ) -> None:
+        energy = metadata.get("energy") or {}
+        logger.info(
+            "%s served_by=%s energy_j=%s method=%s runtime_s=%s",
+            rid, name, energy.get("energy_j"), energy.get("method"), energy.get("runtime_s"),
+        )  # fmt: skip
+        if self.settings.log_prompts:
+            logger.info("%s prompt=%r answer=%r", rid, [m.content for m in messages], text)
