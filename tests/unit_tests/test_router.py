@@ -402,7 +402,7 @@ def test_inner_message_objects_are_not_mutated() -> None:
 
 # -- per-call options --------------------------------------------------------------
 def test_configurable_and_bind(tiny: dict[str, BaseChatModel]) -> None:
-    router = make_router(tiny, weights={"accuracy": 1.0})
+    router = make_router(tiny, weights={"accuracy": 1.0}, learn=False)  # the profile decides, not measured noise
     energy_first = {"configurable": {"energyrouter_weights": {"energy": 1.0}}}
     assert router.invoke(QUESTION, config=energy_first).response_metadata["model_name"] == "tiny-a"
     forced = {"configurable": {"energyrouter_model": "tiny-a"}}
