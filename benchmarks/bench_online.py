@@ -29,7 +29,8 @@ from _timing import median_us
 
 from langchain_energyrouter.calibration.rawdata import read_raw
 from langchain_energyrouter.calibration.replay import replay_trace
-from langchain_energyrouter.online import CostLearner, LinearCostLearner, _Stats
+from langchain_energyrouter.linear_learner import LinearCostLearner
+from langchain_energyrouter.online import CostLearner, _Stats
 from langchain_energyrouter.profile import EnergyProfile
 
 TRACES = Path(__file__).resolve().parents[1] / "calibration" / "traces" / "original"

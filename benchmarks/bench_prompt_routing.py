@@ -24,9 +24,9 @@ import sys
 from _timing import median_us
 
 from langchain_energyrouter import CostModel, DeviceInfo, EnergyProfile, ModelProfile, Scheduler
-from langchain_energyrouter.bandit import PromptRouting
-from langchain_energyrouter.features import StaticEmbeddingEncoder, load_encoder
+from langchain_energyrouter.encoders import StaticEmbeddingEncoder, load_encoder
 from langchain_energyrouter.outcomes import OutcomeRow
+from langchain_energyrouter.prompt_routing import PromptRouting
 from langchain_energyrouter.quality import PromptPredictor
 
 N_MODELS = 16

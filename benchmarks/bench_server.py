@@ -110,8 +110,8 @@ def _router_app(state_path: str) -> Any:
     from _profiles import profile_for
 
     from langchain_energyrouter import EnergyAwareRouter
-    from langchain_energyrouter.bandit import PromptRouting
-    from langchain_energyrouter.features import HashingEncoder
+    from langchain_energyrouter.encoders import HashingEncoder
+    from langchain_energyrouter.prompt_routing import PromptRouting
     from langchain_energyrouter.server import AppSettings, LimitsConfig, create_app
     from langchain_energyrouter.state import SQLiteStateStore
 
@@ -318,7 +318,7 @@ def _fast_candidates(ctx: Any, args: argparse.Namespace, state_path: str) -> int
             "router": _measured(router_pid, router, args.requests, args.clients),
         }
         with_feedback = _measured(router_pid, router, args.requests, args.clients, feedback=True)
-    from langchain_energyrouter.bandit import FEEDBACK_LOG
+    from langchain_energyrouter.feedback import FEEDBACK_LOG
     from langchain_energyrouter.state import SQLiteStateStore
 
     with SQLiteStateStore(state_path) as store:

@@ -314,3 +314,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     run(build_parser().parse_args(argv))
     return 0
+
+
+# -- the `energyrouter demo` command: every argument after `demo` is the demo's own (its --help included) --
+def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``demo`` (its ``--help`` and options belong to the demo)."""
+    p = sub.add_parser("demo", parents=[common], help="route graded prompts across the packaged models", add_help=False)
+    p.add_argument("demo_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run the demo with the command's arguments."""
+    return int(main(args.demo_args) or 0)

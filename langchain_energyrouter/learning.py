@@ -24,7 +24,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from langchain_energyrouter.errors import ProfileError, StateError
-from langchain_energyrouter.online import CostLearner, OnlineOptions
+from langchain_energyrouter.online import CostLearner
+from langchain_energyrouter.online_options import OnlineOptions
 from langchain_energyrouter.state.base import StateStore, update
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@
   which shares them through the state store and installs the adapted predictions
   in the scheduler: inline, or (``background=True``) on one writer thread that
   applies them in arrival order and writes each model's document once per batch
-  (:class:`BackgroundLearning`), so an answer never waits on the store.
+  (:class:`~langchain_energyrouter.background.BackgroundLearning`), so an answer never waits on the store.
 
 An :class:`Attempt` wraps one candidate's try: it counts the request in flight
 while the meter window is open, and :meth:`Attempt.end` closes both exactly once.
@@ -22,11 +22,10 @@ while the meter window is open, and :meth:`Attempt.end` closes both exactly once
 from __future__ import annotations
 
 import logging
-import threading
-from collections import deque
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
+from langchain_energyrouter.background import BackgroundLearning, LengthObservation, Measurement, learn_lengths
 from langchain_energyrouter.learning import LearningLoop
 from langchain_energyrouter.load import EngineLoadReader, InFlightCounter, load_for_decision
 from langchain_energyrouter.metering import MeterWindow
@@ -34,13 +33,10 @@ from langchain_energyrouter.state import StateStore, open_store
 
 if TYPE_CHECKING:
     from langchain_energyrouter.energy.base import EnergyMeter, EnergyReading
-    from langchain_energyrouter.online import OnlineOptions
+    from langchain_energyrouter.online_options import OnlineOptions
     from langchain_energyrouter.scheduler import Candidate, Scheduler
 
 logger = logging.getLogger(__name__)
-
-GATHER_S = 0.05
-"""Seconds the learning thread gathers measurements into one batch (see :class:`BackgroundLearning`)."""
 
 
 class Attempt:
@@ -69,118 +65,6 @@ class Attempt:
                 if self._release is not None:
                     self._release(self.name)
         return self._reading
-
-
-class LengthObservation(NamedTuple):
-    """An answer's generated length for per-prompt routing (:meth:`PromptRouting.observe_lengths`)."""
-
-    routing: Any
-    """The :class:`~langchain_energyrouter.bandit.PromptRouting` that predicted it."""
-    run_id: str
-    output_tokens: float
-    capped: bool
-
-
-class _Measurement(NamedTuple):
-    model: str
-    row: dict[str, Any]
-    """:meth:`LearningLoop.observe` keywords."""
-    length: LengthObservation | None
-    """The same answer's length for per-prompt routing, learned after the row."""
-
-
-def _learn_lengths(lengths: list[LengthObservation]) -> None:
-    """Hand each per-prompt routing its answers' lengths in one call (one store write per model)."""
-    by_routing: dict[int, tuple[Any, list[tuple[str, float, bool]]]] = {}
-    for length in lengths:
-        by_routing.setdefault(id(length.routing), (length.routing, []))[1].append(length[1:])
-    for routing, items in by_routing.values():
-        try:
-            routing.observe_lengths(items)
-        except Exception:  # a learner bug must not stop learning: the cost rows still count
-            logger.exception("Learning %d answer length(s) for per-prompt routing failed.", len(items))
-
-
-class BackgroundLearning:
-    """Applies measurements on one daemon thread, in arrival order, one store write per model per batch.
-
-    After the first measurement of a batch arrives the thread gathers more for ``gather_s`` seconds, so under
-    load one store write (a read, a JSON document, a commit) serves many answers instead of each paying its
-    own. Nothing queued is dropped: :meth:`flush` ends the gathering at once and waits until everything
-    submitted so far is applied, and :meth:`close` flushes before it stops the thread (a measurement
-    submitted after that is applied inline).
-    """
-
-    def __init__(self, learning: LearningLoop | None, *, gather_s: float = GATHER_S) -> None:
-        self._learning = learning
-        self._gather_s = float(gather_s)
-        self._queue: deque[_Measurement] = deque()
-        self._cond = threading.Condition()
-        self._submitted = 0
-        self._applied = 0
-        self._flushing = 0
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name="energyrouter-learning", daemon=True)
-        self._thread.start()
-
-    def submit(self, measurement: _Measurement) -> None:
-        """Queue one answer's measurement (O(1); the caller never waits on the store)."""
-        with self._cond:
-            if not self._closed:
-                self._queue.append(measurement)
-                self._submitted += 1
-                self._cond.notify_all()
-                return
-        self._apply([measurement])
-
-    def flush(self, timeout_s: float | None = 60.0) -> bool:
-        """Wait until every measurement submitted so far is applied (not those that come later); False on timeout."""
-        with self._cond:
-            target = self._submitted
-            self._flushing += 1
-            self._cond.notify_all()
-            try:
-                return self._cond.wait_for(lambda: self._applied >= target, timeout_s)
-            finally:
-                self._flushing -= 1
-
-    def close(self) -> None:
-        """Apply what is queued, then stop the thread."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: bool(self._queue) or self._closed)
-                if not self._queue:
-                    return  # closed and drained
-                if self._gather_s > 0:  # let more arrive: one write for many (a flush or close ends it)
-                    self._cond.wait_for(lambda: self._closed or self._flushing > 0, self._gather_s)
-                batch = list(self._queue)
-                self._queue.clear()
-            try:
-                self._apply(batch)
-            finally:
-                with self._cond:
-                    self._applied += len(batch)
-                    self._cond.notify_all()
-
-    def _apply(self, batch: list[_Measurement]) -> None:
-        if self._learning is not None:
-            rows: dict[str, list[dict[str, Any]]] = {}
-            for measurement in batch:
-                rows.setdefault(measurement.model, []).append(measurement.row)
-            for model, model_rows in rows.items():
-                try:
-                    self._learning.observe_batch(model, model_rows)
-                except Exception:  # a learner bug must not stop the thread: later batches still count
-                    logger.exception("Learning from %d measurement(s) of %r failed.", len(model_rows), model)
-        lengths = [m.length for m in batch if m.length is not None]
-        if lengths:
-            _learn_lengths(lengths)
 
 
 class LiveState:
@@ -239,7 +123,7 @@ class LiveState:
             online_options: the learners' tuning.
             engine_metrics: candidate -> (metrics URL, model name the engine reports).
             previous: the state being replaced, if any (its engine readers are closed, its queue applied).
-            background: learn on a writer thread (see :class:`BackgroundLearning`).
+            background: learn on a writer thread (see :class:`~langchain_energyrouter.background.BackgroundLearning`).
         """
         if previous is not None:
             previous.close_background()
@@ -297,12 +181,12 @@ class LiveState:
             "output_capped": output_cap is not None and output_tokens >= output_cap,
         }
         if self.background is not None:
-            self.background.submit(_Measurement(attempt.name, row, length))
+            self.background.submit(Measurement(attempt.name, row, length))
             return
         if self.learning is not None:
             self.learning.observe_batch(attempt.name, [row])
         if length is not None:
-            _learn_lengths([length])
+            learn_lengths([length])
 
     def flush(self, timeout_s: float | None = 60.0) -> bool:
         """Wait until every queued measurement is learned from (True at once when learning inline)."""
@@ -326,43 +210,4 @@ class LiveState:
             self.store.close()
 
 
-def prompt_text(messages: Any) -> str:
-    """The text per-prompt features read: the last user turn (the question being asked), else everything."""
-    from langchain_core.messages import HumanMessage
-
-    from langchain_energyrouter.tokens import message_text
-
-    for message in reversed(messages):
-        if isinstance(message, HumanMessage):
-            return message_text(message)
-    return "\n".join(message_text(m) for m in messages)
-
-
-def build_prompt_routing(spec: Any, profile: Any, models: list[str], store: StateStore) -> Any:
-    """The router's ``prompt_routing`` setting as a :class:`~langchain_energyrouter.bandit.PromptRouting` (or None).
-
-    A predictor (or the path of one) gets a router-owned ``PromptRouting`` whose bandit state lives in
-    the router's store, with the profile's accuracies as the prior for models the predictor lacks.
-    numpy and the encoder are imported only here, only when per-prompt routing is configured.
-    """
-    if spec is None:
-        return None
-    from langchain_energyrouter.bandit import PromptRouting
-    from langchain_energyrouter.quality import PromptPredictor
-
-    if isinstance(spec, PromptRouting):
-        return spec
-    predictor = spec if isinstance(spec, PromptPredictor) else PromptPredictor.load(spec)
-    accuracy = {name: profile.models[name].accuracy for name in models}
-    return PromptRouting(models, predictor, store, prior_accuracy=accuracy)
-
-
-__all__ = [
-    "GATHER_S",
-    "Attempt",
-    "BackgroundLearning",
-    "LengthObservation",
-    "LiveState",
-    "build_prompt_routing",
-    "prompt_text",
-]
+__all__ = ["Attempt", "LiveState"]

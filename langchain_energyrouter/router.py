@@ -2,34 +2,12 @@
 
 Per call the router counts the prompt's tokens with each candidate's own
 tokenizer (:mod:`langchain_energyrouter.tokens`), asks the
-:class:`~langchain_energyrouter.scheduler.Scheduler` for a decision, and runs
-the chosen model inside an energy-meter window. It is the *one* LLM run of the
-call: it calls the candidate's ``_generate`` / ``_agenerate`` / ``_stream`` /
-``_astream`` directly with its own run manager, so callbacks see one start and
-one end, tokens once and usage once. The candidate's ``rate_limiter`` is
-honoured (acquired before its meter window opens); its own callbacks and cache
-are bypassed.
-
-Every result carries::
-
-    response_metadata["model_name"]  the provider's model name (the candidate's model_id where it sets none)
-    response_metadata["routing"]     Decision.as_dict() plus
-        served_by            the candidate (router name) that answered; "model" is the scheduler's choice
-        failures             [{model, error_type, error, runtime_s, energy_j, method, flags}] of attempts that raised
-        measured_energy_j    the meter's joules (None when not measured locally)
-        measured_runtime_s   the meter's wall time in seconds
-        busy                 {model: why} of candidates the call's admission refused (only when some were)
-        energy_method_mismatch   {model: {"profile": ..., "meter": ...}} where the live meter measures
-                             differently from the profile's energy data (only when some differ)
-        cache_hit            True on an answer replayed from a LangChain cache (then 0 J, flag "cache_hit")
-    response_metadata["energy"]      EnergyReading.as_metadata() plus
-        predicted_energy_j, predicted_runtime_s   the profile's prediction for the model that answered
-    usage_metadata                   the candidate's own usage, else counted with its tokenizer
-
-In a stream, these arrive exactly once, on one final empty chunk (chunk merging
-adds numbers and concatenates strings, so nothing is repeated). An exception
-that leaves the router carries the attempts' readings as ``routing_failures``
-(same entries as ``routing["failures"]``, the raising attempt last).
+:class:`~langchain_energyrouter.scheduler.Scheduler` for a decision
+(:mod:`~langchain_energyrouter.routed`), and runs the chosen model inside an
+energy-meter window as the *one* LLM run of the call
+(:mod:`~langchain_energyrouter.execution`, which also lists what every result
+carries: ``response_metadata["routing"]``, ``["energy"]``, ``["model_name"]``
+and ``usage_metadata``).
 
 Meters (:mod:`langchain_energyrouter.metering`): one per device the candidates
 run on (NVML for the GPU a pipeline is on, RAPL or the estimate for the CPU,
@@ -53,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal
@@ -64,81 +41,40 @@ from langchain_core.language_models.chat_models import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, Generation
 from langchain_core.runnables import Runnable, RunnableConfig
-from langchain_core.runnables.config import ensure_config, run_in_executor, var_child_runnable_config
+from langchain_core.runnables.config import ensure_config, var_child_runnable_config
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from typing_extensions import Self
 
-from langchain_energyrouter.candidates import (
-    local_pipeline,
-    named_models,
-)
-from langchain_energyrouter.chunks import StreamTracker, to_chunk
-from langchain_energyrouter.energy.base import EnergyMeter, EnergyReading
+from langchain_energyrouter import execution
+from langchain_energyrouter.candidates import named_models
+from langchain_energyrouter.energy.base import EnergyMeter
 from langchain_energyrouter.errors import RoutingError
-from langchain_energyrouter.live import Attempt
-from langchain_energyrouter.local_stream import (
-    iterate_in_thread,
-    stream_local_pipeline,
-    truncate_result,
-)
-from langchain_energyrouter.online import OnlineOptions
-from langchain_energyrouter.planning import ROUTING_OPTIONS, PlanDefaults, candidate_call, plan_call, resume_call
+from langchain_energyrouter.execution import FLAG_CACHE_HIT
+from langchain_energyrouter.online_options import OnlineOptions
 from langchain_energyrouter.profile import EnergyProfile
-from langchain_energyrouter.routed import RoutedCall
+from langchain_energyrouter.routed import PlanDefaults, RoutedCall, plan_call, resume_call
 from langchain_energyrouter.runtime import RouterRuntime
 from langchain_energyrouter.scheduler import Decision, Scheduler
 from langchain_energyrouter.scoring import Constraints, Normalizer, Weights
-from langchain_energyrouter.tokens import message_text
-
-RUN_ID_KEYWORD = "energyrouter_run_id"
-"""The run's id, handed from ``invoke``/``stream`` (and their async forms) to ``_plan``: LangChain calls
-``_stream`` without the run manager, so a streamed answer would otherwise have no run id to take feedback."""
-
-DEFAULT_CONFIG_PREFIX = "energyrouter"
-"""Prefix of the router's ``configurable`` keys: ``energyrouter_weights``, ``energyrouter_model``, ..."""
-
-FLAG_CACHE_HIT = "cache_hit"
-"""Energy flag of an answer replayed from a LangChain cache: nothing ran, 0 J."""
+from langchain_energyrouter.settings import (
+    DEFAULT_CONFIG_PREFIX,
+    ROUTING_OPTIONS,
+    RUN_ID_KEYWORD,
+    capability_profile_only,
+    configured_options,
+    energy_profile_keyword,
+    is_energy_profile,
+)
 
 __all__ = ["DEFAULT_CONFIG_PREFIX", "FLAG_CACHE_HIT", "ROUTING_OPTIONS", "EnergyAwareRouter"]
-
-
-def configured_options(configurable: Mapping[str, Any] | None, prefix: str) -> dict[str, Any]:
-    """The routing options set in ``configurable`` under ``<prefix>_<option>`` keys."""
-    if not configurable:
-        return {}
-    return {key: configurable[f"{prefix}_{key}"] for key in ROUTING_OPTIONS if f"{prefix}_{key}" in configurable}
-
-
-def _cache_hit_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """``response_metadata`` of a replayed answer: the old routing, a 0 J reading flagged ``cache_hit``."""
-    reading = EnergyReading(
-        energy_j=0.0, energy_j_by_device={}, runtime_s=0.0, method="estimate", is_estimate=True, flags=(FLAG_CACHE_HIT,)
-    )
-    routing = {
-        **(metadata.get("routing") or {}),
-        "cache_hit": True,
-        "failures": [],  # the first call's failed attempts were counted then
-        "measured_energy_j": 0.0,
-        "measured_runtime_s": 0.0,
-    }
-    energy = {**reading.as_metadata()}
-    for key in ("predicted_energy_j", "predicted_runtime_s"):
-        energy[key] = (metadata.get("energy") or {}).get(key)
-    return {**metadata, "routing": routing, "energy": energy}
 
 
 @functools.cache
 def _own_fields() -> tuple[str, ...]:
     """The router's own settings: its fields that ``BaseChatModel`` does not have."""
     return tuple(name for name in EnergyAwareRouter.model_fields if name not in BaseChatModel.model_fields)
-
-
-def _is_energy_profile(value: Any) -> bool:
-    """An energy profile, the path of one, or its dict (not LangChain's capability ``ModelProfile``)."""
-    return isinstance(value, (EnergyProfile, str, os.PathLike)) or (isinstance(value, Mapping) and "models" in value)
 
 
 class EnergyAwareRouter(BaseChatModel):
@@ -255,38 +191,19 @@ class EnergyAwareRouter(BaseChatModel):
     @classmethod
     def _energy_profile_keyword(cls, data: Any) -> Any:
         """``profile=<energy profile or path>`` (this router's keyword before LangChain had a ``profile``)."""
-        if isinstance(data, Mapping) and _is_energy_profile(data.get("profile")):
-            if data.get("energy_profile") is not None:
-                raise ValueError(
-                    "profile was given an energy profile while energy_profile is set too: the energy profile "
-                    "goes in energy_profile= (router.energy_profile = ... to change it); profile is LangChain's "
-                    "capability profile, a dict."
-                )
-            data = {**data, "energy_profile": data["profile"]}
-            del data["profile"]
-        elif isinstance(data, Mapping) and data.get("energy_profile") is None and "profile" in data:
-            raise ValueError(
-                f"profile={data['profile']!r} is not an energy profile (an EnergyProfile, the path of a profile "
-                "JSON, or its dict with 'models'); pass the energy profile as energy_profile=."
-            )
-        return data
+        return energy_profile_keyword(data)
 
     @classmethod
     def model_construct(cls, _fields_set: set[str] | None = None, **values: Any) -> Self:
         """Pydantic's unvalidated construction, with ``profile=<energy profile>`` read as ``energy_profile``."""
-        if _is_energy_profile(values.get("profile")) and "energy_profile" not in values:
+        if is_energy_profile(values.get("profile")) and "energy_profile" not in values:
             values["energy_profile"] = values.pop("profile")
         return super().model_construct(_fields_set, **values)
 
     @field_validator("profile", mode="before")
     @classmethod
     def _capability_profile_only(cls, value: Any) -> Any:
-        if _is_energy_profile(value):
-            raise ValueError(
-                "router.profile is LangChain's capability profile (a dict); to change the energy profile, "
-                "assign router.energy_profile instead."
-            )
-        return value
+        return capability_profile_only(value)
 
     @field_validator("models", mode="before")
     @classmethod
@@ -431,7 +348,7 @@ class EnergyAwareRouter(BaseChatModel):
             message = generation.message
             if "energy" in message.response_metadata:
                 message = message.model_copy(
-                    update={"response_metadata": _cache_hit_metadata(message.response_metadata)}
+                    update={"response_metadata": execution.cache_hit_metadata(message.response_metadata)}
                 )
             generations.append(ChatGeneration(message=message, generation_info=generation.generation_info))
         return generations
@@ -578,71 +495,11 @@ class EnergyAwareRouter(BaseChatModel):
             self._runtime(), messages, kwargs, stop, defaults, run_id=run_id, started=run_manager is not None
         )
 
-    # -- attempts --------------------------------------------------------------
-    def _start_attempt(self, name: str, plan: RoutedCall) -> tuple[BaseChatModel, dict[str, Any], Attempt] | None:
-        """Prepare the call to ``name``, wait for its rate limiter, then admit it, count it in flight and open
-        its meter window; None when the call's admission refuses it."""
-        model, call_kwargs = candidate_call(name, plan)
-        if model.rate_limiter is not None:
-            model.rate_limiter.acquire(blocking=True)
-        attempt = plan.attempt(name)
-        return (model, call_kwargs, attempt) if attempt is not None else None
-
-    async def _astart_attempt(
-        self, name: str, plan: RoutedCall
-    ) -> tuple[BaseChatModel, dict[str, Any], Attempt] | None:
-        """:meth:`_start_attempt` for async calls (the rate limiter is awaited)."""
-        model, call_kwargs = candidate_call(name, plan)
-        if model.rate_limiter is not None:
-            await model.rate_limiter.aacquire(blocking=True)
-        attempt = plan.attempt(name)
-        return (model, call_kwargs, attempt) if attempt is not None else None
-
     def close(self) -> None:
         """Close the meters and state store the router opened itself (those passed in are left to their owners)."""
         rt = self._runtime()
         rt.meters.close()
         rt.live.close()
-
-    def _finish_result(self, plan: RoutedCall, name: str, result: ChatResult, reading: EnergyReading) -> ChatResult:
-        if local_pipeline(plan.rt.candidates[name]) is not None:
-            result = truncate_result(result, plan.stop)
-        provider = (result.llm_output or {}).get("model_name")
-        generations: list[ChatGeneration] = []
-        for generation in result.generations:
-            message = generation.message
-            own_name = message.response_metadata.get("model_name") or (generation.generation_info or {}).get(
-                "model_name"
-            )
-            metadata, usage = plan.metadata(name, reading, own_name or provider)
-            update: dict[str, Any] = {"response_metadata": {**message.response_metadata, **metadata}}
-            if isinstance(message, AIMessage):
-                update["usage_metadata"] = usage(getattr(message, "usage_metadata", None), message_text(message))
-                if not generations:  # learn from the answer (the first generation) once
-                    metadata["routing"]["generated_tokens"] = plan.learn(
-                        name, reading, update["usage_metadata"], message_text(message)
-                    )
-            # A copy: fake and cached models hand out the same message object every call.
-            generations.append(
-                ChatGeneration(message=message.model_copy(update=update), generation_info=generation.generation_info)
-            )
-        model_name = generations[0].message.response_metadata["model_name"] if generations else provider
-        return ChatResult(generations=generations, llm_output={**(result.llm_output or {}), "model_name": model_name})
-
-    def _final_chunk(
-        self, plan: RoutedCall, name: str, reading: EnergyReading, tracker: StreamTracker
-    ) -> ChatGenerationChunk:
-        metadata, usage = plan.metadata(name, reading, tracker.model_name)
-        counted = usage(tracker.usage, tracker.text)
-        metadata["routing"]["generated_tokens"] = plan.learn(name, reading, counted, tracker.text)
-        return ChatGenerationChunk(
-            message=AIMessageChunk(
-                content="",
-                response_metadata=metadata,
-                usage_metadata=counted,  # type: ignore[arg-type]
-                chunk_position="last",
-            )
-        )
 
     # -- feedback ----------------------------------------------------------------
     def feedback(self, run_id: Any, score: float, *, key: str | None = None) -> bool:
@@ -672,7 +529,7 @@ class EnergyAwareRouter(BaseChatModel):
         rt.live.flush()  # learn from the answers so far first (with learn_in_background), as inline learning would
         return bool(routing.feedback(str(run_id), score, key=key))
 
-    # -- generate --------------------------------------------------------------
+    # -- generate and stream: run the planned call (see :mod:`~langchain_energyrouter.execution`) -------
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -680,20 +537,7 @@ class EnergyAwareRouter(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        plan = self._plan(messages, kwargs, stop, run_manager)
-        for name in plan.order:
-            started = self._start_attempt(name, plan)
-            if started is None:
-                continue
-            model, call_kwargs, window = started
-            try:
-                result = model._generate(messages, stop=stop, run_manager=run_manager, **call_kwargs)
-            except BaseException as err:
-                if not plan.failed(name, err, window.end()):
-                    raise
-                continue
-            return self._finish_result(plan, name, result, window.end())
-        raise plan.all_failed()
+        return execution.generate(self._plan(messages, kwargs, stop, run_manager), messages, stop, run_manager)
 
     async def _agenerate(
         self,
@@ -703,52 +547,7 @@ class EnergyAwareRouter(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         plan = self._plan(messages, kwargs, stop, run_manager)
-        for name in plan.order:
-            started = await self._astart_attempt(name, plan)
-            if started is None:
-                continue
-            model, call_kwargs, window = started
-            try:
-                if local_pipeline(model) is not None:  # no async path: run the sync one in a thread
-                    sync_manager = run_manager.get_sync() if run_manager else None
-                    result = await run_in_executor(
-                        None, model._generate, messages, stop=stop, run_manager=sync_manager, **call_kwargs
-                    )
-                else:
-                    result = await model._agenerate(messages, stop=stop, run_manager=run_manager, **call_kwargs)
-            except BaseException as err:
-                if not plan.failed(name, err, window.end()):
-                    raise
-                continue
-            return self._finish_result(plan, name, result, window.end())
-        raise plan.all_failed()
-
-    # -- stream ----------------------------------------------------------------
-    def _candidate_stream(
-        self,
-        model: BaseChatModel,
-        messages: list[BaseMessage],
-        stop: list[str] | None,
-        run_manager: CallbackManagerForLLMRun | None,
-        kwargs: dict[str, Any],
-    ) -> Iterator[ChatGenerationChunk]:
-        if local_pipeline(model) is not None:
-            return stream_local_pipeline(model, messages, stop, run_manager, **kwargs)
-        if type(model)._stream is BaseChatModel._stream:
-            return self._generate_as_stream(model, messages, stop, run_manager, kwargs)
-        return model._stream(messages, stop=stop, run_manager=run_manager, **kwargs)
-
-    @staticmethod
-    def _generate_as_stream(
-        model: BaseChatModel,
-        messages: list[BaseMessage],
-        stop: list[str] | None,
-        run_manager: CallbackManagerForLLMRun | None,
-        kwargs: dict[str, Any],
-    ) -> Iterator[ChatGenerationChunk]:
-        result = model._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
-        for generation in result.generations[:1]:
-            yield ChatGenerationChunk(message=to_chunk(generation.message), generation_info=generation.generation_info)
+        return await execution.agenerate(plan, messages, stop, run_manager)
 
     def _stream(
         self,
@@ -757,31 +556,7 @@ class EnergyAwareRouter(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        plan = self._plan(messages, kwargs, stop, run_manager)
-        for name in plan.order:
-            started = self._start_attempt(name, plan)
-            if started is None:
-                continue
-            model, call_kwargs, window = started
-            tracker = StreamTracker()
-            chunks = self._candidate_stream(model, messages, stop, run_manager, call_kwargs)
-            try:
-                for chunk in chunks:
-                    cleaned = tracker.clean(chunk)
-                    if cleaned is not None:
-                        yield cleaned
-            except BaseException as err:
-                reading = window.end()
-                close = getattr(chunks, "close", None)
-                if close is not None:
-                    close()
-                # Once a token reached the caller the answer cannot be swapped for another model's.
-                if not plan.failed(name, err, reading, may_fall_back=not tracker.started):
-                    raise
-                continue
-            yield self._final_chunk(plan, name, window.end(), tracker)
-            return
-        raise plan.all_failed()
+        yield from execution.stream(self._plan(messages, kwargs, stop, run_manager), messages, stop, run_manager)
 
     async def _astream(
         self,
@@ -791,31 +566,5 @@ class EnergyAwareRouter(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         plan = self._plan(messages, kwargs, stop, run_manager)
-        for name in plan.order:
-            started = await self._astart_attempt(name, plan)
-            if started is None:
-                continue
-            model, call_kwargs, window = started
-            tracker = StreamTracker()
-            chunks: AsyncIterator[ChatGenerationChunk]
-            if local_pipeline(model) is not None or type(model)._astream is BaseChatModel._astream:
-                sync_manager = run_manager.get_sync() if run_manager else None
-                chunks = iterate_in_thread(self._candidate_stream(model, messages, stop, sync_manager, call_kwargs))
-            else:
-                chunks = model._astream(messages, stop=stop, run_manager=run_manager, **call_kwargs)
-            try:
-                async for chunk in chunks:
-                    cleaned = tracker.clean(chunk)
-                    if cleaned is not None:
-                        yield cleaned
-            except BaseException as err:
-                reading = window.end()
-                aclose = getattr(chunks, "aclose", None)
-                if aclose is not None:
-                    await aclose()
-                if not plan.failed(name, err, reading, may_fall_back=not tracker.started):
-                    raise
-                continue
-            yield self._final_chunk(plan, name, window.end(), tracker)
-            return
-        raise plan.all_failed()
+        async for chunk in execution.astream(plan, messages, stop, run_manager):
+            yield chunk

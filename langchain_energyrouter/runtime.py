@@ -2,14 +2,15 @@
 
 :class:`RouterRuntime` holds the candidates, the scheduler, the token counter, the
 meters per device, the live state (requests in flight, learning, the state store)
-and the per-prompt routing of one router (:class:`RouterSettings`: the fields of ``EnergyAwareRouter``),
-in one plain object (pydantic private attributes are slow to read on the hot path).
+and the per-prompt routing of one router, built from its settings
+(:class:`~langchain_energyrouter.settings.RouterSettings`), in one plain object
+(pydantic private attributes are slow to read on the hot path).
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.language_models import BaseChatModel
 
@@ -22,41 +23,14 @@ from langchain_energyrouter.candidates import (
     tool_incapability,
 )
 from langchain_energyrouter.errors import ProfileError
-from langchain_energyrouter.live import LiveState, build_prompt_routing
+from langchain_energyrouter.live import LiveState
 from langchain_energyrouter.metering import CandidateMeters
 from langchain_energyrouter.profile import EnergyProfile
 from langchain_energyrouter.scheduler import Scheduler
 from langchain_energyrouter.tokens import TokenCounter, configured_output_cap
 
 if TYPE_CHECKING:
-    from langchain_energyrouter.energy.base import EnergyMeter
-    from langchain_energyrouter.online import OnlineOptions
-    from langchain_energyrouter.scoring import Constraints, Normalizer, Weights
-
-
-class RouterSettings(Protocol):
-    """The router settings a :class:`RouterRuntime` is built from (the fields of ``EnergyAwareRouter``)."""
-
-    models: dict[str, BaseChatModel]
-    energy_profile: EnergyProfile
-    weights: Weights
-    normalization: str | Normalizer
-    constraints: Constraints
-    pareto: bool
-    on_infeasible: Literal["raise", "least_violating"]
-    meter: EnergyMeter | None
-    local_models: list[str] | None
-    tool_models: list[str] | None
-    learn: bool
-    learn_in_background: bool
-    state_store: Any
-    online_options: OnlineOptions | None
-    prompt_routing: Any
-    engine_metrics: dict[str, str] | None
-
-    def runtime_settings(self) -> tuple[Any, ...]:
-        """The values the runtime was built from (compared by identity to detect a change)."""
-        ...
+    from langchain_energyrouter.settings import RouterSettings
 
 
 class RouterRuntime:
@@ -155,7 +129,11 @@ class RouterRuntime:
         inputs = (router.prompt_routing, profile, tuple(candidates), self.live.store)
         if old is not None and _same_inputs(old.prompt_routing_inputs, inputs):
             self.prompt_routing = old.prompt_routing
-        else:
+        elif router.prompt_routing is None:
+            self.prompt_routing = None
+        else:  # numpy and the encoder load only when per-prompt routing is configured
+            from langchain_energyrouter.prompt_routing import build_prompt_routing
+
             self.prompt_routing = build_prompt_routing(
                 router.prompt_routing, profile, list(candidates), self.live.store
             )
@@ -188,4 +166,4 @@ def _same_inputs(old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:
     return old_spec is spec and old_profile is profile and old_store is store and old_names == names
 
 
-__all__ = ["RouterRuntime", "RouterSettings"]
+__all__ = ["RouterRuntime"]

@@ -61,6 +61,7 @@ __all__ = [
     "find_tokenizer",
     "message_text",
     "messages_to_dicts",
+    "prompt_text",
     "request_output_cap",
 ]
 
@@ -397,3 +398,11 @@ def configured_output_cap(model: Any) -> int | None:
     if isinstance(defaults, Mapping) and isinstance(defaults.get("max_new_tokens"), int):
         return int(defaults["max_new_tokens"])
     return None
+
+
+def prompt_text(messages: Any) -> str:
+    """The text per-prompt features read: the last user turn (the question being asked), else everything."""
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage):
+            return message_text(message)
+    return "\n".join(message_text(m) for m in messages)

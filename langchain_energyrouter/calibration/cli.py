@@ -1,9 +1,9 @@
 """The ``energyrouter`` command: calibrate, fit, accuracy, explain, plot, state, serve, evaluate, train, replay, demo.
 
 This module only assembles the parser and runs a command; each command lives in a
-module of its own (``calibratecmd``, ``fitcmd``, ``accuracycmd``, ``explaincmd``,
+module of its own (``calibratecmd``, ``fitcmd``, ``accuracycmd``, ``explain``,
 ``plotcmd``, ``statecmd``, ``servecmd``, ``evaluatecmd``, ``traincmd``, ``replaycmd``,
-``democmd``), each exposing ``add_parser(sub, common)`` and ``run(args)``.
+``demo``), each exposing ``add_parser(sub, common)`` and ``run(args)``.
 
 ``main(argv) -> int``: 0 on success, 1 on any error (printed as one line on
 stderr; ``--debug`` shows the traceback instead). Heavy packages (pandas,
@@ -24,12 +24,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from langchain_energyrouter import demo
 from langchain_energyrouter.calibration import (
     accuracycmd,
     calibratecmd,
-    democmd,
     evaluatecmd,
-    explaincmd,
+    explain,
     fitcmd,
     plotcmd,
     replaycmd,
@@ -54,14 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     calibratecmd.add_parser(sub, common)
     fitcmd.add_parser(sub, common)
     accuracycmd.add_parser(sub, common)
-    explaincmd.add_parser(sub, common)
+    explain.add_parser(sub, common)
     plotcmd.add_parser(sub, common)
     statecmd.add_parser(sub, common)
     servecmd.add_parser(sub, common)
     evaluatecmd.add_parser(sub, common)
     traincmd.add_parser(sub, common)
     replaycmd.add_parser(sub, common)
-    democmd.add_parser(sub, common)
+    demo.add_parser(sub, common)
     return parser
 
 
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     given = sys.argv[1:] if argv is None else list(argv)
     try:
         if given[:1] == ["demo"]:  # everything after `demo` is the demo's own (its --help included)
-            args = argparse.Namespace(command="demo", demo_args=given[1:], func=democmd.run)
+            args = argparse.Namespace(command="demo", demo_args=given[1:], func=demo.run_command)
         else:
             args = parser.parse_args(given)
     except UsageError as err:

@@ -508,7 +508,7 @@ def evaluate(
     timings["route_s"] = time.perf_counter() - started
 
     if bandit_options is not None:
-        from langchain_energyrouter.bandit import PromptRouting
+        from langchain_energyrouter.prompt_routing import PromptRouting
 
         started = time.perf_counter()
         prior = TaskMeanPredictor.train(train_rows)._overall

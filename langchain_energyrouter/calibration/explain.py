@@ -7,12 +7,15 @@ it); otherwise characters / 4, and the output says which.
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from langchain_energyrouter.errors import WeightsError
 from langchain_energyrouter.profile import EnergyProfile
-from langchain_energyrouter.scheduler import Decision
+from langchain_energyrouter.scheduler import Decision, Scheduler
+from langchain_energyrouter.scoring import PRESETS, Weights
 
 APPROX = "chars/4 (approximation: tokenizer not available locally)"
 
@@ -138,3 +141,55 @@ def render_table(decision: Decision, methods: Mapping[str, str]) -> str:
         verdict += f" - {decision.note}"
     lines.append(verdict + "   (lower score is better; * marks the choice)")
     return "\n".join(lines)
+
+
+# -- the command ----------------------------------------------------------------
+def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``explain``."""
+    p = sub.add_parser("explain", parents=[common], help="show the routing decision for a prompt")
+    p.add_argument("prompt")
+    p.add_argument("--profile", required=True)
+    p.add_argument(
+        "--weights", help="A,E,T (accuracy, energy, time) or a preset: accuracy-first, balanced, energy-first"
+    )
+    p.add_argument("--normalization", default="minmax", help="minmax (default), relative or hybrid")
+    p.add_argument("--max-tokens", type=int, help="the request's output cap")
+    p.add_argument("--task-type", help="use per-task accuracy")
+    p.add_argument("--models", help="comma-separated subset of the profile's models")
+    p.add_argument("--approx-tokens", action="store_true", help="count chars/4 instead of loading tokenizers")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+def _weights(text: str | None) -> Any:
+    if text is None:
+        return None
+    if text in PRESETS:
+        return PRESETS[text]
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise WeightsError(
+            f"--weights {text!r} is neither A,E,T numbers (e.g. 0.6,0.3,0.1) nor a preset {sorted(PRESETS)}."
+        ) from None
+    return Weights.coerce(values)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    profile = EnergyProfile.load(args.profile)
+    scheduler = Scheduler(
+        profile,
+        _weights(args.weights),
+        args.normalization,
+        models=args.models.split(",") if args.models else None,
+        on_infeasible="least_violating",
+    )
+    counts, methods = count_tokens(profile, args.prompt, scheduler.models, use_tokenizers=not args.approx_tokens)
+    decision = scheduler.decide(counts, args.max_tokens, task_type=args.task_type)
+    if args.json:
+        print(json.dumps(as_json(decision, methods, args.prompt), indent=2))
+    else:
+        print(render_table(decision, methods))
+    return 0

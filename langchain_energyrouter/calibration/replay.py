@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_energyrouter.cost import linear_cost
 from langchain_energyrouter.errors import CalibrationError
-from langchain_energyrouter.online import CostLearner, OnlineOptions
+from langchain_energyrouter.online import CostLearner
+from langchain_energyrouter.online_options import OnlineOptions
 
 if TYPE_CHECKING:
     from langchain_energyrouter.calibration.rawdata import RawData

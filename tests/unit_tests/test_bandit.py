@@ -8,18 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from langchain_energyrouter.bandit import (
-    FEEDBACK_LOG,
-    QUALITY_KIND,
-    BanditOptions,
-    FeedbackBook,
-    PromptRouting,
-    QualityBandit,
-    _Ridge,
-    forward_feedback,
-)
+from langchain_energyrouter.bandit import QUALITY_KIND, BanditOptions, QualityBandit, _Ridge
+from langchain_energyrouter.encoders import HashingEncoder
 from langchain_energyrouter.errors import UnknownModelError
-from langchain_energyrouter.features import HashingEncoder
+from langchain_energyrouter.feedback import FEEDBACK_LOG, FeedbackBook, forward_feedback
+from langchain_energyrouter.prompt_routing import PromptRouting
 from langchain_energyrouter.scheduler import Scheduler
 from langchain_energyrouter.state import MemoryStateStore, SQLiteStateStore
 from langchain_energyrouter.state.base import StateStore
@@ -249,7 +242,7 @@ def test_router_feedback_changes_the_next_decision() -> None:
 
 
 def test_a_repeated_prompt_is_predicted_its_measured_length() -> None:
-    from langchain_energyrouter.bandit import RepeatLengths
+    from langchain_energyrouter.repeats import RepeatLengths
 
     routing = PromptRouting(MODELS, None, None, prior_accuracy=PRIOR, encoder=HashingEncoder(256))
     first = routing.predict("Say hello to Anna.", 6, None)

@@ -10,16 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from langchain_energyrouter import features
-from langchain_energyrouter.features import (
-    SCALAR_FEATURES,
-    FeatureSpace,
-    HashingEncoder,
-    StaticEmbeddingEncoder,
-    distill_static_table,
-    load_encoder,
-    scalar_features,
-)
+from langchain_energyrouter import encoders
+from langchain_energyrouter.encoders import HashingEncoder, StaticEmbeddingEncoder, distill_static_table, load_encoder
+from langchain_energyrouter.features import SCALAR_FEATURES, FeatureSpace, scalar_features
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -37,7 +30,7 @@ def test_hashing_is_unit_length_and_puts_similar_prompts_closer() -> None:
 
 def test_hashing_is_the_same_in_another_process() -> None:
     code = (
-        "from langchain_energyrouter.features import HashingEncoder; "
+        "from langchain_energyrouter.encoders import HashingEncoder; "
         "print(HashingEncoder(64).encode('Add 3 and 4.').tolist())"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
@@ -88,15 +81,15 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_distilled_static_encoder_is_cached_and_encodes(
     tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(features, "_minilm_dir", lambda: tiny_bert)
+    monkeypatch.setattr(encoders, "_minilm_dir", lambda: tiny_bert)
     calls: list[Path] = []
-    real = features.distill_static_table
+    real = encoders.distill_static_table
 
     def counting(source: Path, out: Path, *, dims: int = 256) -> None:
         calls.append(out)
         real(source, out, dims=dims)
 
-    monkeypatch.setattr(features, "distill_static_table", counting)
+    monkeypatch.setattr(encoders, "distill_static_table", counting)
     enc = StaticEmbeddingEncoder.load(cache_dir=tmp_path, dims=8)
     again = StaticEmbeddingEncoder.load(cache_dir=tmp_path, dims=8)
     assert len(calls) == 1  # the second load reads the cache
@@ -131,8 +124,9 @@ def test_router_import_loads_no_prompt_features() -> None:
     """Prompt features are loaded only when a router is configured to use them (numpy, tokenizers, encoders)."""
     code = (
         "import sys, langchain_energyrouter.router; "
-        "bad = {'numpy', 'tokenizers', 'langchain_energyrouter.features', 'langchain_energyrouter.quality', "
-        "'langchain_energyrouter.bandit'} & set(sys.modules); "
+        "bad = {'numpy', 'tokenizers', 'langchain_energyrouter.features', 'langchain_energyrouter.encoders', "
+        "'langchain_energyrouter.quality', 'langchain_energyrouter.bandit', 'langchain_energyrouter.prompt_routing'} "
+        "& set(sys.modules); "
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -15,13 +15,10 @@ from hypothesis import strategies as st
 from langchain_energyrouter import EnergyProfile, ProfileError
 from langchain_energyrouter.cost import linear_cost
 from langchain_energyrouter.errors import UnknownModelError
-from langchain_energyrouter.online import (
-    CostLearner,
-    LearnedCosts,
-    LinearCostLearner,
-    OnlineOptions,
-    OutputLengthLearner,
-)
+from langchain_energyrouter.length_learner import OutputLengthLearner
+from langchain_energyrouter.linear_learner import LinearCostLearner
+from langchain_energyrouter.online import CostLearner, LearnedCosts
+from langchain_energyrouter.online_options import OnlineOptions
 from langchain_energyrouter.profile import LoadModel
 from tests.conftest import make_model, make_profile
 

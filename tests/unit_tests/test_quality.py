@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from langchain_energyrouter.encoders import HashingEncoder
 from langchain_energyrouter.errors import ProfileError
-from langchain_energyrouter.features import HashingEncoder
-from langchain_energyrouter.quality import PromptPredictor, read_predictor_file
+from langchain_energyrouter.predictor_file import read_predictor_file
+from langchain_energyrouter.quality import PromptPredictor
 from langchain_energyrouter.scheduler import PROMPT, Scheduler
 from langchain_energyrouter.testing import tiny_profile
 

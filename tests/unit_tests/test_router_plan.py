@@ -120,7 +120,7 @@ def test_background_learning_loses_no_measurement(tiny: dict[str, BaseChatModel]
 
 
 def test_the_learning_thread_gathers_a_batch_and_a_flush_ends_the_gathering(tmp_path: Path) -> None:
-    from langchain_energyrouter.live import BackgroundLearning, _Measurement
+    from langchain_energyrouter.background import BackgroundLearning, Measurement
 
     profile = tiny_profile()
     store = SQLiteStateStore(tmp_path / "gather.sqlite")
@@ -129,12 +129,12 @@ def test_the_learning_thread_gathers_a_batch_and_a_flush_ends_the_gathering(tmp_
     for i in range(4):
         row = {"input_tokens": 10 + i, "output_tokens": 4, "runtime_s": 0.01 * (i + 1), "energy_j": 0.1,
                "method": profile.energy_method, "flags": (), "in_flight": 1, "output_capped": False}  # fmt: skip
-        background.submit(_Measurement("tiny-a", row, None))
+        background.submit(Measurement("tiny-a", row, None))
     assert background.flush(timeout_s=20)  # not 600 s: the flush cut the gathering short
     document = store.get(COST_KIND, "tiny-a")
     assert document is not None and document.version == 1  # four answers, one store write
     assert loop.learner.snapshot("tiny-a").n_runtime == 4  # type: ignore[union-attr]
-    background.submit(_Measurement("tiny-a", row, None))
+    background.submit(Measurement("tiny-a", row, None))
     closing = threading.Thread(target=background.close)
     closing.start()
     closing.join(20)

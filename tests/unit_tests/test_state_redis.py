@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from langchain_energyrouter.bandit import FEEDBACK_LOG
 from langchain_energyrouter.errors import MissingExtraError, StateError
+from langchain_energyrouter.feedback import FEEDBACK_LOG
 from langchain_energyrouter.learning import LearningLoop
 from langchain_energyrouter.scheduler import ADAPTED, PRIOR, Scheduler
 from langchain_energyrouter.state import open_store

@@ -124,18 +124,11 @@ def test_explain_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and "chosen: mistral-7b" in out and "chars/4" in out
 
 
-def test_demo_slot_when_missing(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "langchain_energyrouter.demo", None)  # import fails as if absent
-    _one_line_error(capsys, main(["demo"]), "demo is not available")
-
-
-def test_demo_slot_delegates_everything(monkeypatch: pytest.MonkeyPatch) -> None:
-    import types
+def test_demo_command_delegates_everything(monkeypatch: pytest.MonkeyPatch) -> None:
+    from langchain_energyrouter import demo
 
     seen: list[list[str]] = []
-    fake = types.ModuleType("langchain_energyrouter.demo")
-    fake.main = lambda argv: seen.append(list(argv)) or 0  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "langchain_energyrouter.demo", fake)
+    monkeypatch.setattr(demo, "main", lambda argv: seen.append(list(argv)) or 0)
     assert main(["demo", "--help", "--x", "1"]) == 0
     assert seen == [["--help", "--x", "1"]]
 

@@ -25,7 +25,8 @@ pytest.importorskip("redis", reason="the redis client is not installed: pip inst
 
 import yaml
 
-from langchain_energyrouter.bandit import FEEDBACK_LOG, QUALITY_KIND
+from langchain_energyrouter.bandit import QUALITY_KIND
+from langchain_energyrouter.feedback import FEEDBACK_LOG
 from langchain_energyrouter.outcomes import OutcomeRow
 from langchain_energyrouter.quality import PromptPredictor
 from langchain_energyrouter.state.redis import RedisStateStore

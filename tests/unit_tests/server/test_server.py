@@ -26,9 +26,9 @@ openai = pytest.importorskip("openai")
 import uvicorn  # noqa: E402
 
 from langchain_energyrouter import EnergyAwareRouter  # noqa: E402
-from langchain_energyrouter.bandit import PromptRouting  # noqa: E402
 from langchain_energyrouter.calibration.cli import main  # noqa: E402
-from langchain_energyrouter.features import HashingEncoder  # noqa: E402
+from langchain_energyrouter.encoders import HashingEncoder  # noqa: E402
+from langchain_energyrouter.prompt_routing import PromptRouting  # noqa: E402
 from langchain_energyrouter.server import AppSettings, ConfigError, LimitsConfig, create_app, load_config  # noqa: E402
 from langchain_energyrouter.state import MemoryStateStore  # noqa: E402
 from langchain_energyrouter.testing import tiny_chat_models, tiny_profile  # noqa: E402

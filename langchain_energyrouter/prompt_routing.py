@@ -1,0 +1,322 @@
+"""Per-prompt routing for a router: the trained predictor, the online bandit and the shared store together.
+
+:class:`PromptRouting` is what a router holds: ``predict`` before the decision (a :class:`PromptEstimate`),
+``remember`` after it, ``feedback`` and ``observe_lengths`` later (see its docstring for the wiring).
+:func:`build_prompt_routing` turns the router's ``prompt_routing`` setting into one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from langchain_energyrouter.bandit import QUALITY_KIND, BanditOptions, QualityBandit
+from langchain_energyrouter.encoders import HashingEncoder, PromptEncoder
+from langchain_energyrouter.errors import StateError, UnknownModelError
+from langchain_energyrouter.features import FeatureSpace
+from langchain_energyrouter.feedback import FEEDBACK_LOG, FeedbackBook
+from langchain_energyrouter.repeats import RepeatLengths
+from langchain_energyrouter.state.base import StateStore, update
+
+if TYPE_CHECKING:
+    from langchain_energyrouter.quality import PromptPredictor
+
+__all__ = ["PromptEstimate", "PromptRouting", "build_prompt_routing"]
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT_TOKENS = 64.0
+
+
+class PromptEstimate(NamedTuple):
+    """What :meth:`PromptRouting.predict` returns; pass ``accuracy``/``output_tokens`` to ``Scheduler.decide``."""
+
+    accuracy: dict[str, float]
+    """Per model expected score for this prompt (``prompt_accuracy=``)."""
+    output_tokens: dict[str, float]
+    """Per model expected generated tokens (``prompt_output_tokens=``)."""
+    context: tuple[float, ...]
+    """The bandit's context of this prompt (kept by :meth:`PromptRouting.remember`)."""
+    prior_accuracy: dict[str, float]
+    """The prior's expectation (before the bandit's residual): feedback learns the difference."""
+    prior_log_tokens: dict[str, float]
+
+
+class PromptRouting:
+    """Per-prompt predictions for a router: trained predictor + online bandit + shared store.
+
+    Wiring in a router (the scheduler is unchanged)::
+
+        est = routing.predict(text, input_tokens, task_type)
+        decision = scheduler.decide(..., prompt_accuracy=est.accuracy, prompt_output_tokens=est.output_tokens)
+        routing.remember(run_id, decision.model, est)
+        ...  # after the call
+        routing.observe_length(run_id, generated_tokens, capped=generated_tokens >= max_new_tokens)
+        ...  # whenever the score of that answer is known
+        routing.feedback(run_id, score)
+
+    Args:
+        models: the router's candidates.
+        predictor: the trained predictor (None: the bandit starts from ``prior_accuracy``).
+        store: where the learned state and feedback log live (None: nothing is learned online).
+        prior_accuracy: per model accuracy where the predictor has no model (pass the profile's); a model
+            in neither is left out of the estimates (the scheduler uses its profile) until feedback arrives.
+        prior_output_tokens: per model generated tokens where the predictor has no model; likewise.
+        options: bandit tuning (exploration off by default).
+        encoder: the encoder when there is no predictor (default: :class:`HashingEncoder`).
+        refresh_s: how often, at most, to read other processes' updates.
+        feedback_capacity: runs remembered for later feedback.
+    """
+
+    def __init__(
+        self,
+        models: Sequence[str],
+        predictor: PromptPredictor | None = None,
+        store: StateStore | None = None,
+        *,
+        prior_accuracy: Mapping[str, float] | None = None,
+        prior_output_tokens: Mapping[str, float] | None = None,
+        options: BanditOptions | None = None,
+        encoder: PromptEncoder | None = None,
+        refresh_s: float = 1.0,
+        feedback_capacity: int = 10000,
+    ) -> None:
+        self.models = tuple(models)
+        self.predictor = predictor
+        self.store = store
+        self.options = options or BanditOptions()
+        acc = dict(prior_accuracy or {})
+        tout = dict(prior_output_tokens or {})
+        if predictor is not None:
+            self.space = predictor.space
+            projection = predictor.projection
+            origin = f"predictor:{predictor.fingerprint}"
+        else:
+            self.space = FeatureSpace(encoder or HashingEncoder())
+            rng = np.random.default_rng(self.options.seed)
+            k = self.options.projection_dims
+            projection = (rng.standard_normal((k, self.space.encoder.dim)) / math.sqrt(k)).astype(np.float32)
+            origin = f"static:{self.space.encoder.name}:{k}:{self.options.seed}"
+        self._projection = np.asarray(projection, dtype=np.float64)
+        self._emb_dim = self.space.encoder.dim
+        k = 1 + self._projection.shape[0]
+        self.bandit = QualityBandit(self.models, k, self.options)
+        self.fingerprint = hashlib.sha256(f"{origin}|{self.options.prior_weight}".encode()).hexdigest()[:16]
+        predicted = set(predictor.models) if predictor is not None else set()
+        self._fallback_acc = np.array([acc.get(m, 0.5) for m in self.models])
+        self._fallback_len = np.log1p(np.array([tout.get(m, _DEFAULT_TOKENS) for m in self.models]))
+        self._no_prior_accuracy = tuple(m for m in self.models if m not in predicted and m not in acc)
+        self._no_prior_length = tuple(m for m in self.models if m not in predicted and m not in tout)
+        self.book: FeedbackBook[PromptEstimate] = FeedbackBook(feedback_capacity)
+        self.repeats = RepeatLengths(feedback_capacity)
+        """Measured lengths of prompts asked before (this process only)."""
+        self.refresh_s = float(refresh_s)
+        self._versions: dict[str, int] = {}
+        self._next_refresh = 0.0
+        self._lock = threading.Lock()
+        self.errors = 0
+        """Store failures so far (learning is skipped, routing goes on)."""
+        self.refresh(force=True)
+
+    # -- prediction ------------------------------------------------------------
+    def predict(self, text: str, input_tokens: int | None, task_type: str | None) -> PromptEstimate:
+        """Per-model expected score and generated tokens for this prompt (prior + learned residual)."""
+        if self.store is not None:
+            self.refresh()
+        x = self.space.vector(text, input_tokens, task_type)
+        emb = x[: self._emb_dim].astype(np.float64)
+        prior_acc = self._fallback_acc.copy()
+        prior_len = self._fallback_len.copy()
+        if self.predictor is not None:
+            acc, tout = self.predictor.predict_vector(x)
+            for i, m in enumerate(self.models):
+                if m in acc:
+                    prior_acc[i] = acc[m]
+                    prior_len[i] = math.log1p(tout[m])
+        z = np.concatenate(([1.0], self._projection @ emb))
+        score, log_len = self.bandit.adjust(z, prior_acc, prior_len)
+        names = self.models
+        acc_out = dict(zip(names, score.tolist(), strict=True))
+        len_out = dict(zip(names, np.expm1(log_len).clip(min=0.0).tolist(), strict=True))
+        for m in self._no_prior_accuracy:  # neither predictor nor caller knows it: the scheduler's profile does
+            if self.bandit.observations(m)[0] == 0:
+                del acc_out[m]
+        for m in self._no_prior_length:
+            if self.bandit.observations(m)[1] == 0:
+                del len_out[m]
+        context = tuple(z.tolist())
+        if len(self.repeats):
+            for m in names:
+                seen = self.repeats.get(m, context)
+                if seen is not None:
+                    len_out[m] = seen
+        return PromptEstimate(
+            acc_out,
+            len_out,
+            context,
+            dict(zip(names, prior_acc.tolist(), strict=True)),
+            dict(zip(names, prior_len.tolist(), strict=True)),
+        )
+
+    def remember(self, run_id: str, model: str, estimate: PromptEstimate) -> None:
+        """Keep what run ``run_id`` was (its estimate and the model chosen) for later feedback."""
+        if model not in self.models:
+            raise UnknownModelError(f"Cannot remember run {run_id!r} on {model!r}: candidates are {list(self.models)}.")
+        self.book.put(str(run_id), model, estimate)
+
+    # -- learning --------------------------------------------------------------
+    def feedback(self, run_id: str, score: float, *, key: str | None = None) -> bool:
+        """Learn the score (0 to 1) of run ``run_id``'s answer; True when the bandit learned from it.
+
+        The row goes to the store's ``"feedback"`` log first (never lost), then updates the
+        chosen model's arm by compare-and-swap. An unknown run id (never remembered, or
+        dropped from the bounded book) is logged to the event log as such and returns False.
+
+        Raises:
+            ValueError: ``score`` is not a finite number in [0, 1].
+        """
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0.0 <= score <= 1.0:
+            raise ValueError(f"Feedback score {score!r} for run {run_id!r}; give a number from 0 (wrong) to 1 (right).")
+        run = self.book.get(str(run_id))
+        if self.store is not None:
+            event: dict[str, Any] = {"run_id": str(run_id), "score": float(score), "time_unix_s": time.time()}
+            if key is not None:
+                event["key"] = key
+            if run is not None:
+                event["model"] = run.model
+                event["context"] = list(run.estimate.context)
+                event["prior_score"] = run.estimate.prior_accuracy[run.model]
+            try:
+                self.store.append(FEEDBACK_LOG, event)
+            except StateError as err:
+                self._store_failed("append", err)
+        if run is None:
+            return False
+        residual = float(score) - run.estimate.prior_accuracy[run.model]
+        return self._learn(run.model, [(run.estimate.context, residual)], length=False)
+
+    def observe_length(self, run_id: str, output_tokens: float, *, capped: bool = False) -> bool:
+        """Learn the generated length of run ``run_id``'s answer; ``capped``: it hit its cap (a lower bound)."""
+        return self.observe_lengths([(run_id, output_tokens, capped)]) > 0
+
+    def observe_lengths(self, observations: Iterable[tuple[str, float, bool]]) -> int:
+        """Learn several answers' lengths, ``(run id, generated tokens, capped)`` each, in order, with one store
+        write per model; returns how many taught the bandit something."""
+        residuals: dict[str, list[tuple[Sequence[float], float]]] = {}
+        for run_id, output_tokens, capped in observations:
+            run = self.book.get(str(run_id))
+            if run is None or not math.isfinite(output_tokens) or output_tokens < 0:
+                continue
+            self.repeats.put(run.model, run.estimate.context, output_tokens, capped=capped)
+            observed = math.log1p(output_tokens)
+            said = run.estimate.output_tokens.get(run.model)
+            predicted = math.log1p(said) if said is not None else run.estimate.prior_log_tokens[run.model]
+            if capped and observed <= predicted:
+                continue  # "at least the cap" says nothing when the prediction is above it already
+            residual = observed - run.estimate.prior_log_tokens[run.model]
+            residuals.setdefault(run.model, []).append((run.estimate.context, residual))
+        return sum(len(items) for model, items in residuals.items() if self._learn(model, items, length=True))
+
+    def _learn(self, model: str, items: Sequence[tuple[Sequence[float], float]], *, length: bool) -> bool:
+        """Add ``(context, residual)`` pairs to ``model``'s score (or length) arm: one compare-and-swap."""
+        learn = self.bandit.update_length if length else self.bandit.update
+        pairs = [(np.asarray(context, dtype=np.float64), residual) for context, residual in items]
+        with self._lock:
+            if self.store is None:
+                for z, residual in pairs:
+                    learn(model, z, residual)
+                return True
+
+            def change(current: dict[str, Any] | None) -> dict[str, Any]:
+                self._adopt(model, current)
+                for z, residual in pairs:
+                    learn(model, z, residual)
+                n_score, n_length = self.bandit.observations(model)
+                return {"fingerprint": self.fingerprint, "model": model, "n_score": n_score,
+                        "n_length": n_length, "arm": self.bandit.arm_state(model)}  # fmt: skip
+
+            try:
+                doc = update(self.store, QUALITY_KIND, model, change)
+            except StateError as err:
+                self._store_failed("write", err)
+                return False
+            if doc is not None:
+                self._versions[model] = doc.version
+        return True
+
+    # -- sharing ---------------------------------------------------------------
+    def refresh(self, *, force: bool = False) -> None:
+        """Adopt arms other routers wrote since the last look (one cheap read, at most every ``refresh_s``)."""
+        if self.store is None:
+            return
+        now = time.monotonic()
+        if not force and now < self._next_refresh:
+            return
+        self._next_refresh = now + self.refresh_s
+        try:
+            documents = self.store.items(QUALITY_KIND)
+        except StateError as err:
+            self._store_failed("read", err)
+            return
+        with self._lock:
+            for model in self.models:
+                doc = documents.get(model)
+                if doc is None:
+                    if model in self._versions:
+                        del self._versions[model]
+                        self.bandit.load_arm_state(model, None)
+                    continue
+                if self._versions.get(model) != doc.version:
+                    self._versions[model] = doc.version
+                    self._adopt(model, doc.payload)
+
+    def _adopt(self, model: str, payload: Mapping[str, Any] | None) -> None:
+        if payload is None or payload.get("fingerprint") != self.fingerprint:
+            self.bandit.load_arm_state(model, None)  # learned on another predictor: start from this one's prior
+            return
+        try:
+            self.bandit.load_arm_state(model, payload["arm"])
+        except (StateError, KeyError, TypeError, ValueError) as err:
+            logger.warning("Ignoring learned quality state of %r (%s); starting from the prior.", model, err)
+            self.bandit.load_arm_state(model, None)
+
+    def reset(self, model: str | None = None) -> int:
+        """Forget what was learned online (one model or all), in the store too; returns documents removed."""
+        removed = 0
+        with self._lock:
+            for name in self.models if model is None else (model,):
+                if self.store is not None:
+                    removed += self.store.delete(QUALITY_KIND, name)
+                self._versions.pop(name, None)
+                self.bandit.load_arm_state(name, None)
+        return removed
+
+    def _store_failed(self, what: str, err: StateError) -> None:
+        self.errors += 1
+        logger.warning("Quality-state store %s failed (%s); routing goes on with the predictions it has.", what, err)
+
+
+def build_prompt_routing(spec: Any, profile: Any, models: list[str], store: StateStore) -> Any:
+    """The router's ``prompt_routing`` setting as a :class:`PromptRouting` (or None).
+
+    A predictor (or the path of one) gets a router-owned ``PromptRouting`` whose bandit state lives in
+    the router's store, with the profile's accuracies as the prior for models the predictor lacks.
+    The predictor file and its encoder are loaded only here, only when per-prompt routing is configured.
+    """
+    from langchain_energyrouter.quality import PromptPredictor
+
+    if spec is None:
+        return None
+
+    if isinstance(spec, PromptRouting):
+        return spec
+    predictor = spec if isinstance(spec, PromptPredictor) else PromptPredictor.load(spec)
+    accuracy = {name: profile.models[name].accuracy for name in models}
+    return PromptRouting(models, predictor, store, prior_accuracy=accuracy)
