@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from langchain_energyrouter.bandit import QUALITY_KIND, BanditOptions, QualityBandit, _Ridge
-from langchain_energyrouter.encoders import HashingEncoder
+from langchain_energyrouter.decide.scheduler import Scheduler
 from langchain_energyrouter.errors import UnknownModelError
-from langchain_energyrouter.feedback import FEEDBACK_LOG, FeedbackBook, forward_feedback
-from langchain_energyrouter.prompt_routing import PromptRouting
-from langchain_energyrouter.scheduler import Scheduler
+from langchain_energyrouter.prompt.bandit import QUALITY_KIND, BanditOptions, QualityBandit, _Ridge
+from langchain_energyrouter.prompt.encoders import HashingEncoder
+from langchain_energyrouter.prompt.feedback import FEEDBACK_LOG, FeedbackBook, forward_feedback
+from langchain_energyrouter.prompt.routing import PromptRouting
 from langchain_energyrouter.state import MemoryStateStore, SQLiteStateStore
 from langchain_energyrouter.state.base import StateStore
 from langchain_energyrouter.testing import tiny_profile
@@ -230,6 +230,7 @@ def test_router_feedback_changes_the_next_decision() -> None:
         normalization="relative",
         prompt_routing=PromptRouting(MODELS, None, store, prior_accuracy=PRIOR, encoder=HashingEncoder(256)),
         state_store=store,
+        learn=False,  # feedback moves the decision, not the energy measured on a busy machine
     )
     question = "Say hello to Anna."
     assert router.explain(question).model == "tiny-b"
@@ -242,7 +243,7 @@ def test_router_feedback_changes_the_next_decision() -> None:
 
 
 def test_a_repeated_prompt_is_predicted_its_measured_length() -> None:
-    from langchain_energyrouter.repeats import RepeatLengths
+    from langchain_energyrouter.prompt.repeats import RepeatLengths
 
     routing = PromptRouting(MODELS, None, None, prior_accuracy=PRIOR, encoder=HashingEncoder(256))
     first = routing.predict("Say hello to Anna.", 6, None)
