@@ -27,9 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from langchain_energyrouter.calibration.cli import main
+from langchain_energyrouter.calibration.outcomes import read_matrix, write_matrix
 from langchain_energyrouter.calibration.synthetic import synthetic_rows
-from langchain_energyrouter.outcomes import read_matrix, write_matrix
+from langchain_energyrouter.cli.main import main
 
 TARGET_S = 120.0
 

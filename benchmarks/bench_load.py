@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from langchain_energyrouter.calibration.load import fit_load_curve, load_model_from_curves
+from langchain_energyrouter.calibration.loadfit import fit_load_curve, load_model_from_curves
 
 DATA = Path(__file__).resolve().parents[1] / "calibration" / "data" / "ml-energy" / "energy_by_batch.csv.gz"
 SERIES_KEYS = ["model_id", "task", "gpu", "num_gpus"]

@@ -6,7 +6,7 @@ For each trace the prior is fitted on the first 20% of rows (``fit_cost_model``,
 * ``static``: the prior, never updated;
 * ``LS-200/50``: plain least squares of the same linear form, refitted every 50 rows
   on the last 200 (numpy ``lstsq``), the baseline the issue names;
-* ``online``: :class:`~langchain_energyrouter.online.CostLearner`, updated after every row.
+* ``online``: :class:`~langchain_energyrouter.learn.costs.CostLearner`, updated after every row.
 
 It prints MAPE and bias (summed predictions / summed measurements) of all three, checks
 the issue's targets, and times one online update against one refit of the baseline.
@@ -29,8 +29,8 @@ from _timing import median_us
 
 from langchain_energyrouter.calibration.rawdata import read_raw
 from langchain_energyrouter.calibration.replay import replay_trace
-from langchain_energyrouter.linear_learner import LinearCostLearner
-from langchain_energyrouter.online import CostLearner, _Stats
+from langchain_energyrouter.learn.costs import CostLearner, _Stats
+from langchain_energyrouter.learn.linear import LinearCostLearner
 from langchain_energyrouter.profile import EnergyProfile
 
 TRACES = Path(__file__).resolve().parents[1] / "calibration" / "traces" / "original"

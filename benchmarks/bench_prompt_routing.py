@@ -9,7 +9,7 @@ cache on first use, minutes), it prints the median of:
 * the decision without features (``Scheduler.decide`` on the profile alone);
 * encoding the prompt; the 16 predictions from the feature vector;
 * features + prediction + scheduling (``PromptPredictor.predict`` then ``decide``);
-* the same through :class:`~langchain_energyrouter.bandit.PromptRouting` (predictor + bandit residual);
+* the same through :class:`~langchain_energyrouter.prompt.bandit.PromptRouting` (predictor + bandit residual);
 * for ``minilm-static`` also a cold word cache (every word of the prompt new to the encoder).
 
 Run: .venv/bin/python benchmarks/bench_prompt_routing.py [--encoders hashing minilm-static]
@@ -24,10 +24,10 @@ import sys
 from _timing import median_us
 
 from langchain_energyrouter import CostModel, DeviceInfo, EnergyProfile, ModelProfile, Scheduler
-from langchain_energyrouter.encoders import StaticEmbeddingEncoder, load_encoder
-from langchain_energyrouter.outcomes import OutcomeRow
-from langchain_energyrouter.prompt_routing import PromptRouting
-from langchain_energyrouter.quality import PromptPredictor
+from langchain_energyrouter.calibration.outcomes import OutcomeRow
+from langchain_energyrouter.prompt.encoders import StaticEmbeddingEncoder, load_encoder
+from langchain_energyrouter.prompt.predictor import PromptPredictor
+from langchain_energyrouter.prompt.routing import PromptRouting
 
 N_MODELS = 16
 WORDS = (

@@ -14,7 +14,7 @@ import random
 from _timing import median_us
 
 from langchain_energyrouter import CostModel, DeviceInfo, EnergyProfile, ModelProfile, Scheduler, Weights
-from langchain_energyrouter.online import CostLearner
+from langchain_energyrouter.learn.costs import CostLearner
 from langchain_energyrouter.profile import LoadModel
 
 

@@ -45,8 +45,8 @@ from typing import Any
 import httpx
 from fastapi import Request  # module level: FastAPI resolves the handler's (string) annotation from here
 
-from langchain_energyrouter.local_engine import free_port, serve_transformers
 from langchain_energyrouter.server.app import KEEP_ALIVE_S
+from langchain_energyrouter.testing.engine import free_port, serve_transformers
 
 MODELS = ("fast-a", "fast-b")
 
@@ -110,8 +110,8 @@ def _router_app(state_path: str) -> Any:
     from _profiles import profile_for
 
     from langchain_energyrouter import EnergyAwareRouter
-    from langchain_energyrouter.encoders import HashingEncoder
-    from langchain_energyrouter.prompt_routing import PromptRouting
+    from langchain_energyrouter.prompt.encoders import HashingEncoder
+    from langchain_energyrouter.prompt.routing import PromptRouting
     from langchain_energyrouter.server import AppSettings, LimitsConfig, create_app
     from langchain_energyrouter.state import SQLiteStateStore
 
@@ -318,7 +318,7 @@ def _fast_candidates(ctx: Any, args: argparse.Namespace, state_path: str) -> int
             "router": _measured(router_pid, router, args.requests, args.clients),
         }
         with_feedback = _measured(router_pid, router, args.requests, args.clients, feedback=True)
-    from langchain_energyrouter.feedback import FEEDBACK_LOG
+    from langchain_energyrouter.prompt.feedback import FEEDBACK_LOG
     from langchain_energyrouter.state import SQLiteStateStore
 
     with SQLiteStateStore(state_path) as store:

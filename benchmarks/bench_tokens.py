@@ -43,10 +43,10 @@ from langchain_core.tools import tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from langchain_energyrouter.energy import NullMeter
-from langchain_energyrouter.metering import MeterWindow
+from langchain_energyrouter.energy.metering import MeterWindow
 from langchain_energyrouter.router import EnergyAwareRouter
+from langchain_energyrouter.router.tokens import find_tokenizer, messages_to_dicts
 from langchain_energyrouter.testing import build_tiny_chat_model
-from langchain_energyrouter.tokens import find_tokenizer, messages_to_dicts
 
 SENTENCE = "Explain how an energy aware router picks a language model for a prompt. "
 CANDIDATES = 8
@@ -87,11 +87,11 @@ def baseline_counts(models: dict[str, BaseChatModel], messages: list[BaseMessage
 def pre_generation(router: EnergyAwareRouter, messages: list[BaseMessage], **kwargs: Any) -> None:
     plan = router._plan(router._convert_input(messages).to_messages(), dict(kwargs), None)
     router._prepare(plan.order[0], plan)
-    MeterWindow(plan.rt.meters.meter_for(plan.order[0])).end()
+    MeterWindow(plan.parts.meters.meter_for(plan.order[0])).end()
 
 
 def baseline_pre_generation(router: EnergyAwareRouter, messages: list[BaseMessage]) -> None:
-    rt = router._runtime()
+    rt = router._parts()
     counts = baseline_counts(rt.candidates, router._convert_input(messages).to_messages())
     rt.scheduler.decide(counts, rt.configured_caps)
 

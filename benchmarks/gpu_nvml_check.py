@@ -27,7 +27,7 @@ def main() -> int:
     import torch
 
     from langchain_energyrouter import EnergyAwareRouter, EnergyProfile, load_chat_model
-    from langchain_energyrouter.calibration.cli import main as cli
+    from langchain_energyrouter.cli.main import main as cli
     from langchain_energyrouter.energy import select_meter
     from langchain_energyrouter.testing import save_tiny_model
 

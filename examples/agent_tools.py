@@ -6,7 +6,7 @@ The router has three candidates:
   and metered here, but a local pipeline ignores tools.
 * ``engine``: a real OpenAI-compatible engine, ``transformers serve`` (ships with
   transformers; extra ``transformers[serving]``), serving a saved tiny model on
-  127.0.0.1. ``local_engine.serve_transformers`` starts it (offline); ``--engine-url``
+  127.0.0.1. ``langchain_energyrouter.testing.serve_transformers`` starts it (offline); ``--engine-url``
   points at one you run (vLLM, TGI, ``transformers serve``). It answers the steps without
   tools. Its energy is spent in the engine's process, so it is timed, not metered
   (method ``"none"``).
@@ -45,8 +45,8 @@ from typing import Any
 from langchain_core.tools import tool
 
 from langchain_energyrouter import CostModel, DeviceInfo, EnergyProfile, ModelProfile
-from langchain_energyrouter.local_engine import serve_transformers
 from langchain_energyrouter.router import EnergyAwareRouter
+from langchain_energyrouter.testing.engine import serve_transformers
 
 
 # -- a scripted OpenAI-compatible chat-completions server (the tool-calling steps only) --

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from langchain_energyrouter import EnergyAwareRouter, EnergyProfile, load_chat_model
-from langchain_energyrouter.calibration.cli import main as energyrouter
+from langchain_energyrouter.cli.main import main as energyrouter
 
 SUITE = Path(__file__).resolve().parents[1] / "calibration" / "suites" / "qa-small.jsonl"
 

@@ -1,4 +1,4 @@
-"""Writing files so that a crash never leaves a truncated one (profiles, predictors)."""
+"""Files: written so that a crash never leaves a truncated one, and where the package's shipped data lives."""
 
 from __future__ import annotations
 
@@ -25,4 +25,14 @@ def write_text_atomically(path: str | os.PathLike[str], text: str) -> Path:
     return file
 
 
-__all__ = ["write_text_atomically"]
+def shipped_data_dirs(kind: str) -> list[Path]:
+    """Where data shipped with the package (``profiles``, ``predictors``) lives, in the order to look.
+
+    A wheel packages the repository's ``calibration/<kind>`` as ``langchain_energyrouter/<kind>``; a source
+    tree or an editable install reads the repository's ``calibration/<kind>`` itself.
+    """
+    package = Path(__file__).resolve().parent
+    return [package / kind, package.parent / "calibration" / kind]
+
+
+__all__ = ["shipped_data_dirs", "write_text_atomically"]

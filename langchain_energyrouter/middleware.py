@@ -44,11 +44,11 @@ except ImportError as err:  # pragma: no cover - depends on the installed extras
         "pip install 'langchain-energyrouter[agents]'."
     ) from err
 
-from langchain_energyrouter.candidates import local_pipeline
 from langchain_energyrouter.energy.base import EnergyReading
-from langchain_energyrouter.routed import RoutedCall
 from langchain_energyrouter.router import EnergyAwareRouter
-from langchain_energyrouter.tokens import message_text
+from langchain_energyrouter.router.call import RoutedCall
+from langchain_energyrouter.router.candidates import local_pipeline
+from langchain_energyrouter.router.tokens import message_text
 
 __all__ = ["EnergyRoutingMiddleware", "plain_conversation"]
 

@@ -45,7 +45,7 @@ from langchain_energyrouter.cost import (
     predict_output_tokens,
 )
 from langchain_energyrouter.errors import ProfileError
-from langchain_energyrouter.files import write_text_atomically
+from langchain_energyrouter.files import shipped_data_dirs, write_text_atomically
 
 SCHEMA_VERSION = 2
 """The version of the profile format this package writes.
@@ -486,22 +486,15 @@ class EnergyProfile(_Strict):
         return self.model_copy(update={"models": {**self.models, **models}})
 
 
-def _reference_dirs() -> list[Path]:
-    here = Path(__file__).resolve().parent
-    # wheel: calibration/profiles is packaged as langchain_energyrouter/profiles;
-    # source tree / editable install: the repository's calibration/profiles.
-    return [here / "profiles", here.parent / "calibration" / "profiles"]
-
-
 def reference_profile_names() -> list[str]:
     """Names of the reference profiles shipped with the package."""
-    names = {p.stem for d in _reference_dirs() if d.is_dir() for p in d.glob("*.json")}
+    names = {p.stem for d in shipped_data_dirs("profiles") if d.is_dir() for p in d.glob("*.json")}
     return sorted(names)
 
 
 def reference_profile_path(name: str) -> Path:
     """Path of a shipped reference profile (``"cpu-reference"``, ``"original-3-models"``)."""
-    for directory in _reference_dirs():
+    for directory in shipped_data_dirs("profiles"):
         candidate = directory / f"{name.removesuffix('.json')}.json"
         if candidate.is_file():
             return candidate

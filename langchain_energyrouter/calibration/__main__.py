@@ -2,6 +2,6 @@
 
 import sys
 
-from langchain_energyrouter.calibration.cli import main
+from langchain_energyrouter.cli import main
 
 sys.exit(main())

@@ -24,7 +24,7 @@ from langchain_energyrouter.calibration.design import SuiteItem
 from langchain_energyrouter.errors import CalibrationError
 
 if TYPE_CHECKING:
-    from langchain_energyrouter.outcomes import OutcomeRow
+    from langchain_energyrouter.calibration.outcomes import OutcomeRow
 
 DEFAULT_MAX_NEW_TOKENS = 256
 """Answer budget: long enough that no packaged model's qa-small answer is cut (SmolLM2-135M's longest is 224)."""
@@ -180,7 +180,7 @@ def score_model(
 
 def outcome_rows(model_name: str, items: Sequence[SuiteItem], result: AccuracyResult) -> list[OutcomeRow]:
     """One outcome-matrix row per scored item that has a measurement (score 1 right, 0 wrong)."""
-    from langchain_energyrouter.outcomes import OutcomeRow
+    from langchain_energyrouter.calibration.outcomes import OutcomeRow
 
     rows = []
     for item in items:

@@ -12,7 +12,7 @@ the per-prompt predictors on one part and replays the other part through:
     per prompt, the cheapest model among those with the prompt's best score (the cheapest
     that gets it right, else the cheapest): the ceiling no router can pass;
 ``router:<w>``
-    :class:`~langchain_energyrouter.scheduler.Scheduler` decisions with accuracy weight ``w`` and
+    :class:`~langchain_energyrouter.decide.scheduler.Scheduler` decisions with accuracy weight ``w`` and
     energy weight ``1 - w`` (:data:`ROUTER_ACCURACY_WEIGHTS`, 28 values from 0 to 1), fed the
     predictor's per-prompt expected scores and answer lengths (``prompt_accuracy=``, ``prompt_output_tokens=``);
 ``router_task:<w>``
@@ -20,7 +20,7 @@ the per-prompt predictors on one part and replays the other part through:
     per-``task_type`` accuracy the router had before per-prompt prediction), when the main
     predictor is a learned one: the difference is what reading the prompt buys;
 ``bandit:<w>``
-    the online contextual bandit (:class:`~langchain_energyrouter.bandit.PromptRouting`, no trained
+    the online contextual bandit (:class:`~langchain_energyrouter.prompt.bandit.PromptRouting`, no trained
     predictor: its prior is each model's mean training score) feeding the same scheduler at accuracy
     weight ``w`` (every third weight of the sweep), started empty and learning from each replayed prompt's
     outcome (only the chosen model's score is revealed to it).
@@ -48,8 +48,8 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from langchain_energyrouter.calibration.curves import CurveMetrics, curve_metrics
+from langchain_energyrouter.calibration.outcomes import OutcomeMatrix, OutcomeRow
 from langchain_energyrouter.errors import CalibrationError
-from langchain_energyrouter.outcomes import OutcomeMatrix, OutcomeRow
 
 DEFAULT_TRAIN_FRACTION = 0.5
 ROUTER_ACCURACY_WEIGHTS: tuple[float, ...] = (
@@ -335,7 +335,7 @@ def _route(
     weights: Sequence[float],
 ) -> dict[float, dict[str, str]]:
     """Accuracy weight -> prompt -> the model the scheduler chooses with ``predictor``'s figures."""
-    from langchain_energyrouter.scoring import Weights
+    from langchain_energyrouter.decide.scoring import Weights
 
     first = matrix.models[0]
     plans: dict[float, dict[str, str]] = {w: {} for w in weights}
@@ -363,11 +363,11 @@ def _run_bandit(
 ) -> dict[str, str]:
     """Prompt -> the model chosen with the bandit's estimates; after each, it learns the chosen model's outcome.
 
-    ``routing`` is a :class:`~langchain_energyrouter.bandit.PromptRouting`: ``predict`` before the
+    ``routing`` is a :class:`~langchain_energyrouter.prompt.bandit.PromptRouting`: ``predict`` before the
     decision, ``remember`` it, then ``feedback`` (the score) and ``observe_length`` (the answer's
     tokens; ``capped`` when it reached ``budget``), as a router's feedback would.
     """
-    from langchain_energyrouter.scoring import Weights
+    from langchain_energyrouter.decide.scoring import Weights
 
     first = matrix.models[0]
     w = Weights(accuracy=weight, energy=1.0 - weight)
@@ -418,7 +418,7 @@ def evaluate(
         predictor_factory: training rows -> an object with ``predict(prompt, input_tokens, task_type)``
             (None: :class:`TaskMeanPredictor`).
         predictor_name: how the report names the predictor.
-        bandit_options: :class:`~langchain_energyrouter.bandit.BanditOptions` to replay the online
+        bandit_options: :class:`~langchain_energyrouter.prompt.bandit.BanditOptions` to replay the online
             bandit with (None: no bandit policy).
         normalization: the scheduler's normaliser (``relative`` keeps magnitudes; see the notes).
         router_weights: the accuracy weights of the router sweep (energy weight ``1 - w``).
@@ -428,7 +428,7 @@ def evaluate(
     Raises:
         CalibrationError: fewer than two models, too few complete prompts, missing energy.
     """
-    from langchain_energyrouter.scheduler import Scheduler
+    from langchain_energyrouter.decide.scheduler import Scheduler
 
     timings: dict[str, float] = {}
     notes: list[str] = []
@@ -508,7 +508,7 @@ def evaluate(
     timings["route_s"] = time.perf_counter() - started
 
     if bandit_options is not None:
-        from langchain_energyrouter.prompt_routing import PromptRouting
+        from langchain_energyrouter.prompt.routing import PromptRouting
 
         started = time.perf_counter()
         prior = TaskMeanPredictor.train(train_rows)._overall

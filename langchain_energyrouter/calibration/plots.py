@@ -1,6 +1,6 @@
 """PNG plots of a profile (matplotlib, Agg backend): trade-off, sensitivity, dominance, fit diagnostics.
 
-Every plot is computed with the real :class:`~langchain_energyrouter.scheduler.Scheduler`,
+Every plot is computed with the real :class:`~langchain_energyrouter.decide.scheduler.Scheduler`,
 so it shows what the router would do, not a re-implementation of it.
 """
 
@@ -10,9 +10,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from langchain_energyrouter.decide.scheduler import Scheduler
+from langchain_energyrouter.decide.scoring import Weights
 from langchain_energyrouter.profile import EnergyProfile
-from langchain_energyrouter.scheduler import Scheduler
-from langchain_energyrouter.scoring import Weights
 
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 

@@ -3,7 +3,7 @@
 For each trace, the prior is fitted (:func:`~langchain_energyrouter.calibration.fitting.fit_cost_model`,
 as ``energyrouter fit`` does) on the first ``prior_fraction`` of its rows. Every later row is
 then predicted twice *before it is seen* (by the static prior, and by the online learner's
-current snapshot) and only then fed to :meth:`~langchain_energyrouter.online.CostLearner.observe`.
+current snapshot) and only then fed to :meth:`~langchain_energyrouter.learn.costs.CostLearner.observe`.
 Each row is predicted with its true generated token count, so the scores are those of the
 cost models alone, not of output-length prediction.
 
@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_energyrouter.cost import linear_cost
 from langchain_energyrouter.errors import CalibrationError
-from langchain_energyrouter.online import CostLearner
-from langchain_energyrouter.online_options import OnlineOptions
+from langchain_energyrouter.learn.costs import CostLearner
+from langchain_energyrouter.learn.options import OnlineOptions
 
 if TYPE_CHECKING:
     from langchain_energyrouter.calibration.rawdata import RawData

@@ -6,7 +6,7 @@ import math
 import random
 from collections.abc import Sequence
 
-from langchain_energyrouter.outcomes import OutcomeRow
+from langchain_energyrouter.calibration.outcomes import OutcomeRow
 
 
 def synthetic_rows(

@@ -7,7 +7,7 @@ import argparse
 import functools
 from typing import Any
 
-from langchain_energyrouter.calibration.cliutil import invocation, load_model, resolve_device, then
+from langchain_energyrouter.cli.util import invocation, load_model, resolve_device, then
 from langchain_energyrouter.errors import CalibrationError
 from langchain_energyrouter.profile import EnergyProfile
 
@@ -44,8 +44,8 @@ def _tick(progress: Any, item: Any, text: str, ok: bool) -> None:
 def run(args: argparse.Namespace) -> int:
     from langchain_energyrouter.calibration.accuracy import outcome_rows, print_result, score_model
     from langchain_energyrouter.calibration.design import load_suite
+    from langchain_energyrouter.calibration.outcomes import OutcomeRow, write_matrix
     from langchain_energyrouter.calibration.progress import Progress
-    from langchain_energyrouter.outcomes import OutcomeRow, write_matrix
 
     profile = EnergyProfile.load(args.profile)
     suite = load_suite(args.suite)

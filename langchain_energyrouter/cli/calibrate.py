@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from langchain_energyrouter.calibration.cliutil import invocation, load_model, number_pairs, resolve_device, say, table
-from langchain_energyrouter.calibration.fitcmd import fit_row, merge_or_new
+from langchain_energyrouter.cli.fit import fit_row, merge_or_new
+from langchain_energyrouter.cli.util import invocation, load_model, number_pairs, resolve_device, say, table
 from langchain_energyrouter.errors import CalibrationError
 from langchain_energyrouter.profile import DeviceInfo, EnergyProfile
 
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         parse_concurrency,
         parse_lengths,
     )
-    from langchain_energyrouter.calibration.load import at_reference_load, with_load_model
+    from langchain_energyrouter.calibration.loadfit import at_reference_load, with_load_model
     from langchain_energyrouter.calibration.profilefit import fit_model
     from langchain_energyrouter.calibration.progress import format_seconds
     from langchain_energyrouter.calibration.rawdata import read_raw

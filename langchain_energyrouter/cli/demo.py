@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from langchain_energyrouter.calibration.design import SuiteItem
+from langchain_energyrouter.files import shipped_data_dirs
 
 DEMO_ITEMS: tuple[SuiteItem, ...] = (
     SuiteItem(
@@ -122,9 +123,9 @@ def _cell(text: str, width: int) -> str:
 def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> list[CallRecord]:
     """Run the demo and print its tables; returns the routed calls (phase 2)."""
 
+    from langchain_energyrouter.decide.scoring import PRESETS
     from langchain_energyrouter.models import load_chat_model
     from langchain_energyrouter.router import EnergyAwareRouter
-    from langchain_energyrouter.scoring import PRESETS
 
     _quiet_transformers()
     unknown = [p for p in args.presets if p not in PRESETS]
@@ -176,9 +177,7 @@ def predictor_path(name: str) -> Path:
     given = Path(name)
     if given.suffix == ".json" or given.exists():
         return given
-    here = Path(__file__).resolve().parent
-    # wheel: calibration/predictors is packaged as langchain_energyrouter/predictors.
-    for directory in (here / "predictors", here.parent / "calibration" / "predictors"):
+    for directory in shipped_data_dirs("predictors"):
         candidate = directory / f"{name}.json"
         if candidate.is_file():
             return candidate

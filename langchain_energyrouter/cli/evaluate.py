@@ -13,20 +13,20 @@ from langchain_energyrouter.calibration.evaluate import (
     evaluate,
 )
 from langchain_energyrouter.calibration.evaluate_output import format_report, plot_report, report_json
+from langchain_energyrouter.calibration.outcomes import OutcomeRow
 from langchain_energyrouter.errors import CalibrationError
-from langchain_energyrouter.outcomes import OutcomeRow
 
 __all__ = ["add_parser", "run"]
 
 
 def _quality_module() -> Any:
-    """``langchain_energyrouter.quality`` (the learned predictors), or None where it is not installed."""
+    """``langchain_energyrouter.prompt.predictor`` (the learned predictors), or None where it is not installed."""
     import importlib
 
     try:
-        return importlib.import_module("langchain_energyrouter.quality")
+        return importlib.import_module("langchain_energyrouter.prompt.predictor")
     except ModuleNotFoundError as err:
-        if err.name != "langchain_energyrouter.quality":
+        if err.name != "langchain_energyrouter.prompt.predictor":
             raise
         return None
 
@@ -46,9 +46,9 @@ def _learned_predictor(encoder: str | None) -> tuple[Callable[[Sequence[OutcomeR
 
 
 def _bandit_options(exploration: float) -> Any | None:
-    """:class:`~langchain_energyrouter.bandit.BanditOptions`, or None where the bandit is not installed."""
+    """:class:`~langchain_energyrouter.prompt.bandit.BanditOptions`, or None where the bandit is not installed."""
     try:
-        from langchain_energyrouter.bandit import BanditOptions
+        from langchain_energyrouter.prompt.bandit import BanditOptions
     except ImportError:
         return None
     return BanditOptions(exploration=exploration)
@@ -93,7 +93,7 @@ def add_parser(sub: Any, common: Any) -> None:
 
 def run(args: Any) -> int:
     """``energyrouter evaluate``."""
-    from langchain_energyrouter.outcomes import read_matrix
+    from langchain_energyrouter.calibration.outcomes import read_matrix
 
     started = time.perf_counter()
     matrix = read_matrix(args.matrix)
@@ -110,15 +110,15 @@ def run(args: Any) -> int:
         if learned is None:
             if args.predictor == "prompt":
                 raise CalibrationError(
-                    "--predictor prompt needs langchain_energyrouter.quality, which this installation lacks; "
+                    "--predictor prompt needs langchain_energyrouter.prompt.predictor, which this installation lacks; "
                     "use --predictor task."
                 )
-            notes.append("langchain_energyrouter.quality is not installed: the router uses per-task means")
+            notes.append("langchain_energyrouter.prompt.predictor is not installed: the router uses per-task means")
         else:
             factory, name = learned
     bandit = None if args.no_bandit else _bandit_options(args.bandit_exploration)
     if bandit is None and not args.no_bandit:
-        notes.append("the online bandit (langchain_energyrouter.bandit) is not installed: its policy is skipped")
+        notes.append("the online bandit (langchain_energyrouter.prompt.bandit) is not installed: its policy is skipped")
     report = evaluate(
         matrix,
         train_fraction=args.train_fraction,

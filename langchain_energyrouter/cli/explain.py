@@ -12,10 +12,10 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from langchain_energyrouter.decide.scheduler import Decision, Scheduler
+from langchain_energyrouter.decide.scoring import PRESETS, Weights
 from langchain_energyrouter.errors import WeightsError
 from langchain_energyrouter.profile import EnergyProfile
-from langchain_energyrouter.scheduler import Decision, Scheduler
-from langchain_energyrouter.scoring import PRESETS, Weights
 
 APPROX = "chars/4 (approximation: tokenizer not available locally)"
 

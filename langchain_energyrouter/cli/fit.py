@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from langchain_energyrouter.calibration.cliutil import invocation, number_pairs, pairs, say, table, then
+from langchain_energyrouter.cli.util import invocation, number_pairs, pairs, say, table, then
 from langchain_energyrouter.errors import CalibrationError
 from langchain_energyrouter.profile import DeviceInfo, EnergyProfile
 
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from langchain_energyrouter.calibration.fitting import ESTIMATORS
-    from langchain_energyrouter.calibration.load import at_reference_load, with_load_model
+    from langchain_energyrouter.calibration.loadfit import at_reference_load, with_load_model
     from langchain_energyrouter.calibration.profilefit import fit_model
     from langchain_energyrouter.calibration.rawdata import read_raw
 

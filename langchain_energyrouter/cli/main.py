@@ -1,8 +1,8 @@
 """The ``energyrouter`` command: calibrate, fit, accuracy, explain, plot, state, serve, evaluate, train, replay, demo.
 
 This module only assembles the parser and runs a command; each command lives in a
-module of its own (``calibratecmd``, ``fitcmd``, ``accuracycmd``, ``explain``,
-``plotcmd``, ``statecmd``, ``servecmd``, ``evaluatecmd``, ``traincmd``, ``replaycmd``,
+module of its own (``calibrate``, ``fit``, ``accuracy``, ``explain``,
+``plot``, ``state``, ``serve``, ``evaluate``, ``train``, ``replay``,
 ``demo``), each exposing ``add_parser(sub, common)`` and ``run(args)``.
 
 ``main(argv) -> int``: 0 on success, 1 on any error (printed as one line on
@@ -24,20 +24,20 @@ from __future__ import annotations
 import argparse
 import sys
 
-from langchain_energyrouter import demo
-from langchain_energyrouter.calibration import (
-    accuracycmd,
-    calibratecmd,
-    evaluatecmd,
+from langchain_energyrouter.cli import (
+    accuracy,
+    calibrate,
+    demo,
+    evaluate,
     explain,
-    fitcmd,
-    plotcmd,
-    replaycmd,
-    servecmd,
-    statecmd,
-    traincmd,
+    fit,
+    plot,
+    replay,
+    serve,
+    state,
+    train,
 )
-from langchain_energyrouter.calibration.cliutil import PROG, Parser, UsageError, say
+from langchain_energyrouter.cli.util import PROG, Parser, UsageError, say
 from langchain_energyrouter.errors import EnergyRouterError
 
 
@@ -51,16 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog=PROG, description="Calibrate, fit, inspect and plot energy-router profiles.", parents=[common])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
-    calibratecmd.add_parser(sub, common)
-    fitcmd.add_parser(sub, common)
-    accuracycmd.add_parser(sub, common)
+    calibrate.add_parser(sub, common)
+    fit.add_parser(sub, common)
+    accuracy.add_parser(sub, common)
     explain.add_parser(sub, common)
-    plotcmd.add_parser(sub, common)
-    statecmd.add_parser(sub, common)
-    servecmd.add_parser(sub, common)
-    evaluatecmd.add_parser(sub, common)
-    traincmd.add_parser(sub, common)
-    replaycmd.add_parser(sub, common)
+    plot.add_parser(sub, common)
+    state.add_parser(sub, common)
+    serve.add_parser(sub, common)
+    evaluate.add_parser(sub, common)
+    train.add_parser(sub, common)
+    replay.add_parser(sub, common)
     demo.add_parser(sub, common)
     return parser
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from langchain_energyrouter.calibration.cliutil import pairs, say
+from langchain_energyrouter.cli.util import pairs, say
 from langchain_energyrouter.profile import EnergyProfile
 
 

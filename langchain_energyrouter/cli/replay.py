@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from langchain_energyrouter.calibration.cliutil import pairs, say
+from langchain_energyrouter.cli.util import pairs, say
 
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from langchain_energyrouter.learning import COST_KIND
+from langchain_energyrouter.learn.loop import COST_KIND
 
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:

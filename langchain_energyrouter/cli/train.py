@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from langchain_energyrouter.calibration.cliutil import say
+from langchain_energyrouter.cli.util import say
 
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -34,8 +34,8 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from langchain_energyrouter.outcomes import read_matrix
-    from langchain_energyrouter.quality import PromptPredictor
+    from langchain_energyrouter.calibration.outcomes import read_matrix
+    from langchain_energyrouter.prompt.predictor import PromptPredictor
 
     rows = read_matrix(args.matrix).rows
     started = time.perf_counter()

@@ -14,7 +14,7 @@ Two things make a prediction about *this* moment rather than the calibration run
 - **Load**: ``decide(..., in_flight={model: n})`` scales each candidate's runtime and
   energy by its profile's load model (:func:`~langchain_energyrouter.cost.load_factors`).
 - **Learned costs**: :meth:`Scheduler.set_learned` installs, per model, an adapted
-  snapshot (e.g. :class:`~langchain_energyrouter.online.LearnedCosts`) whose
+  snapshot (e.g. :class:`~langchain_energyrouter.learn.costs.LearnedCosts`) whose
   coefficients and output length replace the prior's. Each candidate says where its
   predictions came from (``sources``) and from how many observations.
 """
@@ -27,9 +27,7 @@ from types import MappingProxyType
 from typing import Any, Literal, NamedTuple, Protocol
 
 from langchain_energyrouter.cost import Coefficients, CompiledModel, predict_costs, predict_output_tokens
-from langchain_energyrouter.errors import NoFeasibleModelError, UnknownModelError
-from langchain_energyrouter.profile import EnergyProfile
-from langchain_energyrouter.scoring import (
+from langchain_energyrouter.decide.scoring import (
     Constraints,
     Normalizer,
     Weights,
@@ -38,6 +36,8 @@ from langchain_energyrouter.scoring import (
     get_accuracy_normalizer,
     get_normalizer,
 )
+from langchain_energyrouter.errors import NoFeasibleModelError, UnknownModelError
+from langchain_energyrouter.profile import EnergyProfile
 
 OnInfeasible = Literal["raise", "least_violating"]
 

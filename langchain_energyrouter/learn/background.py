@@ -1,7 +1,7 @@
 """Learning off the request path: one writer thread applies measurements in arrival order, in batches.
 
 :class:`BackgroundLearning` gathers the measurements of answered calls (:class:`Measurement`: the cost row for
-the :class:`~langchain_energyrouter.learning.LearningLoop` and, with per-prompt routing, the answer's length as a
+the :class:`~langchain_energyrouter.learn.loop.LearningLoop` and, with per-prompt routing, the answer's length as a
 :class:`LengthObservation`) and writes each model's learned state once per batch, so under load one store write
 serves many answers and an answer never waits on the store.
 """
@@ -14,7 +14,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
-    from langchain_energyrouter.learning import LearningLoop
+    from langchain_energyrouter.learn.loop import LearningLoop
 
 __all__ = ["GATHER_S", "BackgroundLearning", "LengthObservation", "Measurement", "learn_lengths"]
 
@@ -28,15 +28,15 @@ class LengthObservation(NamedTuple):
     """An answer's generated length for per-prompt routing (:meth:`PromptRouting.observe_lengths`)."""
 
     routing: Any
-    """The :class:`~langchain_energyrouter.bandit.PromptRouting` that predicted it."""
+    """The :class:`~langchain_energyrouter.prompt.bandit.PromptRouting` that predicted it."""
     run_id: str
     output_tokens: float
     capped: bool
 
 
 class Measurement(NamedTuple):
-    """One answered call's measurement, as :meth:`LiveState.observe <langchain_energyrouter.live.LiveState.observe>`
-    hands it over."""
+    """One answered call's measurement, as
+    :meth:`~langchain_energyrouter.router.live.LiveState.observe` hands it over."""
 
     model: str
     row: dict[str, Any]

@@ -9,9 +9,9 @@ are divided by the load factor first) and returns a :class:`LearnedCosts` snapsh
 scheduler uses in place of the prior's coefficients. Every learner has ``to_state()``
 (a JSON-able dict) and ``from_state()`` for persistence.
 
-The learners: :class:`~langchain_energyrouter.linear_learner.LinearCostLearner` (runtime and joules) and
-:class:`~langchain_energyrouter.length_learner.OutputLengthLearner` (answer length); their tuning is
-:class:`~langchain_energyrouter.online_options.OnlineOptions`.
+The learners: :class:`~langchain_energyrouter.learn.linear.LinearCostLearner` (runtime and joules) and
+:class:`~langchain_energyrouter.learn.length.OutputLengthLearner` (answer length); their tuning is
+:class:`~langchain_energyrouter.learn.options.OnlineOptions`.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from langchain_energyrouter.cost import Coefficients, LoadTuple, load_factors
 from langchain_energyrouter.energy.base import FLAG_BELOW_RESOLUTION, FLAG_COUNTER_WENT_BACKWARDS, FLAG_OVERLAPPED
 from langchain_energyrouter.errors import ProfileError, UnknownModelError
-from langchain_energyrouter.length_learner import OutputLengthLearner
-from langchain_energyrouter.linear_learner import DEFAULT_INPUT_SCALE, DEFAULT_OUTPUT_SCALE, LinearCostLearner
-from langchain_energyrouter.online_options import STATE_VERSION, OnlineOptions, check_version, finite
+from langchain_energyrouter.learn.length import OutputLengthLearner
+from langchain_energyrouter.learn.linear import DEFAULT_INPUT_SCALE, DEFAULT_OUTPUT_SCALE, LinearCostLearner
+from langchain_energyrouter.learn.options import STATE_VERSION, OnlineOptions, check_version, finite
 
 if TYPE_CHECKING:
     from langchain_energyrouter.profile import EnergyProfile

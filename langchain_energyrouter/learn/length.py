@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from langchain_energyrouter.online_options import STATE_VERSION, OnlineOptions, check_version, finite
+from langchain_energyrouter.learn.options import STATE_VERSION, OnlineOptions, check_version, finite
 
 __all__ = ["OutputLengthLearner"]
 

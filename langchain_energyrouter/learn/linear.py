@@ -44,7 +44,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from langchain_energyrouter.cost import Coefficients
-from langchain_energyrouter.online_options import STATE_VERSION, OnlineOptions, check_version, finite
+from langchain_energyrouter.learn.options import STATE_VERSION, OnlineOptions, check_version, finite
 
 __all__ = ["DEFAULT_INPUT_SCALE", "DEFAULT_OUTPUT_SCALE", "LinearCostLearner"]
 

@@ -1,7 +1,7 @@
 """Learning from every routed call: measurements -> online learners -> store -> scheduler.
 
 :class:`LearningLoop` is what the router holds. After each call that has a
-measurement it updates that model's learners (:class:`~langchain_energyrouter.online.CostLearner`)
+measurement it updates that model's learners (:class:`~langchain_energyrouter.learn.costs.CostLearner`)
 *inside* a compare-and-swap on the state store, so routers in several threads or
 processes sharing one store all add to the same learned state and none overwrites
 another's update; then it installs the new snapshot in the scheduler. Before a
@@ -24,13 +24,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from langchain_energyrouter.errors import ProfileError, StateError
-from langchain_energyrouter.online import CostLearner
-from langchain_energyrouter.online_options import OnlineOptions
+from langchain_energyrouter.learn.costs import CostLearner
+from langchain_energyrouter.learn.options import OnlineOptions
 from langchain_energyrouter.state.base import StateStore, update
 
 if TYPE_CHECKING:
+    from langchain_energyrouter.decide.scheduler import Scheduler
     from langchain_energyrouter.profile import EnergyProfile
-    from langchain_energyrouter.scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
 

@@ -1,10 +1,10 @@
 """Learning per-prompt quality online: a linear contextual bandit on top of the trained predictor.
 
 Per model (arm) the bandit learns the *residual* of the prior: the score it observes minus
-the prior's expected score for that prompt (the trained :class:`~langchain_energyrouter.quality.PromptPredictor`,
-or the profile's static accuracy without one), as a ridge regression on a compact context
-``z = [1, P @ embedding]`` (``P``: the predictor's principal directions of the
-training embeddings, 16 by default; a fixed random projection without a predictor). So with
+the prior's expected score for that prompt (the trained
+:class:`~langchain_energyrouter.prompt.predictor.PromptPredictor`, or the profile's static accuracy without
+one), as a ridge regression on a compact context ``z = [1, P @ embedding]`` (``P``: the predictor's principal
+directions of the training embeddings, 16 by default; a fixed random projection without a predictor). So with
 no feedback it predicts exactly the prior, and each feedback moves only that model's estimate
 for prompts like the one it was about.
 
@@ -17,13 +17,13 @@ for prompts like the one it was about.
   (``"thompson"``).
 * **Lengths.** Measured output lengths update a second ridge residual model of
   ``log1p(tokens)`` per arm; an answer cut at its cap says only "at least the cap", so it is
-  used only when it raises the estimate (as :class:`~langchain_energyrouter.online.OutputLengthLearner` does).
+  used only when it raises the estimate (as :class:`~langchain_energyrouter.learn.costs.OutputLengthLearner` does).
 * **Shared.** Each arm's state is a document of the learned-state store (kind ``"quality"``,
   key = model) written by compare-and-swap (:func:`~langchain_energyrouter.state.base.update`),
   so routers in several processes add to one state; every feedback row is also appended to
   the event log ``"feedback"`` first, so none is lost even when a write fails.
 
-:class:`~langchain_energyrouter.prompt_routing.PromptRouting` is what a router holds; it owns a bandit.
+:class:`~langchain_energyrouter.prompt.routing.PromptRouting` is what a router holds; it owns a bandit.
 """
 
 from __future__ import annotations

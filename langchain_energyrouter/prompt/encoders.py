@@ -6,7 +6,7 @@ encoder's data is loaded only when a router is configured to use prompt features
 
 Measured on 2 shared CPU cores (load average 2 to 7:
 absolute times are up to 3x an idle machine's); time = encoding a 200-word prompt
-(``benchmarks/bench_prompt_routing.py``); quality = :class:`~langchain_energyrouter.quality.PromptPredictor`
+(``benchmarks/bench_prompt_routing.py``); quality = :class:`~langchain_energyrouter.prompt.predictor.PromptPredictor`
 on the committed outcome matrix of the two packaged models (309 prompts; trained on a random
 half, tested on the other, mean of 5 splits; APGR of ranking prompts by predicted gain):
 

@@ -1,7 +1,7 @@
 """Prompt features for per-prompt routing: one vector of a prompt's embedding, cheap complexity scalars
 (token count, digits) and the caller's task type (:class:`FeatureSpace`).
 
-The embedding comes from a :mod:`~langchain_energyrouter.encoders` encoder; numpy is imported here (never by the
+The embedding comes from a :mod:`~langchain_energyrouter.prompt.encoders` encoder; numpy is imported here (never by the
 scheduler), and an encoder's data is loaded only when a router is configured to use prompt features.
 """
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from langchain_energyrouter.encoders import WORD, PromptEncoder
+from langchain_energyrouter.prompt.encoders import WORD, PromptEncoder
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray

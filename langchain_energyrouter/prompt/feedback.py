@@ -22,7 +22,7 @@ E = TypeVar("E")
 
 
 class FeedbackTarget(Protocol):
-    """What learns from a score (:class:`~langchain_energyrouter.prompt_routing.PromptRouting`)."""
+    """What learns from a score (:class:`~langchain_energyrouter.prompt.routing.PromptRouting`)."""
 
     def feedback(self, run_id: str, score: float, *, key: str | None = None) -> bool:
         """Learn that the answer of ``run_id`` scored ``score`` (0 to 1); False for a run not remembered."""

@@ -1,9 +1,9 @@
 """Per-prompt predictors: each model's expected score and answer length for *this* prompt.
 
 :class:`PromptPredictor` is trained on an outcome matrix (one row per prompt and model,
-:mod:`langchain_energyrouter.outcomes`) and feeds :meth:`Scheduler.decide
-<langchain_energyrouter.scheduler.Scheduler.decide>` through ``prompt_accuracy`` and
-``prompt_output_tokens``. Per model, over the features of :class:`~langchain_energyrouter.features.FeatureSpace`
+:mod:`langchain_energyrouter.calibration.outcomes`) and feeds :meth:`Scheduler.decide
+<langchain_energyrouter.decide.scheduler.Scheduler.decide>` through ``prompt_accuracy`` and
+``prompt_output_tokens``. Per model, over the features of :class:`~langchain_energyrouter.prompt.features.FeatureSpace`
 (embedding, token count and digit features, task one-hot):
 
 * **Expected score**: L2-regularised logistic regression on the score (0 to 1; fractional
@@ -23,8 +23,8 @@ Models with fewer than ``min_rows`` rows are left out: for them the scheduler ke
 profile's (static or per-task) accuracy, which stays the prior and the fallback.
 
 Prediction is a few small matrix-vector products (about 10 microseconds for 16 models).
-Training (:mod:`~langchain_energyrouter.training`) needs numpy and scipy (extra ``calibrate``). Files are
-versioned JSON (:mod:`~langchain_energyrouter.predictor_file`), validated with pydantic; an error names the
+Training (:mod:`~langchain_energyrouter.prompt.training`) needs numpy and scipy (extra ``calibrate``). Files are
+versioned JSON (:mod:`~langchain_energyrouter.prompt.predictor_file`), validated with pydantic; an error names the
 file and the field.
 """
 
@@ -38,16 +38,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from langchain_energyrouter.encoders import DEFAULT_ENCODER, PromptEncoder, load_encoder
 from langchain_energyrouter.errors import ProfileError
-from langchain_energyrouter.features import FeatureSpace
 from langchain_energyrouter.files import write_text_atomically
-from langchain_energyrouter.predictor_file import PredictorFile, read_predictor_file
+from langchain_energyrouter.prompt.encoders import DEFAULT_ENCODER, PromptEncoder, load_encoder
+from langchain_energyrouter.prompt.features import FeatureSpace
+from langchain_energyrouter.prompt.predictor_file import PredictorFile, read_predictor_file
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-    from langchain_energyrouter.training import OutcomeLike
+    from langchain_energyrouter.prompt.training import OutcomeLike
 
 __all__ = ["PromptPredictor"]
 
@@ -145,7 +145,8 @@ class PromptPredictor:
 
         Args:
             rows: outcome rows (one per prompt and model), or an ``OutcomeMatrix``.
-            encoder: an encoder, an encoder name, or None for :data:`~langchain_energyrouter.encoders.DEFAULT_ENCODER`.
+            encoder: an encoder, an encoder name, or None for
+                :data:`~langchain_energyrouter.prompt.encoders.DEFAULT_ENCODER`.
             min_rows: models with fewer rows are left out (the profile's accuracy serves them).
             censored_at: generation budget of the outcome run (lengths there are censored), per model
                 or for all; ``"auto"`` detects it; None: no censoring.
@@ -162,7 +163,7 @@ class PromptPredictor:
             if encoder is not None and not isinstance(encoder, str)
             else load_encoder(encoder or DEFAULT_ENCODER, cache_dir=cache_dir)
         )
-        from langchain_energyrouter.training import fit_predictor_file  # numpy-only inference needs no scipy
+        from langchain_energyrouter.prompt.training import fit_predictor_file  # numpy-only inference needs no scipy
 
         spec = fit_predictor_file(
             rows, enc, min_rows=min_rows, censored_at=censored_at, l2=l2, projection_dims=projection_dims, source=source

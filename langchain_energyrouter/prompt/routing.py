@@ -17,16 +17,16 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from langchain_energyrouter.bandit import QUALITY_KIND, BanditOptions, QualityBandit
-from langchain_energyrouter.encoders import HashingEncoder, PromptEncoder
 from langchain_energyrouter.errors import StateError, UnknownModelError
-from langchain_energyrouter.features import FeatureSpace
-from langchain_energyrouter.feedback import FEEDBACK_LOG, FeedbackBook
-from langchain_energyrouter.repeats import RepeatLengths
+from langchain_energyrouter.prompt.bandit import QUALITY_KIND, BanditOptions, QualityBandit
+from langchain_energyrouter.prompt.encoders import HashingEncoder, PromptEncoder
+from langchain_energyrouter.prompt.features import FeatureSpace
+from langchain_energyrouter.prompt.feedback import FEEDBACK_LOG, FeedbackBook
+from langchain_energyrouter.prompt.repeats import RepeatLengths
 from langchain_energyrouter.state.base import StateStore, update
 
 if TYPE_CHECKING:
-    from langchain_energyrouter.quality import PromptPredictor
+    from langchain_energyrouter.prompt.predictor import PromptPredictor
 
 __all__ = ["PromptEstimate", "PromptRouting", "build_prompt_routing"]
 
@@ -310,7 +310,7 @@ def build_prompt_routing(spec: Any, profile: Any, models: list[str], store: Stat
     the router's store, with the profile's accuracies as the prior for models the predictor lacks.
     The predictor file and its encoder are loaded only here, only when per-prompt routing is configured.
     """
-    from langchain_energyrouter.quality import PromptPredictor
+    from langchain_energyrouter.prompt.predictor import PromptPredictor
 
     if spec is None:
         return None

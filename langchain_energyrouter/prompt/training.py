@@ -1,6 +1,6 @@
 """Training per-prompt predictors on an outcome matrix: a logistic regression of the score and a censored
 (Tobit) regression of the answer length per model, with the penalty chosen by cross-validation over prompts
-(scipy; extra ``calibrate``). See :mod:`~langchain_energyrouter.quality` for the model.
+(scipy; extra ``calibrate``). See :mod:`~langchain_energyrouter.prompt.predictor` for the model.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
-from langchain_energyrouter.encoders import PromptEncoder
 from langchain_energyrouter.errors import ProfileError, missing_extra
-from langchain_energyrouter.features import SCALAR_FEATURES, FeatureSpace
-from langchain_energyrouter.predictor_file import ModelQuality, PredictorFile
+from langchain_energyrouter.prompt.encoders import PromptEncoder
+from langchain_energyrouter.prompt.features import SCALAR_FEATURES, FeatureSpace
+from langchain_energyrouter.prompt.predictor_file import ModelQuality, PredictorFile
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -27,7 +27,8 @@ _PROB_EPS = 1e-6
 
 
 class OutcomeLike(Protocol):
-    """What training reads of a row of an outcome matrix (:class:`~langchain_energyrouter.outcomes.OutcomeRow`)."""
+    """What training reads of a row of an outcome matrix
+    (:class:`~langchain_energyrouter.calibration.outcomes.OutcomeRow`)."""
 
     @property
     def prompt_id(self) -> str: ...
@@ -56,7 +57,7 @@ def fit_predictor_file(
     source: str | None = None,
 ) -> PredictorFile:
     """Every model's score and length predictors fitted on outcome rows (see
-    :meth:`PromptPredictor.train <langchain_energyrouter.quality.PromptPredictor.train>` for the arguments).
+    :meth:`PromptPredictor.train <langchain_energyrouter.prompt.predictor.PromptPredictor.train>` for the arguments).
 
     Raises:
         ProfileError: no model has ``min_rows`` rows, or a row is unusable.

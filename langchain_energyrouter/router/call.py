@@ -42,21 +42,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
-from langchain_energyrouter.background import LengthObservation
-from langchain_energyrouter.candidates import check_names, local_pipeline, tool_kwargs
 from langchain_energyrouter.errors import CandidatesBusyError, NoFeasibleModelError, RoutingError, UnknownModelError
-from langchain_energyrouter.local_stream import stop_pipeline_kwargs
-from langchain_energyrouter.settings import ROUTING_OPTIONS
-from langchain_energyrouter.tokens import prompt_text, request_output_cap
+from langchain_energyrouter.learn.background import LengthObservation
+from langchain_energyrouter.router.candidates import check_names, local_pipeline, tool_kwargs
+from langchain_energyrouter.router.local_stream import stop_pipeline_kwargs
+from langchain_energyrouter.router.settings import ROUTING_OPTIONS
+from langchain_energyrouter.router.tokens import prompt_text, request_output_cap
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
     from langchain_core.messages import BaseMessage
 
+    from langchain_energyrouter.decide.scheduler import Decision
     from langchain_energyrouter.energy.base import EnergyReading
-    from langchain_energyrouter.live import Attempt
-    from langchain_energyrouter.runtime import RouterRuntime
-    from langchain_energyrouter.scheduler import Decision
+    from langchain_energyrouter.router.live import Attempt
+    from langchain_energyrouter.router.parts import RouterParts
 
 __all__ = ["Admission", "PlanDefaults", "RoutedCall", "candidate_call", "plan_call", "resume_call"]
 
@@ -78,7 +78,7 @@ class Admission(Protocol):
 class RoutedCall:
     """One call's decision and its attempts (see the module doc). Used for one run only."""
 
-    rt: RouterRuntime
+    parts: RouterParts
     """The router's state when the call was planned (a later settings change does not affect this call)."""
     decision: Decision
     order: list[str]
@@ -101,7 +101,7 @@ class RoutedCall:
     run_id: str | None = None
     """The LangChain run id of this call (what :meth:`EnergyAwareRouter.feedback` takes)."""
     estimate: Any = None
-    """This prompt's per-model estimates (:class:`~langchain_energyrouter.bandit.PromptEstimate`), if any."""
+    """This prompt's per-model estimates (:class:`~langchain_energyrouter.prompt.bandit.PromptEstimate`), if any."""
     started: bool = False
     """Whether a run has taken this call (a second run must plan again)."""
 
@@ -116,11 +116,11 @@ class RoutedCall:
     @property
     def candidates(self) -> Mapping[str, BaseChatModel]:
         """The router's candidates by name."""
-        return self.rt.candidates
+        return self.parts.candidates
 
     def calls_tools(self, name: str) -> bool:
         """Whether candidate ``name`` calls tools."""
-        return name not in self.rt.tool_reasons
+        return name not in self.parts.tool_reasons
 
     # -- attempts ------------------------------------------------------------------
     def attempt(self, name: str) -> Attempt | None:
@@ -132,7 +132,7 @@ class RoutedCall:
                 return None
             release = self.admission.release
         try:
-            attempt = self.rt.live.attempt(name, self.rt.meters.meter_for(name), release=release)
+            attempt = self.parts.live.attempt(name, self.parts.meters.meter_for(name), release=release)
         except BaseException:
             if release is not None:
                 release(name)
@@ -190,7 +190,7 @@ class RoutedCall:
         self, name: str, reading: EnergyReading, provider_name: str | None
     ) -> tuple[dict[str, Any], Callable[[Mapping[str, Any] | None, str], dict[str, Any]]]:
         """``response_metadata`` for the answer of ``name``, and a usage builder."""
-        rt = self.rt
+        rt = self.parts
         candidate = self.decision.candidates[name]
         routing = self.decision.as_dict()
         routing["served_by"] = name
@@ -221,12 +221,12 @@ class RoutedCall:
         return metadata, usage
 
     def learn(self, name: str, reading: EnergyReading, usage: Mapping[str, Any], text: str) -> int | None:
-        """Feed the answer's measurement to the learners (see :class:`~langchain_energyrouter.live.LiveState`);
+        """Feed the answer's measurement to the learners (see :class:`~langchain_energyrouter.router.live.LiveState`);
         returns the generation steps it took (``routing["generated_tokens"]``)."""
         counted = usage.get("output_tokens")
         if not isinstance(counted, int) or name not in self.attempts:
             return None
-        rt = self.rt
+        rt = self.parts
         cap = self.output_cap if self.output_cap is not None else rt.configured_caps.get(name)
         capped = cap is not None and counted >= cap
         generated = counted
@@ -257,7 +257,7 @@ class PlanDefaults(NamedTuple):
 
 
 def plan_call(
-    rt: RouterRuntime,
+    rt: RouterParts,
     messages: list[BaseMessage],
     kwargs: dict[str, Any],
     stop: list[str] | None,
@@ -356,7 +356,7 @@ def candidate_call(name: str, plan: RoutedCall) -> tuple[BaseChatModel, dict[str
 
     ``pipeline_kwargs`` / ``skip_prompt`` reach local pipelines only: an endpoint would reject them.
     """
-    model = plan.rt.candidates[name]
+    model = plan.parts.candidates[name]
     kwargs = dict(plan.kwargs)
     is_local_pipeline = local_pipeline(model) is not None
     if not is_local_pipeline:

@@ -1,25 +1,25 @@
 """``EnergyAwareRouter``: a LangChain chat model that routes each call to one of its models.
 
 Per call the router counts the prompt's tokens with each candidate's own
-tokenizer (:mod:`langchain_energyrouter.tokens`), asks the
-:class:`~langchain_energyrouter.scheduler.Scheduler` for a decision
-(:mod:`~langchain_energyrouter.routed`), and runs the chosen model inside an
+tokenizer (:mod:`langchain_energyrouter.router.tokens`), asks the
+:class:`~langchain_energyrouter.decide.scheduler.Scheduler` for a decision
+(:mod:`~langchain_energyrouter.router.call`), and runs the chosen model inside an
 energy-meter window as the *one* LLM run of the call
-(:mod:`~langchain_energyrouter.execution`, which also lists what every result
+(:mod:`~langchain_energyrouter.router.execution`, which also lists what every result
 carries: ``response_metadata["routing"]``, ``["energy"]``, ``["model_name"]``
 and ``usage_metadata``).
 
-Meters (:mod:`langchain_energyrouter.metering`): one per device the candidates
+Meters (:mod:`langchain_energyrouter.energy.metering`): one per device the candidates
 run on (NVML for the GPU a pipeline is on, RAPL or the estimate for the CPU,
 none for remote endpoints); a meter that fails degrades the reading to
 method ``"none"`` with flag ``"meter_failed"``, never the answer.
 
 Deciding first: :meth:`EnergyAwareRouter.plan` returns the call's
-:class:`~langchain_energyrouter.routed.RoutedCall` (decision and fallback order) without running a model;
+:class:`~langchain_energyrouter.router.call.RoutedCall` (decision and fallback order) without running a model;
 ``invoke(..., routed=call)`` (and ``ainvoke``, ``stream``, ``astream``) runs exactly that decision.
 ``exclude={name: reason}`` rules candidates out of one call (routed, not forced: the reason shows in
 ``routing["excluded"]``) and ``admission=`` bounds each candidate's attempts
-(see :mod:`~langchain_energyrouter.routed`).
+(see :mod:`~langchain_energyrouter.router.call`).
 
 Tool calls: ``bind_tools`` binds OpenAI-format tools on the router; a call with
 tools is routed only among candidates that really call tools (a local
@@ -47,18 +47,18 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from typing_extensions import Self
 
-from langchain_energyrouter import execution
-from langchain_energyrouter.candidates import named_models
+from langchain_energyrouter.decide.scheduler import Decision, Scheduler
+from langchain_energyrouter.decide.scoring import Constraints, Normalizer, Weights
 from langchain_energyrouter.energy.base import EnergyMeter
 from langchain_energyrouter.errors import RoutingError
-from langchain_energyrouter.execution import FLAG_CACHE_HIT
-from langchain_energyrouter.online_options import OnlineOptions
+from langchain_energyrouter.learn.options import OnlineOptions
 from langchain_energyrouter.profile import EnergyProfile
-from langchain_energyrouter.routed import PlanDefaults, RoutedCall, plan_call, resume_call
-from langchain_energyrouter.runtime import RouterRuntime
-from langchain_energyrouter.scheduler import Decision, Scheduler
-from langchain_energyrouter.scoring import Constraints, Normalizer, Weights
-from langchain_energyrouter.settings import (
+from langchain_energyrouter.router import execution
+from langchain_energyrouter.router.call import PlanDefaults, RoutedCall, plan_call, resume_call
+from langchain_energyrouter.router.candidates import named_models
+from langchain_energyrouter.router.execution import FLAG_CACHE_HIT
+from langchain_energyrouter.router.parts import RouterParts
+from langchain_energyrouter.router.settings import (
     DEFAULT_CONFIG_PREFIX,
     ROUTING_OPTIONS,
     RUN_ID_KEYWORD,
@@ -136,7 +136,8 @@ class EnergyAwareRouter(BaseChatModel):
     """Exception types that trigger a fallback; others propagate at once."""
     meter: EnergyMeter | None = None
     """An :class:`~langchain_energyrouter.energy.EnergyMeter` for every local candidate (you close it);
-    None = one meter per device, chosen and closed by the router (see :mod:`~langchain_energyrouter.metering`)."""
+    None = one meter per device, chosen and closed by the router
+    (see :mod:`~langchain_energyrouter.energy.metering`)."""
     local_models: list[str] | None = None
     """Candidates metered locally; None = detected (endpoint-backed models are not)."""
     tool_models: list[str] | None = None
@@ -147,7 +148,7 @@ class EnergyAwareRouter(BaseChatModel):
     """Prefix of the ``configurable`` keys this router reads (give two routers in one graph different ones)."""
     learn: bool = True
     """Learn from every measured call: each answer updates its model's runtime, energy and answer-length
-    predictions (the profile stays the prior; see :mod:`~langchain_energyrouter.learning`)."""
+    predictions (the profile stays the prior; see :mod:`~langchain_energyrouter.learn.loop`)."""
     learn_in_background: bool = False
     """Learn on a writer thread, one store write per model per batch, so an answer never waits on the store
     (a server's choice); :meth:`feedback` and :meth:`flush_learning` wait for it, :meth:`close` applies the rest."""
@@ -157,15 +158,15 @@ class EnergyAwareRouter(BaseChatModel):
     online_options: OnlineOptions | None = None
     """Tuning of the online learners (forgetting, prior pull, drift detection); None = the defaults."""
     prompt_routing: Any = None
-    """Per-prompt quality and answer length: a :class:`~langchain_energyrouter.bandit.PromptRouting`, a
-    trained :class:`~langchain_energyrouter.quality.PromptPredictor` or the path of one (``energyrouter
+    """Per-prompt quality and answer length: a :class:`~langchain_energyrouter.prompt.bandit.PromptRouting`, a
+    trained :class:`~langchain_energyrouter.prompt.predictor.PromptPredictor` or the path of one (``energyrouter
     train``). Its predictions replace the profile's accuracy and length for each prompt, and
     :meth:`feedback` teaches it. None = the profile's figures (per model and task type)."""
     engine_metrics: dict[str, str] | None = None
     """Candidate name -> URL of its serving engine's Prometheus ``/metrics`` (vLLM, TGI): the engine's own
     requests in flight then feed the load models. This router's own requests are always counted."""
 
-    _rt: RouterRuntime = PrivateAttr()
+    _built_parts: RouterParts = PrivateAttr()
     _derived_capabilities: dict[str, Any] | None = PrivateAttr(default=None)
 
     def __init__(self, **kwargs: Any) -> None:
@@ -226,45 +227,45 @@ class EnergyAwareRouter(BaseChatModel):
         return Constraints.coerce(value, Constraints())
 
     @model_validator(mode="after")
-    def _build_runtime(self) -> Self:
+    def _build_parts(self) -> Self:
         """Derive the scheduler, counter and meters from the settings (again after each assignment), and the
         capability profile unless one was given."""
         return self._refresh()
 
     def _refresh(self) -> Self:
-        """Rebuild the runtime if one of the router's own settings changed (not after LangChain's own fields
+        """Rebuild the parts if one of the router's own settings changed (not after LangChain's own fields
         change: metadata, tags, callbacks...), then the capability profile."""
-        rt = (self.__pydantic_private__ or {}).get("_rt")
-        if rt is None or any(a is not b for a, b in zip(rt.settings, self.runtime_settings(), strict=True)):
-            self._derive_runtime()
+        rt = (self.__pydantic_private__ or {}).get("_built_parts")
+        if rt is None or any(a is not b for a, b in zip(rt.settings, self.own_settings(), strict=True)):
+            self._derive_parts()
         self._derive_capabilities()
         return self
 
-    def runtime_settings(self) -> tuple[Any, ...]:
-        """The values of this router's own fields (not LangChain's), which its runtime is built from."""
+    def own_settings(self) -> tuple[Any, ...]:
+        """The values of this router's own fields (not LangChain's), which its parts are built from."""
         return tuple(self.__dict__.get(name) for name in _own_fields())
 
     def _derive_capabilities(self) -> None:
         """``profile`` from the candidates, unless the user gave one (a dict other than what was derived)."""
-        derived = self._runtime().capabilities()
+        derived = self._parts().capabilities()
         current = self.__dict__.get("profile")
         if current is None or current in (self._derived_capabilities, derived):  # equal: a copy of a derived one
             self._derived_capabilities = derived
             self.__dict__["profile"] = dict(derived)  # set as is: no second validation
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
-        """A copy with a runtime of its own (scheduler, counters, learning) built from the copy's settings."""
+        """A copy with parts of its own (scheduler, counters, learning) built from the copy's settings."""
         private = self.__pydantic_private__ or {}
-        rt = private.pop("_rt", None)  # not shared, not deep-copied: the copy derives its own
+        rt = private.pop("_built_parts", None)  # not shared, not deep-copied: the copy derives its own
         try:
             copy = super().model_copy(update=update, deep=deep)
         finally:
             if rt is not None:
-                private["_rt"] = rt
+                private["_built_parts"] = rt
         return copy._refresh()
 
     def _set_model_profile(self) -> Self:  # type: ignore[override]
-        """LangChain's own profile resolution is replaced by :meth:`_build_runtime` (no re-validation)."""
+        """LangChain's own profile resolution is replaced by :meth:`_build_parts` (no re-validation)."""
         return self
 
     def capabilities(self) -> dict[str, Any]:
@@ -272,20 +273,20 @@ class EnergyAwareRouter(BaseChatModel):
         window of the candidates (``max_input_tokens``), whether tools can be bound (``tool_calling``: some
         candidate calls them; bound calls go only there), and no provider-native structured output
         (``create_agent`` then asks for it through a tool)."""
-        return self._runtime().capabilities()
+        return self._parts().capabilities()
 
-    def _derive_runtime(self) -> RouterRuntime:
-        old = (self.__pydantic_private__ or {}).get("_rt")
-        self._rt = rt = RouterRuntime(self, old)
+    def _derive_parts(self) -> RouterParts:
+        old = (self.__pydantic_private__ or {}).get("_built_parts")
+        self._built_parts = rt = RouterParts(self, old)
         if old is not None:
             rt.meters.adopt(old.meters)
         return rt
 
-    def _runtime(self) -> RouterRuntime:
+    def _parts(self) -> RouterParts:
         try:
-            return self._rt
+            return self._built_parts
         except AttributeError:  # built with model_construct(): derive the state on first use
-            return self._derive_runtime()
+            return self._derive_parts()
 
     # -- LangChain identity ---------------------------------------------------
     @property
@@ -294,7 +295,7 @@ class EnergyAwareRouter(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        rt = self._runtime()
+        rt = self._parts()
         normalization = self.normalization
         return {
             "models": {name: {"type": m._llm_type, "model": rt.model_names[name]} for name, m in rt.candidates.items()},
@@ -315,7 +316,7 @@ class EnergyAwareRouter(BaseChatModel):
     def _get_invocation_params(self, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
         # Options from an ambient config (generate() inside a chain step) belong in cache keys and traces too.
         # The identity part is LangChain's own (``dict()``), computed once per settings: it costs ~0.1 ms.
-        rt = self._runtime()
+        rt = self._parts()
         if rt.invocation_params is None:
             rt.invocation_params = self._dict_for_compat()
         kwargs.pop(RUN_ID_KEYWORD, None)  # an id, not a parameter: kept out of cache keys and traces
@@ -327,7 +328,7 @@ class EnergyAwareRouter(BaseChatModel):
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = super()._get_ls_params(stop=stop, **kwargs)
-        rt = self._runtime()
+        rt = self._parts()
         params["ls_provider"] = "energyrouter"
         forced = kwargs.get("model", self._ambient_options().get("model"))
         # The model is only known before the call when it is forced; the answer's model_name says the rest.
@@ -356,12 +357,12 @@ class EnergyAwareRouter(BaseChatModel):
     @property
     def candidates(self) -> dict[str, BaseChatModel]:
         """The candidate models by name (a copy)."""
-        return dict(self._runtime().candidates)
+        return dict(self._parts().candidates)
 
     @property
     def scheduler(self) -> Scheduler:
         """The scheduler making the decisions."""
-        return self._runtime().scheduler
+        return self._parts().scheduler
 
     # -- per-call options from config["configurable"] --------------------------
     # BaseChatModel.invoke/stream hand only callbacks, tags, metadata and run name/id to _generate/_stream:
@@ -455,14 +456,14 @@ class EnergyAwareRouter(BaseChatModel):
 
         Pass the result back as ``invoke(input, routed=call)`` (or ``ainvoke``, ``stream``, ``astream``, with
         the same input) to run exactly this decision, once; or drive the attempts yourself (see
-        :mod:`~langchain_energyrouter.routed`).
+        :mod:`~langchain_energyrouter.router.call`).
 
         Args:
             input: the messages.
             stop: stop strings of the run.
             **kwargs: the per-call options of ``invoke`` (``weights``, ``model``, ``constraints``,
                 ``task_type``, ``exclude``, ``max_tokens``, ``tools``, ``tool_choice``), ``admission``
-                (an :class:`~langchain_energyrouter.routed.Admission`), and keywords for the candidate.
+                (an :class:`~langchain_energyrouter.router.call.Admission`), and keywords for the candidate.
 
         Raises:
             UnknownModelError: ``model`` or ``exclude`` names a model the router does not have.
@@ -474,7 +475,7 @@ class EnergyAwareRouter(BaseChatModel):
 
     def flush_learning(self, timeout_s: float | None = 60.0) -> bool:
         """Wait until every measurement so far is learned from (with ``learn_in_background``); False on timeout."""
-        return self._runtime().live.flush(timeout_s)
+        return self._parts().live.flush(timeout_s)
 
     def _plan(
         self,
@@ -492,12 +493,12 @@ class EnergyAwareRouter(BaseChatModel):
             self._ambient_options(), self.max_tokens, self.task_type, self.fallback, self.fallback_on
         )
         return plan_call(
-            self._runtime(), messages, kwargs, stop, defaults, run_id=run_id, started=run_manager is not None
+            self._parts(), messages, kwargs, stop, defaults, run_id=run_id, started=run_manager is not None
         )
 
     def close(self) -> None:
         """Close the meters and state store the router opened itself (those passed in are left to their owners)."""
-        rt = self._runtime()
+        rt = self._parts()
         rt.meters.close()
         rt.live.close()
 
@@ -519,7 +520,7 @@ class EnergyAwareRouter(BaseChatModel):
             RoutingError: the router has no ``prompt_routing`` to learn with.
             ValueError: ``score`` is not a number in [0, 1].
         """
-        rt = self._runtime()
+        rt = self._parts()
         routing = rt.prompt_routing
         if routing is None:
             raise RoutingError(
@@ -529,7 +530,7 @@ class EnergyAwareRouter(BaseChatModel):
         rt.live.flush()  # learn from the answers so far first (with learn_in_background), as inline learning would
         return bool(routing.feedback(str(run_id), score, key=key))
 
-    # -- generate and stream: run the planned call (see :mod:`~langchain_energyrouter.execution`) -------
+    # -- generate and stream: run the planned call (see :mod:`~langchain_energyrouter.router.execution`) -------
     def _generate(
         self,
         messages: list[BaseMessage],

@@ -17,7 +17,7 @@ from langchain_core.messages.ai import add_usage
 from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGenerationChunk
 
-from langchain_energyrouter.tokens import message_text
+from langchain_energyrouter.router.tokens import message_text
 
 __all__ = ["StreamTracker", "to_chunk"]
 

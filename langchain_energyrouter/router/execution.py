@@ -7,8 +7,8 @@ candidate's ``rate_limiter`` is honoured (acquired before its meter window opens
 are bypassed. A stream falls back to the next candidate only before its first token reached the caller.
 
 The answer (each generation, or a stream's last chunk) gets the call's ``response_metadata`` (routing, energy,
-model name) and usage (:meth:`RoutedCall.metadata <langchain_energyrouter.routed.RoutedCall.metadata>`), and
-the measurement goes to the learners once (:meth:`RoutedCall.learn <langchain_energyrouter.routed.RoutedCall.learn>`).
+model name) and usage (:meth:`~langchain_energyrouter.router.call.RoutedCall.metadata`), and the measurement
+goes to the learners once (:meth:`~langchain_energyrouter.router.call.RoutedCall.learn`).
 
 Every result carries::
 
@@ -42,18 +42,18 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables.config import run_in_executor
 
-from langchain_energyrouter.candidates import local_pipeline
-from langchain_energyrouter.chunks import StreamTracker, to_chunk
 from langchain_energyrouter.energy.base import EnergyReading
-from langchain_energyrouter.local_stream import iterate_in_thread, stream_local_pipeline, truncate_result
-from langchain_energyrouter.routed import candidate_call
-from langchain_energyrouter.tokens import message_text
+from langchain_energyrouter.router.call import candidate_call
+from langchain_energyrouter.router.candidates import local_pipeline
+from langchain_energyrouter.router.chunks import StreamTracker, to_chunk
+from langchain_energyrouter.router.local_stream import iterate_in_thread, stream_local_pipeline, truncate_result
+from langchain_energyrouter.router.tokens import message_text
 
 if TYPE_CHECKING:
     from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 
-    from langchain_energyrouter.live import Attempt
-    from langchain_energyrouter.routed import RoutedCall
+    from langchain_energyrouter.router.call import RoutedCall
+    from langchain_energyrouter.router.live import Attempt
 
 __all__ = [
     "FLAG_CACHE_HIT",
@@ -93,7 +93,7 @@ async def astart_attempt(name: str, plan: RoutedCall) -> tuple[BaseChatModel, di
 
 def finish_result(plan: RoutedCall, name: str, result: ChatResult, reading: EnergyReading) -> ChatResult:
     """The candidate's result dressed as the router's: routing and energy metadata, usage, learned from once."""
-    if local_pipeline(plan.rt.candidates[name]) is not None:
+    if local_pipeline(plan.parts.candidates[name]) is not None:
         result = truncate_result(result, plan.stop)
     provider = (result.llm_output or {}).get("model_name")
     generations: list[ChatGeneration] = []

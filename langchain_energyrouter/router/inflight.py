@@ -20,7 +20,7 @@ not a permanent polling thread: an idle router then polls nothing, and nothing o
 up to ``ttl_s`` stale, which is what the TTL already allows.
 
 :func:`load_for_decision` combines both into the ``in_flight`` figure
-:meth:`~langchain_energyrouter.scheduler.Scheduler.decide` takes (this request included).
+:meth:`~langchain_energyrouter.decide.scheduler.Scheduler.decide` takes (this request included).
 """
 
 from __future__ import annotations

@@ -3,17 +3,17 @@
 :class:`LiveState` is the router's link between decisions and measurements:
 
 - **Load.** It counts this process's requests in flight per candidate
-  (:class:`~langchain_energyrouter.load.InFlightCounter`) and, for candidates
+  (:class:`~langchain_energyrouter.router.inflight.InFlightCounter`) and, for candidates
   served by an engine that exposes ``/metrics`` (vLLM, TGI), reads the engine's
-  own count without blocking (:class:`~langchain_energyrouter.load.EngineLoadReader`).
+  own count without blocking (:class:`~langchain_energyrouter.router.inflight.EngineLoadReader`).
   Before each decision it hands the scheduler ``{candidate: requests in flight if
   this one goes there}``, which the profile's load models turn into cost factors.
 - **Learning.** After each answered call it feeds the measured runtime, joules and
-  generated tokens to the :class:`~langchain_energyrouter.learning.LearningLoop`,
+  generated tokens to the :class:`~langchain_energyrouter.learn.loop.LearningLoop`,
   which shares them through the state store and installs the adapted predictions
   in the scheduler: inline, or (``background=True``) on one writer thread that
   applies them in arrival order and writes each model's document once per batch
-  (:class:`~langchain_energyrouter.background.BackgroundLearning`), so an answer never waits on the store.
+  (:class:`~langchain_energyrouter.learn.background.BackgroundLearning`), so an answer never waits on the store.
 
 An :class:`Attempt` wraps one candidate's try: it counts the request in flight
 while the meter window is open, and :meth:`Attempt.end` closes both exactly once.
@@ -25,16 +25,16 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from langchain_energyrouter.background import BackgroundLearning, LengthObservation, Measurement, learn_lengths
-from langchain_energyrouter.learning import LearningLoop
-from langchain_energyrouter.load import EngineLoadReader, InFlightCounter, load_for_decision
-from langchain_energyrouter.metering import MeterWindow
+from langchain_energyrouter.energy.metering import MeterWindow
+from langchain_energyrouter.learn.background import BackgroundLearning, LengthObservation, Measurement, learn_lengths
+from langchain_energyrouter.learn.loop import LearningLoop
+from langchain_energyrouter.router.inflight import EngineLoadReader, InFlightCounter, load_for_decision
 from langchain_energyrouter.state import StateStore, open_store
 
 if TYPE_CHECKING:
+    from langchain_energyrouter.decide.scheduler import Candidate, Scheduler
     from langchain_energyrouter.energy.base import EnergyMeter, EnergyReading
-    from langchain_energyrouter.online_options import OnlineOptions
-    from langchain_energyrouter.scheduler import Candidate, Scheduler
+    from langchain_energyrouter.learn.options import OnlineOptions
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +123,8 @@ class LiveState:
             online_options: the learners' tuning.
             engine_metrics: candidate -> (metrics URL, model name the engine reports).
             previous: the state being replaced, if any (its engine readers are closed, its queue applied).
-            background: learn on a writer thread (see :class:`~langchain_energyrouter.background.BackgroundLearning`).
+            background: learn on a writer thread
+                (see :class:`~langchain_energyrouter.learn.background.BackgroundLearning`).
         """
         if previous is not None:
             previous.close_background()

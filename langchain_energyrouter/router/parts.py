@@ -1,9 +1,9 @@
 """The router's derived state: everything built from its settings, rebuilt when a setting changes.
 
-:class:`RouterRuntime` holds the candidates, the scheduler, the token counter, the
+:class:`RouterParts` holds the candidates, the scheduler, the token counter, the
 meters per device, the live state (requests in flight, learning, the state store)
 and the per-prompt routing of one router, built from its settings
-(:class:`~langchain_energyrouter.settings.RouterSettings`), in one plain object
+(:class:`~langchain_energyrouter.router.settings.RouterSettings`), in one plain object
 (pydantic private attributes are slow to read on the hot path).
 """
 
@@ -14,7 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.language_models import BaseChatModel
 
-from langchain_energyrouter.candidates import (
+from langchain_energyrouter.decide.scheduler import Scheduler
+from langchain_energyrouter.energy.metering import CandidateMeters
+from langchain_energyrouter.errors import ProfileError
+from langchain_energyrouter.profile import EnergyProfile
+from langchain_energyrouter.router.candidates import (
     candidate_device,
     check_names,
     model_name_of,
@@ -22,18 +26,14 @@ from langchain_energyrouter.candidates import (
     runs_locally,
     tool_incapability,
 )
-from langchain_energyrouter.errors import ProfileError
-from langchain_energyrouter.live import LiveState
-from langchain_energyrouter.metering import CandidateMeters
-from langchain_energyrouter.profile import EnergyProfile
-from langchain_energyrouter.scheduler import Scheduler
-from langchain_energyrouter.tokens import TokenCounter, configured_output_cap
+from langchain_energyrouter.router.live import LiveState
+from langchain_energyrouter.router.tokens import TokenCounter, configured_output_cap
 
 if TYPE_CHECKING:
-    from langchain_energyrouter.settings import RouterSettings
+    from langchain_energyrouter.router.settings import RouterSettings
 
 
-class RouterRuntime:
+class RouterParts:
     """The router's derived state, in one plain object (pydantic private attributes are slow to read)."""
 
     candidates: dict[str, BaseChatModel]
@@ -67,7 +67,7 @@ class RouterRuntime:
         "tool_reasons",
     )
 
-    def __init__(self, router: RouterSettings, old: RouterRuntime | None = None) -> None:
+    def __init__(self, router: RouterSettings, old: RouterParts | None = None) -> None:
         """Build from the router's settings (coerced again, so a ``model_construct``-ed router works too).
 
         Raises:
@@ -112,7 +112,7 @@ class RouterRuntime:
         self._mismatch: dict[str, dict[str, str]] | None = None
         self.invocation_params = None
         """The router's LangChain identity (``dict()``), filled on first use; a settings change rebuilds it."""
-        self.settings = router.runtime_settings()
+        self.settings = router.own_settings()
         """The router's settings this was built from (by identity: an assignment that changes none keeps it)."""
         check_names("engine_metrics", list(router.engine_metrics or {}), candidates)
         self.live = LiveState.create(
@@ -132,7 +132,7 @@ class RouterRuntime:
         elif router.prompt_routing is None:
             self.prompt_routing = None
         else:  # numpy and the encoder load only when per-prompt routing is configured
-            from langchain_energyrouter.prompt_routing import build_prompt_routing
+            from langchain_energyrouter.prompt.routing import build_prompt_routing
 
             self.prompt_routing = build_prompt_routing(
                 router.prompt_routing, profile, list(candidates), self.live.store
@@ -166,4 +166,4 @@ def _same_inputs(old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:
     return old_spec is spec and old_profile is profile and old_store is store and old_names == names
 
 
-__all__ = ["RouterRuntime"]
+__all__ = ["RouterParts"]

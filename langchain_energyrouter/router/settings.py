@@ -4,7 +4,7 @@
   ``config["configurable"]["<prefix>_<option>"]`` (:func:`configured_options`).
 * ``profile=`` takes an energy profile for backward compatibility (:func:`energy_profile_keyword`);
   ``router.profile`` itself is LangChain's capability profile (:func:`capability_profile_only`).
-* :class:`RouterSettings` is what the router's parts (:class:`~langchain_energyrouter.runtime.RouterRuntime`)
+* :class:`RouterSettings` is what the router's parts (:class:`~langchain_energyrouter.router.parts.RouterParts`)
   are built from: the fields of ``EnergyAwareRouter``.
 """
 
@@ -19,9 +19,9 @@ from langchain_energyrouter.profile import EnergyProfile
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
+    from langchain_energyrouter.decide.scoring import Constraints, Normalizer, Weights
     from langchain_energyrouter.energy.base import EnergyMeter
-    from langchain_energyrouter.online_options import OnlineOptions
-    from langchain_energyrouter.scoring import Constraints, Normalizer, Weights
+    from langchain_energyrouter.learn.options import OnlineOptions
 
 __all__ = [
     "DEFAULT_CONFIG_PREFIX",
@@ -46,7 +46,7 @@ DEFAULT_CONFIG_PREFIX = "energyrouter"
 
 
 class RouterSettings(Protocol):
-    """The router settings a :class:`RouterRuntime` is built from (the fields of ``EnergyAwareRouter``)."""
+    """The router settings a :class:`RouterParts` is built from (the fields of ``EnergyAwareRouter``)."""
 
     models: dict[str, BaseChatModel]
     energy_profile: EnergyProfile
@@ -65,8 +65,8 @@ class RouterSettings(Protocol):
     prompt_routing: Any
     engine_metrics: dict[str, str] | None
 
-    def runtime_settings(self) -> tuple[Any, ...]:
-        """The values the runtime was built from (compared by identity to detect a change)."""
+    def own_settings(self) -> tuple[Any, ...]:
+        """The values the parts were built from (compared by identity to detect a change)."""
         ...
 
 

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from langchain_energyrouter.decide.scoring import Constraints, Weights
 from langchain_energyrouter.errors import EnergyRouterError, missing_extra
-from langchain_energyrouter.scoring import Constraints, Weights
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel

@@ -14,15 +14,15 @@ from fastapi import Request
 from langchain_core.messages import BaseMessage, convert_to_messages
 from pydantic import ValidationError
 
+from langchain_energyrouter.decide.scoring import Constraints, Weights
 from langchain_energyrouter.errors import NoFeasibleModelError, UnknownModelError, WeightsError
-from langchain_energyrouter.scoring import Constraints, Weights
 from langchain_energyrouter.server.metrics import ServerMetrics
 from langchain_energyrouter.server.wire import AUTO, ApiError, ChatRequest, RoutingOptions, validation_error
 
 if TYPE_CHECKING:
-    from langchain_energyrouter.routed import RoutedCall
+    from langchain_energyrouter.decide.scheduler import Decision
     from langchain_energyrouter.router import EnergyAwareRouter
-    from langchain_energyrouter.scheduler import Decision
+    from langchain_energyrouter.router.call import RoutedCall
     from langchain_energyrouter.server.config import AppSettings
 
 __all__ = ["ServerContext", "Slots"]
@@ -34,7 +34,7 @@ logger = logging.getLogger("langchain_energyrouter.server")
 class Slots:
     """Requests in flight per candidate, bounded (only touched from the event loop: no lock needed).
 
-    It is the router's :class:`~langchain_energyrouter.routed.Admission`: each attempt takes a slot and
+    It is the router's :class:`~langchain_energyrouter.router.call.Admission`: each attempt takes a slot and
     gives it back when it ends.
     """
 

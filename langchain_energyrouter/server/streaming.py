@@ -16,7 +16,7 @@ from langchain_energyrouter.errors import CandidatesBusyError
 from langchain_energyrouter.server.wire import ApiError, finish_reason, sse, usage_body
 
 if TYPE_CHECKING:
-    from langchain_energyrouter.routed import RoutedCall
+    from langchain_energyrouter.router.call import RoutedCall
     from langchain_energyrouter.server.context import ServerContext
 
 __all__ = ["first_chunk", "prepend", "serving", "stream_completion"]

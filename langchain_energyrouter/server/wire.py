@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 if TYPE_CHECKING:
     from langchain_core.messages import AIMessage
 
-    from langchain_energyrouter.scheduler import Decision
+    from langchain_energyrouter.decide.scheduler import Decision
 
 __all__ = [
     "AUTO",

@@ -67,7 +67,7 @@ def serve_transformers(directory: str | Path | None = None, *, timeout_s: float 
     """
     with ExitStack() as stack:
         if directory is None:
-            from langchain_energyrouter.testing import save_tiny_model
+            from langchain_energyrouter.testing.tiny_models import save_tiny_model
 
             directory = save_tiny_model(Path(stack.enter_context(tempfile.TemporaryDirectory())) / "tiny-engine")
         model = str(directory)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from langchain_energyrouter.calibration.cli import main
+from langchain_energyrouter.cli import main
 from langchain_energyrouter.profile import EnergyProfile
 
 pytestmark = pytest.mark.integration

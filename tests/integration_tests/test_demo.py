@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-from langchain_energyrouter.calibration.cli import main as energyrouter
-from langchain_energyrouter.demo import DEMO_PROMPTS, build_parser, run
+from langchain_energyrouter.cli import main as energyrouter
+from langchain_energyrouter.cli.demo import DEMO_PROMPTS, build_parser, run
 from langchain_energyrouter.models import installed_embedded_models
 
 pytestmark = [

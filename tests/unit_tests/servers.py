@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from langchain_energyrouter.local_engine import answers, free_port, serve_transformers, stop_process
+from langchain_energyrouter.testing.engine import answers, free_port, serve_transformers, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,7 +102,7 @@ class RouterServer:
     def launch(self) -> RouterServer:
         """Start the process (returns at once: call :meth:`wait_ready`, so that several start together)."""
         self.port = free_port()
-        command = [sys.executable, "-m", "langchain_energyrouter.calibration.cli", "serve", "--config"]
+        command = [sys.executable, "-m", "langchain_energyrouter.cli.main", "serve", "--config"]
         command += [str(self.config), "--port", str(self.port), "--log-level", "warning"]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(

@@ -10,9 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from langchain_energyrouter import encoders
-from langchain_energyrouter.encoders import HashingEncoder, StaticEmbeddingEncoder, distill_static_table, load_encoder
-from langchain_energyrouter.features import SCALAR_FEATURES, FeatureSpace, scalar_features
+from langchain_energyrouter.prompt import encoders
+from langchain_energyrouter.prompt.encoders import (
+    HashingEncoder,
+    StaticEmbeddingEncoder,
+    distill_static_table,
+    load_encoder,
+)
+from langchain_energyrouter.prompt.features import SCALAR_FEATURES, FeatureSpace, scalar_features
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -30,7 +35,7 @@ def test_hashing_is_unit_length_and_puts_similar_prompts_closer() -> None:
 
 def test_hashing_is_the_same_in_another_process() -> None:
     code = (
-        "from langchain_energyrouter.encoders import HashingEncoder; "
+        "from langchain_energyrouter.prompt.encoders import HashingEncoder; "
         "print(HashingEncoder(64).encode('Add 3 and 4.').tolist())"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
@@ -113,7 +118,7 @@ def test_distillation_reduces_to_the_requested_dims(tiny_bert: Path, tmp_path: P
 
 def test_features_import_stays_light() -> None:
     code = (
-        "import sys, langchain_energyrouter.features; "
+        "import sys, langchain_energyrouter.prompt.features; "
         "bad = {'pandas', 'statsmodels', 'scipy', 'torch', 'transformers', 'tokenizers', 'pynvml'} & set(sys.modules); "
         "assert not bad, bad"
     )
@@ -124,8 +129,9 @@ def test_router_import_loads_no_prompt_features() -> None:
     """Prompt features are loaded only when a router is configured to use them (numpy, tokenizers, encoders)."""
     code = (
         "import sys, langchain_energyrouter.router; "
-        "bad = {'numpy', 'tokenizers', 'langchain_energyrouter.features', 'langchain_energyrouter.encoders', "
-        "'langchain_energyrouter.quality', 'langchain_energyrouter.bandit', 'langchain_energyrouter.prompt_routing'} "
+        "bad = {'numpy', 'tokenizers', 'langchain_energyrouter.prompt.features', "
+        "'langchain_energyrouter.prompt.encoders', 'langchain_energyrouter.prompt.predictor', "
+        "'langchain_energyrouter.prompt.bandit', 'langchain_energyrouter.prompt.routing'} "
         "& set(sys.modules); "
         "assert not bad, bad"
     )

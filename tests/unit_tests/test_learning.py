@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from langchain_energyrouter.calibration.cli import main
-from langchain_energyrouter.learning import COST_KIND, LearningLoop, profile_fingerprint
+from langchain_energyrouter.cli import main
+from langchain_energyrouter.decide.scheduler import ADAPTED, PRIOR, Scheduler
+from langchain_energyrouter.learn.loop import COST_KIND, LearningLoop, profile_fingerprint
 from langchain_energyrouter.profile import CostModel
-from langchain_energyrouter.scheduler import ADAPTED, PRIOR, Scheduler
 from langchain_energyrouter.state import MemoryStateStore, SQLiteStateStore
 from langchain_energyrouter.testing import tiny_profile
 

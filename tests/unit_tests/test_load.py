@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from langchain_energyrouter.load import (
+from langchain_energyrouter.router.inflight import (
     EngineLoad,
     EngineLoadReader,
     InFlightCounter,
@@ -230,7 +230,7 @@ def test_load_module_imports_only_the_standard_library() -> None:
     import ast
     from pathlib import Path
 
-    import langchain_energyrouter.load as module
+    import langchain_energyrouter.router.inflight as module
 
     tree = ast.parse(Path(module.__file__).read_text())
     roots = {
@@ -239,7 +239,7 @@ def test_load_module_imports_only_the_standard_library() -> None:
     roots |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert roots - {"__future__"} <= set(sys.stdlib_module_names), roots - set(sys.stdlib_module_names)
     code = (
-        "import sys, langchain_energyrouter.load; "
+        "import sys, langchain_energyrouter.router.inflight; "
         "bad = {'pandas', 'numpy', 'statsmodels', 'torch', 'transformers'} & set(sys.modules); "
         "assert not bad, bad"
     )

@@ -151,7 +151,7 @@ def test_every_step_goes_to_a_tool_model_while_tools_are_bound(models: dict[str,
     assert models["tools"].calls == 2 and starts(models["tools"]) == 2  # type: ignore[attr-defined]
     assert starts(models["tiny-a"]) == 0
     assert routing.router.candidates["tools"] is models["tools"]
-    assert routing.router._runtime().live.counter.get("tools") == 0  # nothing left in flight
+    assert routing.router._parts().live.counter.get("tools") == 0  # nothing left in flight
 
 
 async def test_answer_step_may_go_to_the_cheap_local_model(models: dict[str, BaseChatModel]) -> None:

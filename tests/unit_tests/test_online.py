@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 from langchain_energyrouter import EnergyProfile, ProfileError
 from langchain_energyrouter.cost import linear_cost
 from langchain_energyrouter.errors import UnknownModelError
-from langchain_energyrouter.length_learner import OutputLengthLearner
-from langchain_energyrouter.linear_learner import LinearCostLearner
-from langchain_energyrouter.online import CostLearner, LearnedCosts
-from langchain_energyrouter.online_options import OnlineOptions
+from langchain_energyrouter.learn.costs import CostLearner, LearnedCosts
+from langchain_energyrouter.learn.length import OutputLengthLearner
+from langchain_energyrouter.learn.linear import LinearCostLearner
+from langchain_energyrouter.learn.options import OnlineOptions
 from langchain_energyrouter.profile import LoadModel
 from tests.conftest import make_model, make_profile
 
@@ -312,7 +312,7 @@ def test_bad_options_name_the_field() -> None:
 
 def test_online_import_stays_light() -> None:
     code = (
-        "import sys, langchain_energyrouter.online; "
+        "import sys, langchain_energyrouter.learn.costs; "
         "bad = {'numpy', 'pandas', 'statsmodels', 'torch', 'transformers', 'pynvml'} & set(sys.modules); "
         "assert not bad, bad"
     )

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from langchain_energyrouter.calibration.outcomes import OutcomeMatrix, OutcomeRow, read_matrix, write_matrix
 from langchain_energyrouter.errors import CalibrationError
-from langchain_energyrouter.outcomes import OutcomeMatrix, OutcomeRow, read_matrix, write_matrix
 
 
 def _row(prompt_id: str = "p1", model: str = "a", **overrides: Any) -> dict[str, Any]:

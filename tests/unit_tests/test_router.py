@@ -34,11 +34,11 @@ from langchain_energyrouter import (
     WeightsError,
 )
 from langchain_energyrouter.callbacks import EnergyCallbackHandler, get_energy_callback
-from langchain_energyrouter.candidates import runs_locally as _runs_locally
 from langchain_energyrouter.energy import EstimateMeter
 from langchain_energyrouter.router import EnergyAwareRouter
+from langchain_energyrouter.router.candidates import runs_locally as _runs_locally
+from langchain_energyrouter.router.tokens import CHARS_PER_TOKEN, TokenCounter, configured_output_cap
 from langchain_energyrouter.testing import build_tiny_chat_model, tiny_chat_models
-from langchain_energyrouter.tokens import CHARS_PER_TOKEN, TokenCounter, configured_output_cap
 
 
 # -- profiles and test doubles ---------------------------------------------------
@@ -311,7 +311,7 @@ def test_identity(tiny: dict[str, BaseChatModel]) -> None:
 
 def test_router_import_stays_light() -> None:
     code = (
-        "import sys, langchain_energyrouter.router, langchain_energyrouter.tokens; "
+        "import sys, langchain_energyrouter.router, langchain_energyrouter.router.tokens; "
         "bad = {'pandas', 'statsmodels', 'torch', 'transformers', 'pynvml'} & set(sys.modules); "
         "assert not bad, bad"
     )

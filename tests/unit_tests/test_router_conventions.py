@@ -175,19 +175,19 @@ def test_assigned_settings_take_effect() -> None:
     assert router.explain(QUESTION).weights.energy == 1.0  # the failed assignment changed nothing
 
 
-def test_the_runtime_is_rebuilt_only_when_the_routers_own_settings_change(monkeypatch: pytest.MonkeyPatch) -> None:
-    from langchain_energyrouter import runtime
+def test_the_parts_are_rebuilt_only_when_the_routers_own_settings_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    from langchain_energyrouter.router import parts
 
     built = []
-    monkeypatch.setattr(runtime.RouterRuntime, "__init__", _counting(runtime.RouterRuntime.__init__, built))
+    monkeypatch.setattr(parts.RouterParts, "__init__", _counting(parts.RouterParts.__init__, built))
     router = make_router()
     assert len(built) == 1  # LangChain's model_post_init assigns metadata: no second build
-    rt = router._runtime()
+    rt = router._parts()
     router.metadata = {"team": "search"}
     router.tags = ["routed"]
-    assert router._runtime() is rt and len(built) == 1
+    assert router._parts() is rt and len(built) == 1
     router.weights = {"energy": 1.0}  # type: ignore[assignment]
-    assert router._runtime() is not rt and len(built) == 2
+    assert router._parts() is not rt and len(built) == 2
     assert router.explain(QUESTION).model == "tiny-a"
 
 

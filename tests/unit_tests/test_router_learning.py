@@ -12,9 +12,9 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
 
 from langchain_energyrouter import EnergyAwareRouter
+from langchain_energyrouter.decide.scheduler import ADAPTED, PRIOR
 from langchain_energyrouter.energy import EstimateMeter
 from langchain_energyrouter.profile import CostModel, DeviceInfo, EnergyProfile, LoadModel, ModelProfile
-from langchain_energyrouter.scheduler import ADAPTED, PRIOR
 from langchain_energyrouter.testing import tiny_chat_models
 from tests.unit_tests.doubles import gated
 from tests.unit_tests.test_load import _Engine, engine  # noqa: F401  (the loopback /metrics server fixture)
@@ -167,8 +167,8 @@ def test_feedback_without_prompt_routing_says_what_to_configure(tiny: dict[str, 
 
 
 def test_a_trained_predictor_file_routes_per_prompt(tiny: dict[str, BaseChatModel], tmp_path: Path) -> None:
-    from langchain_energyrouter.outcomes import OutcomeRow
-    from langchain_energyrouter.quality import PromptPredictor
+    from langchain_energyrouter.calibration.outcomes import OutcomeRow
+    from langchain_energyrouter.prompt.predictor import PromptPredictor
 
     # tiny-a always gets the greetings right and the sums wrong; tiny-b the other way round.
     rows = []
@@ -190,8 +190,8 @@ def test_a_trained_predictor_file_routes_per_prompt(tiny: dict[str, BaseChatMode
 def test_a_settings_change_keeps_per_prompt_routing_and_its_runs(
     tiny: dict[str, BaseChatModel], tmp_path: Path
 ) -> None:
-    from langchain_energyrouter.outcomes import OutcomeRow
-    from langchain_energyrouter.quality import PromptPredictor
+    from langchain_energyrouter.calibration.outcomes import OutcomeRow
+    from langchain_energyrouter.prompt.predictor import PromptPredictor
 
     rows = [
         OutcomeRow(f"g{i}", f"Say hello to person {i}.", model, score, 8, 4)
@@ -202,10 +202,10 @@ def test_a_settings_change_keeps_per_prompt_routing_and_its_runs(
     PromptPredictor.train(rows, encoder="hashing").save(path)
     profile = _profile(**{"tiny-a": _entry(1.0, 1.0, 0.5), "tiny-b": _entry(1.0, 1.0, 0.5)})
     router = EnergyAwareRouter(models=tiny, profile=profile, meter=EstimateMeter(), prompt_routing=str(path))
-    routing = router._runtime().prompt_routing
+    routing = router._parts().prompt_routing
     run_id = router.invoke("Say hello to person 3.").response_metadata["routing"]["run_id"]
     router.weights = {"accuracy": 1.0}  # not an input of per-prompt routing: kept, with the run it remembers
-    assert router._runtime().prompt_routing is routing
+    assert router._parts().prompt_routing is routing
     assert router.feedback(run_id, 1.0) is True
     router.prompt_routing = PromptPredictor.load(path)  # a new setting builds it anew
-    assert router._runtime().prompt_routing is not routing
+    assert router._parts().prompt_routing is not routing

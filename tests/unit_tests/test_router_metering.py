@@ -16,11 +16,11 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
 from langchain_energyrouter import CostModel, DeviceInfo, EnergyProfile, ModelProfile, RoutingError
-from langchain_energyrouter.candidates import candidate_device
 from langchain_energyrouter.energy import EstimateMeter
+from langchain_energyrouter.energy.metering import FLAG_METER_FAILED, CandidateMeters
 from langchain_energyrouter.errors import MeterError
-from langchain_energyrouter.metering import FLAG_METER_FAILED, CandidateMeters
 from langchain_energyrouter.router import EnergyAwareRouter
+from langchain_energyrouter.router.candidates import candidate_device
 from langchain_energyrouter.testing import build_tiny_chat_model, tiny_chat_models
 from tests.unit_tests.test_energy_nvml import FakeGpu, install, make_fake_pynvml
 

@@ -11,11 +11,11 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
 
 from langchain_energyrouter import EnergyAwareRouter
+from langchain_energyrouter.decide.scheduler import ADAPTED, Scheduler
 from langchain_energyrouter.energy import EstimateMeter
 from langchain_energyrouter.errors import CandidatesBusyError, RoutingError, UnknownModelError
-from langchain_energyrouter.learning import COST_KIND, LearningLoop
-from langchain_energyrouter.routed import Admission, RoutedCall
-from langchain_energyrouter.scheduler import ADAPTED, Scheduler
+from langchain_energyrouter.learn.loop import COST_KIND, LearningLoop
+from langchain_energyrouter.router.call import Admission, RoutedCall
 from langchain_energyrouter.state import MemoryStateStore, SQLiteStateStore
 from langchain_energyrouter.testing import tiny_chat_models, tiny_profile
 
@@ -120,7 +120,7 @@ def test_background_learning_loses_no_measurement(tiny: dict[str, BaseChatModel]
 
 
 def test_the_learning_thread_gathers_a_batch_and_a_flush_ends_the_gathering(tmp_path: Path) -> None:
-    from langchain_energyrouter.background import BackgroundLearning, Measurement
+    from langchain_energyrouter.learn.background import BackgroundLearning, Measurement
 
     profile = tiny_profile()
     store = SQLiteStateStore(tmp_path / "gather.sqlite")

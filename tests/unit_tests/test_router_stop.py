@@ -9,8 +9,8 @@ from langchain_core.messages import HumanMessage
 
 from langchain_energyrouter import CostModel, DeviceInfo, EnergyProfile, ModelProfile
 from langchain_energyrouter.energy import EstimateMeter
-from langchain_energyrouter.local_stream import cut_at_stop
 from langchain_energyrouter.router import EnergyAwareRouter
+from langchain_energyrouter.router.local_stream import cut_at_stop
 from langchain_energyrouter.testing import build_tiny_chat_model
 
 QUESTION = [HumanMessage("What is the capital of France?")]

@@ -20,7 +20,7 @@ from langchain_energyrouter import (
     Weights,
     WeightsError,
 )
-from langchain_energyrouter.scoring import hybrid, minmax, relative
+from langchain_energyrouter.decide.scoring import hybrid, minmax, relative
 from tests.conftest import make_model, make_profile
 
 
@@ -319,7 +319,7 @@ def test_normalizers_preserve_order(normalization: str, values: list[float]) -> 
 
 def test_scheduler_import_stays_light() -> None:
     code = (
-        "import sys, langchain_energyrouter, langchain_energyrouter.scheduler; "
+        "import sys, langchain_energyrouter, langchain_energyrouter.decide.scheduler; "
         "bad = {'pandas', 'statsmodels', 'torch', 'transformers', 'pynvml', 'langchain_core', 'matplotlib'}"
         " & set(sys.modules); assert not bad, bad"
     )

@@ -7,10 +7,10 @@ import json
 import pytest
 
 from langchain_energyrouter.cost import load_factors
+from langchain_energyrouter.decide.scheduler import ADAPTED, PRIOR, PROMPT, TASK, Scheduler
 from langchain_energyrouter.errors import ProfileError, UnknownModelError
-from langchain_energyrouter.online import LearnedCosts
+from langchain_energyrouter.learn.costs import LearnedCosts
 from langchain_energyrouter.profile import CostModel, EnergyProfile, LoadModel
-from langchain_energyrouter.scheduler import ADAPTED, PRIOR, PROMPT, TASK, Scheduler
 from langchain_energyrouter.testing import tiny_profile
 
 

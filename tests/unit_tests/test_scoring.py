@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from langchain_energyrouter import NORMALIZERS, Scheduler, Weights
-from langchain_energyrouter.scoring import (
+from langchain_energyrouter.decide.scoring import (
     ACCURACY_NORMALIZERS,
     get_accuracy_normalizer,
     hybrid,
@@ -101,7 +101,8 @@ def test_relative_accuracy_has_no_jumps(low: float, best: float, nudge: float) -
 
 def test_hot_path_imports_no_numpy() -> None:
     code = (
-        "import sys, langchain_energyrouter, langchain_energyrouter.scheduler, langchain_energyrouter.scoring, "
+        "import sys, langchain_energyrouter, langchain_energyrouter.decide.scheduler, "
+        "langchain_energyrouter.decide.scoring, "
         "langchain_energyrouter.router, langchain_energyrouter.callbacks; "
         "assert 'numpy' not in sys.modules, 'numpy was imported'"
     )

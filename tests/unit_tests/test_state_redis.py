@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from langchain_energyrouter.decide.scheduler import ADAPTED, PRIOR, Scheduler
 from langchain_energyrouter.errors import MissingExtraError, StateError
-from langchain_energyrouter.feedback import FEEDBACK_LOG
-from langchain_energyrouter.learning import LearningLoop
-from langchain_energyrouter.scheduler import ADAPTED, PRIOR, Scheduler
+from langchain_energyrouter.learn.loop import LearningLoop
+from langchain_energyrouter.prompt.feedback import FEEDBACK_LOG
 from langchain_energyrouter.state import open_store
 from langchain_energyrouter.state.base import StateStore
 from langchain_energyrouter.testing import tiny_profile

@@ -13,8 +13,8 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_energyrouter import CostModel, DeviceInfo, EnergyProfile, ModelProfile
 from langchain_energyrouter.energy import EstimateMeter
 from langchain_energyrouter.router import EnergyAwareRouter
+from langchain_energyrouter.router.tokens import CHARS_PER_TOKEN, TokenCounter
 from langchain_energyrouter.testing import TINY_CHAT_TEMPLATE, build_tiny_chat_model, build_tiny_tokenizer
-from langchain_energyrouter.tokens import CHARS_PER_TOKEN, TokenCounter
 
 QUESTION = [SystemMessage("Answer briefly."), HumanMessage("What is the capital of France?")]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from langchain_energyrouter.calibration.cli import main
+from langchain_energyrouter.cli import main
 from langchain_energyrouter.profile import EnergyProfile
 
 from .conftest import PROFILES
@@ -125,7 +125,7 @@ def test_explain_table(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_demo_command_delegates_everything(monkeypatch: pytest.MonkeyPatch) -> None:
-    from langchain_energyrouter import demo
+    from langchain_energyrouter.cli import demo
 
     seen: list[list[str]] = []
     monkeypatch.setattr(demo, "main", lambda argv: seen.append(list(argv)) or 0)
@@ -135,7 +135,7 @@ def test_demo_command_delegates_everything(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_help_is_fast_and_light() -> None:
     code = (
-        "import sys; from langchain_energyrouter.calibration.cli import main; "
+        "import sys; from langchain_energyrouter.cli import main; "
         "bad = {'pandas', 'statsmodels', 'torch', 'transformers', 'matplotlib'} & set(sys.modules); "
         "assert not bad, bad"
     )

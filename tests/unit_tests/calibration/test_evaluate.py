@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from langchain_energyrouter.calibration.cli import main
 from langchain_energyrouter.calibration.curves import curve_metrics
 from langchain_energyrouter.calibration.evaluate import (
     ROUTER_ACCURACY_WEIGHTS,
@@ -14,9 +13,10 @@ from langchain_energyrouter.calibration.evaluate import (
     evaluate,
     split_prompts,
 )
+from langchain_energyrouter.calibration.outcomes import OutcomeMatrix, OutcomeRow, read_matrix, write_matrix
 from langchain_energyrouter.calibration.synthetic import synthetic_rows
+from langchain_energyrouter.cli import main
 from langchain_energyrouter.errors import CalibrationError
-from langchain_energyrouter.outcomes import OutcomeMatrix, OutcomeRow, read_matrix, write_matrix
 
 # -- a matrix with known answers --------------------------------------------------------------
 # 100 prompts. "weak" (1 J per prompt) is right on p000-p039, "strong" (10 J) on p000-p079;
@@ -147,7 +147,7 @@ def test_task_baseline_is_replayed_beside_a_learned_predictor() -> None:
 
 
 def test_bandit_replays_every_weight_and_learns_from_each_prompt() -> None:
-    from langchain_energyrouter.bandit import BanditOptions
+    from langchain_energyrouter.prompt.bandit import BanditOptions
 
     report = evaluate(_known(), bandit_options=BanditOptions())
     bandits = [p for p in report.policies.values() if p.family == "bandit"]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from langchain_energyrouter.calibration.load import (
+from langchain_energyrouter.calibration.loadfit import (
     at_reference_load,
     fit_load_curve,
     fit_load_model,

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from langchain_energyrouter.calibration.rawdata import read_raw
+from langchain_energyrouter.decide.scheduler import Scheduler
+from langchain_energyrouter.decide.scoring import PRESETS, Weights
 from langchain_energyrouter.profile import EnergyProfile
-from langchain_energyrouter.scheduler import Scheduler
-from langchain_energyrouter.scoring import PRESETS, Weights
 
 from .conftest import PROFILES, TRACES
 

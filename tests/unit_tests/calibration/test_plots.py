@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from langchain_energyrouter.calibration.cli import main
+from langchain_energyrouter.cli import main
 
 from .conftest import PROFILES
 

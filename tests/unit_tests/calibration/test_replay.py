@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from langchain_energyrouter.calibration.cli import main
 from langchain_energyrouter.calibration.rawdata import read_raw
 from langchain_energyrouter.calibration.replay import replay_trace
+from langchain_energyrouter.cli import main
 
 from .conftest import TRACES
 

@@ -103,7 +103,7 @@ def test_time_budget_stops_and_says_so(tmp_path: Path) -> None:
 
 # -- load: several requests in flight --------------------------------------------------
 def test_concurrency_levels_write_one_row_per_batch_with_in_flight(tmp_path: Path) -> None:
-    from langchain_energyrouter.calibration.load import fit_load_model
+    from langchain_energyrouter.calibration.loadfit import fit_load_model
     from langchain_energyrouter.testing import build_tiny_model_and_tokenizer
 
     model, tokenizer = build_tiny_model_and_tokenizer()
@@ -294,7 +294,7 @@ def test_a_gpu_without_nvml_is_refused_with_the_fix(monkeypatch: pytest.MonkeyPa
 
 # -- the calibrate command ---------------------------------------------------------------
 def test_calibrate_at_three_concurrency_levels_fits_the_load_model(tmp_path: Path, tiny_model_dir: Path) -> None:
-    from langchain_energyrouter.calibration.cli import main
+    from langchain_energyrouter.cli import main
     from langchain_energyrouter.profile import EnergyProfile
 
     out = tmp_path / "p.json"
@@ -312,7 +312,7 @@ def test_calibrate_at_three_concurrency_levels_fits_the_load_model(tmp_path: Pat
 
 
 def test_calibrate_saves_each_model_before_the_next_loads(tmp_path: Path, tiny_model_dir: Path) -> None:
-    from langchain_energyrouter.calibration.cli import main
+    from langchain_energyrouter.cli import main
     from langchain_energyrouter.profile import EnergyProfile
 
     out = tmp_path / "p.json"

@@ -25,10 +25,10 @@ pytest.importorskip("redis", reason="the redis client is not installed: pip inst
 
 import yaml
 
-from langchain_energyrouter.bandit import QUALITY_KIND
-from langchain_energyrouter.feedback import FEEDBACK_LOG
-from langchain_energyrouter.outcomes import OutcomeRow
-from langchain_energyrouter.quality import PromptPredictor
+from langchain_energyrouter.calibration.outcomes import OutcomeRow
+from langchain_energyrouter.prompt.bandit import QUALITY_KIND
+from langchain_energyrouter.prompt.feedback import FEEDBACK_LOG
+from langchain_energyrouter.prompt.predictor import PromptPredictor
 from langchain_energyrouter.state.redis import RedisStateStore
 from langchain_energyrouter.testing import TINY_MODEL_SIZES, save_tiny_model, tiny_profile
 from tests.unit_tests.servers import RedisServer, RouterServer

@@ -26,9 +26,9 @@ openai = pytest.importorskip("openai")
 import uvicorn  # noqa: E402
 
 from langchain_energyrouter import EnergyAwareRouter  # noqa: E402
-from langchain_energyrouter.calibration.cli import main  # noqa: E402
-from langchain_energyrouter.encoders import HashingEncoder  # noqa: E402
-from langchain_energyrouter.prompt_routing import PromptRouting  # noqa: E402
+from langchain_energyrouter.cli import main  # noqa: E402
+from langchain_energyrouter.prompt.encoders import HashingEncoder  # noqa: E402
+from langchain_energyrouter.prompt.routing import PromptRouting  # noqa: E402
 from langchain_energyrouter.server import AppSettings, ConfigError, LimitsConfig, create_app, load_config  # noqa: E402
 from langchain_energyrouter.state import MemoryStateStore  # noqa: E402
 from langchain_energyrouter.testing import tiny_chat_models, tiny_profile  # noqa: E402
@@ -284,7 +284,7 @@ def test_config_file_and_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 def test_a_stream_names_the_candidate_that_serves_and_fails_with_a_status_before_any_token() -> None:
     langchain_openai = pytest.importorskip("langchain_openai")
-    from langchain_energyrouter.local_engine import free_port
+    from langchain_energyrouter.testing.engine import free_port
 
     # tiny-a is a real OpenAI-compatible client of a port nobody listens on: its endpoint is down.
     down = langchain_openai.ChatOpenAI(
