@@ -47,8 +47,8 @@ bench: setup
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 lint: setup
-	$(VENV)/bin/ruff check langchain_energyrouter tests examples benchmarks
-	$(VENV)/bin/ruff format --check langchain_energyrouter tests examples benchmarks
+	$(VENV)/bin/ruff check langchain_energyrouter tests examples benchmarks tools
+	$(VENV)/bin/ruff format --check langchain_energyrouter tests examples benchmarks tools
 	$(VENV)/bin/mypy langchain_energyrouter
 
 clean:

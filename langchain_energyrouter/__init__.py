@@ -16,7 +16,8 @@ The stages, in the order a request meets them (each package's docstring says wha
     energy/                 meters (NVML, RAPL, estimate) and metering windows; callbacks.py sums what they measured
     state/                  where learned state lives: memory, SQLite, Redis
     calibration/            offline: measure, fit profiles, score, train predictors, evaluate, replay
-    models.py, testing/     loading the packaged models; public test fakes and a local engine
+    models.py               loading models by name (packaged_models.py: the packaged ones; model_cache.py)
+    testing/                public test fakes and a local engine
 
 Who imports whom (``tools/check_layout.py`` checks it, with no cycle allowed): ``decide/`` only the contract;
 ``learn/`` the contract, ``decide/``, ``energy/`` and ``state/``; ``prompt/`` the contract and ``state/``;
