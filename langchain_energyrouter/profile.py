@@ -36,13 +36,15 @@ from pydantic import (
 )
 
 from langchain_energyrouter.cost import (
+    DEFAULT_LENGTH_LOG_SIGMA,
     Coefficients,
     CompiledModel,
+    LengthDistribution,
     LoadTuple,
     linear_cost,
     load_factors,
     predict_costs,
-    predict_output_tokens,
+    prior_length,
 )
 from langchain_energyrouter.errors import ProfileError
 from langchain_energyrouter.files import shipped_data_dirs, write_text_atomically
@@ -160,6 +162,9 @@ class OutputLengthModel(_Strict):
     by_task: dict[str, float] = Field(default_factory=dict)
     """Mean output tokens per task type (``energyrouter accuracy`` records them from the
     suite's answers); used instead of the line when a request names its task type."""
+    log_sigma: float | None = Field(default=None, gt=0)
+    """Spread (standard deviation) of ``log1p(tokens)`` around the line or the task means, when measured;
+    None = :data:`~langchain_energyrouter.cost.DEFAULT_LENGTH_LOG_SIGMA`."""
     fit: FitStats | None = None
 
     @property
@@ -259,21 +264,19 @@ class ModelProfile(_Strict):
         """
         return Prediction(*predict_costs(self.compile(""), input_tokens, output_tokens, in_flight))
 
+    def predict_output_length(self, input_tokens: float, task_type: str | None = None) -> LengthDistribution:
+        """The answer length's distribution: per task type where known, else the line in the input tokens."""
+        return prior_length(self.compile(""), input_tokens, task_type)
+
     def predict_output_tokens(
         self, input_tokens: float, max_output_tokens: int | None = None, task_type: str | None = None
     ) -> float:
-        """Predicted output tokens: the length model (per task type where known), capped by the
-        request's and the fit's cap, at least 1."""
-        length = self.output_length
-        return predict_output_tokens(
-            length.intercept,
-            length.slope,
-            length.by_task,
-            length.prediction_cap,
-            input_tokens,
-            max_output_tokens,
-            task_type,
-        )
+        """Predicted output tokens: the mean of the length distribution under the request's cap and the
+        deployment's (``min(tokens, cap)``, what a capped generation produces on average), at least 1."""
+        deployment = self.output_length.prediction_cap
+        caps = [c for c in (max_output_tokens, deployment) if c is not None]
+        length = self.predict_output_length(input_tokens, task_type)
+        return max(length.mean_tokens(min(caps) if caps else None), 1.0)
 
     def compile(self, name: str) -> CompiledModel:
         """This entry as plain values for the scheduler's hot path."""
@@ -285,6 +288,7 @@ class ModelProfile(_Strict):
             output_slope=self.output_length.slope,
             output_by_task=dict(self.output_length.by_task),
             output_cap=self.output_length.prediction_cap,
+            output_log_sigma=self.output_length.log_sigma or DEFAULT_LENGTH_LOG_SIGMA,
             accuracy=self.accuracy,
             accuracy_by_task=dict(self.accuracy_by_task),
             context_window=self.context_window,

@@ -15,18 +15,33 @@ Two things make a prediction about *this* moment rather than the calibration run
   energy by its profile's load model (:func:`~langchain_energyrouter.cost.load_factors`).
 - **Learned costs**: :meth:`Scheduler.set_learned` installs, per model, an adapted
   snapshot (e.g. :class:`~langchain_energyrouter.learn.costs.LearnedCosts`) whose
-  coefficients and output length replace the prior's. Each candidate says where its
-  predictions came from (``sources``) and from how many observations.
+  coefficients replace the prior's and whose length residual shifts the prior's length
+  (the dependence on the input stays). Each candidate says where its predictions came
+  from (``sources``) and from how many observations.
+
+An answer's length is a distribution (:class:`~langchain_energyrouter.cost.LengthDistribution`):
+predicted runtime and energy are those of its mean under the request's cap (the mean of
+``min(tokens, cap)``, what joules add up to over many calls), and ``max_runtime_s`` /
+``max_energy_j`` must hold at an upper quantile of the length (``constraint_quantile``,
+0.9 by default), so a constraint is not met only on average. Each candidate records the
+median, the mean and that quantile.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple, Protocol
 
-from langchain_energyrouter.cost import Coefficients, CompiledModel, predict_costs, predict_output_tokens
+from langchain_energyrouter.cost import (
+    Coefficients,
+    CompiledModel,
+    LengthDistribution,
+    predict_costs,
+    prior_length,
+)
 from langchain_energyrouter.decide.scoring import (
     Constraints,
     Normalizer,
@@ -48,7 +63,6 @@ PROMPT = "prompt"
 """Values of :attr:`Candidate.sources`: the profile, the learned state, the profile's per-task
 figures, a prediction for this prompt."""
 
-_NO_TASKS: Mapping[str, float] = MappingProxyType({})
 _UNSCORED: tuple[float | None, float | None, float | None, float | None] = (None, None, None, None)
 _PRIOR_SOURCES: Mapping[str, str] = MappingProxyType(
     {"runtime": PRIOR, "energy": PRIOR, "output_tokens": PRIOR, "accuracy": PRIOR}
@@ -67,8 +81,28 @@ _SOURCES: Mapping[tuple[str, str, str, str], Mapping[str, str]] = MappingProxyTy
 """Every possible ``sources`` value, built once: a decision allocates none."""
 
 
-_Row = tuple[str, int, float, float, float, float, tuple[str, ...], Any, Mapping[str, str], Mapping[str, int]]
-"""(name, tin, tout, runtime_s, energy_j, accuracy, flags, in_flight, sources, observations)."""
+DEFAULT_CONSTRAINT_QUANTILE = 0.9
+"""The quantile of the answer's length at which ``max_runtime_s`` / ``max_energy_j`` must hold."""
+
+
+class _Prediction(NamedTuple):
+    """One candidate's predictions before scoring (see :class:`Candidate` for the fields)."""
+
+    name: str
+    tin: int
+    tout: float
+    runtime_s: float
+    energy_j: float
+    accuracy: float
+    flags: tuple[str, ...]
+    load: Any
+    sources: Mapping[str, str]
+    observations: Mapping[str, int]
+    median: float
+    upper: float
+    runtime_upper: float
+    energy_upper: float
+    length: LengthDistribution
 
 
 class LearnedSnapshot(Protocol):
@@ -79,7 +113,15 @@ class LearnedSnapshot(Protocol):
     @property
     def energy(self) -> Coefficients | None: ...
     @property
-    def output_tokens(self) -> float | None: ...
+    def output_log_shift(self) -> float | None:
+        """Learned residual of ``log1p(tokens)`` over the prior's length (None: none learned)."""
+        ...
+
+    @property
+    def output_log_sigma(self) -> float | None:
+        """Learned spread of that residual (None: keep the prior's)."""
+        ...
+
     @property
     def n_runtime(self) -> int: ...
     @property
@@ -94,7 +136,9 @@ class Candidate(NamedTuple):
     model: str
     input_tokens: int
     predicted_output_tokens: float
+    """The mean of the answer's length under the cap (``min(tokens, cap)``): what costs add up to."""
     predicted_runtime_s: float
+    """Runtime of that mean length (costs are linear in tokens: the expected runtime)."""
     predicted_energy_j: float
     accuracy: float
     accuracy_term: float | None = None
@@ -115,6 +159,16 @@ class Candidate(NamedTuple):
     "prior"|"adapted"|"task"|"prompt"}``."""
     observations: Mapping[str, int] = _NO_OBSERVATIONS
     """Observations behind each adapted prediction (0 for the prior)."""
+    output_tokens_median: float | None = None
+    """The median answer length (under the cap)."""
+    output_tokens_upper: float | None = None
+    """The answer length at the decision's ``constraint_quantile`` (under the cap)."""
+    predicted_runtime_s_upper: float | None = None
+    """Runtime at that length: what ``max_runtime_s`` is checked against."""
+    predicted_energy_j_upper: float | None = None
+    """Energy at that length: what ``max_energy_j`` is checked against."""
+    output_length: LengthDistribution | None = None
+    """The length distribution behind these figures (``log1p(tokens)`` mean and spread)."""
 
     def as_dict(self) -> dict[str, Any]:
         out = self._asdict()
@@ -122,6 +176,7 @@ class Candidate(NamedTuple):
         out["flags"] = list(self.flags)
         out["sources"] = dict(self.sources)
         out["observations"] = dict(self.observations)
+        out["output_length"] = self.output_length._asdict() if self.output_length is not None else None
         return out
 
 
@@ -145,6 +200,8 @@ class Decision:
     note: str | None = None
     """E.g. why the least-violating candidate was taken when nothing was feasible."""
     excluded: Mapping[str, str] = field(default_factory=dict)
+    constraint_quantile: float = DEFAULT_CONSTRAINT_QUANTILE
+    """The length quantile of the candidates' ``*_upper`` figures, which the constraints were checked at."""
 
     @property
     def chosen(self) -> Candidate:
@@ -164,6 +221,9 @@ class Decision:
             ),
             "task_type": self.task_type,
             "predicted_output_tokens": chosen.predicted_output_tokens,
+            "predicted_output_tokens_median": chosen.output_tokens_median,
+            "predicted_output_tokens_upper": chosen.output_tokens_upper,
+            "constraint_quantile": self.constraint_quantile,
             "predicted_runtime_s": chosen.predicted_runtime_s,
             "predicted_energy_j": chosen.predicted_energy_j,
             "ranking": list(self.ranking),
@@ -185,6 +245,8 @@ class Scheduler:
         pareto: drop candidates dominated on accuracy, energy and runtime.
         on_infeasible: ``"raise"`` :class:`NoFeasibleModelError`, or take the
             ``"least_violating"`` candidate and say so in ``Decision.note``.
+        constraint_quantile: the quantile of the answer's length at which ``max_runtime_s`` and
+            ``max_energy_j`` must hold, in (0, 1) (0.5: the median; 0.9 by default).
     """
 
     def __init__(
@@ -197,7 +259,14 @@ class Scheduler:
         models: Iterable[str] | None = None,
         pareto: bool = False,
         on_infeasible: OnInfeasible = "raise",
+        constraint_quantile: float = DEFAULT_CONSTRAINT_QUANTILE,
     ) -> None:
+        if isinstance(constraint_quantile, bool) or not 0.0 < constraint_quantile < 1.0:
+            raise ValueError(
+                f"constraint_quantile={constraint_quantile!r}; give a number in (0, 1), e.g. 0.9 (0.5: the median)."
+            )
+        self.constraint_quantile = float(constraint_quantile)
+        self._upper_z = NormalDist().inv_cdf(self.constraint_quantile)
         self.profile = EnergyProfile.coerce(profile)
         self.weights = Weights.coerce(weights)
         self.normalization, self._normalize = get_normalizer(normalization)
@@ -293,8 +362,9 @@ class Scheduler:
                 load models; models absent from it (or ``None``) get no load adjustment.
             prompt_accuracy: ``{model: expected score in [0, 1]}`` predicted for *this* prompt
                 (e.g. by a quality predictor); replaces the profile's accuracy for those models.
-            prompt_output_tokens: ``{model: generated tokens}`` predicted for this prompt; replaces
-                the length model (still capped by the request's ``max_output_tokens``).
+            prompt_output_tokens: ``{model: length}`` predicted for this prompt, a
+                :class:`~langchain_energyrouter.cost.LengthDistribution` (or a number of tokens: a point
+                prediction); replaces the profile's length (still capped by ``max_output_tokens``).
 
         Raises:
             NoFeasibleModelError: every candidate was excluded (and ``on_infeasible="raise"``).
@@ -320,11 +390,12 @@ class Scheduler:
         if force is not None and force not in self._models:
             raise UnknownModelError(f"Cannot force model {force!r}: candidates are {list(self._models)}.")
 
-        rows: list[_Row] = []
+        rows: list[_Prediction] = []
         excluded: dict[str, str] = {}
         excess: dict[str, float] = {}
         unconstrained = limits.max_runtime_s is None and limits.max_energy_j is None and limits.min_accuracy is None
         learned = self._learned
+        z = self._upper_z
         for m in self._models.values():
             name = m.name
             tin = counts[name] if counts is not None else one_count
@@ -333,37 +404,18 @@ class Scheduler:
             snap = learned.get(name) if learned else None
             said_tout = prompt_output_tokens.get(name) if prompt_output_tokens else None
             said_accuracy = prompt_accuracy.get(name) if prompt_accuracy else None
-            if snap is None and said_tout is None and said_accuracy is None:  # the common case: the profile alone
-                tout = predict_output_tokens(
-                    m.output_intercept, m.output_slope, m.output_by_task, m.output_cap, tin, cap, task_type
-                )
-                runtime_s, energy_j, flags = predict_costs(m, tin, tout, load)
-                accuracy = m.accuracy_by_task.get(task_type, m.accuracy) if task_type is not None else m.accuracy
-                if task_type is None:
-                    sources = _PRIOR_SOURCES
-                else:
-                    sources = _sources(
-                        PRIOR,
-                        PRIOR,
-                        TASK if task_type in m.output_by_task else PRIOR,
-                        TASK if task_type in m.accuracy_by_task else PRIOR,
-                    )
-                observations = _NO_OBSERVATIONS
-            else:
-                tout, runtime_s, energy_j, accuracy, flags, sources, observations = _predict(
-                    m, snap, tin, cap, task_type, load, said_tout, said_accuracy
-                )
-            rows.append((name, tin, tout, runtime_s, energy_j, accuracy, flags, load, sources, observations))
+            row = _predict(m, snap, tin, cap, task_type, load, said_tout, said_accuracy, z)
+            rows.append(row)
             if exclude and name in exclude:
                 excluded[name] = exclude[name]
                 continue
-            tokens_needed = tin + (cap if cap is not None else tout)
+            tokens_needed = tin + (cap if cap is not None else row.upper)
             if unconstrained and (not limits.fit_context_window or tokens_needed <= m.context_window):
                 continue  # the common case: nothing to check
             reasons, size = limits.violations(
-                runtime_s=runtime_s,
-                energy_j=energy_j,
-                accuracy=accuracy,
+                runtime_s=row.runtime_upper,
+                energy_j=row.energy_upper,
+                accuracy=row.accuracy,
                 tokens_needed=tokens_needed,
                 context_window=m.context_window,
             )
@@ -372,7 +424,7 @@ class Scheduler:
                 excess[name] = size
 
         note = None
-        eligible = [r for r in rows if r[0] not in excluded]
+        eligible = [r for r in rows if r.name not in excluded]
         if not eligible:
             if force is None and (self.on_infeasible == "raise" or not excess):
                 detail = "; ".join(f"{m}: {why}" for m, why in excluded.items())
@@ -384,43 +436,48 @@ class Scheduler:
             if force is None:
                 least = min(excess, key=lambda m: (excess[m], m))
                 note = f"no feasible candidate; took {least!r}, the least violating ({excluded.pop(least)})"
-                eligible = [r for r in rows if r[0] == least]
+                eligible = [r for r in rows if r.name == least]
             else:
                 eligible = []
         elif self.pareto and len(eligible) > 1:
-            beaten = dominated_by({r[0]: (1.0 - r[5], r[4], r[3]) for r in eligible})
+            beaten = dominated_by({r.name: (1.0 - r.accuracy, r.energy_j, r.runtime_s) for r in eligible})
             for loser, winner in beaten.items():
                 excluded[loser] = f"dominated by {winner!r} on accuracy, energy and runtime"
-            eligible = [r for r in eligible if r[0] not in beaten]
+            eligible = [r for r in eligible if r.name not in beaten]
 
         scored: dict[str, tuple[float, float, float, float]] = {}
         if eligible:
-            acc_terms = self._normalize_accuracy([r[5] for r in eligible])
-            energy_terms = self._normalize([r[4] for r in eligible])
-            time_terms = self._normalize([r[3] for r in eligible])
+            acc_terms = self._normalize_accuracy([r.accuracy for r in eligible])
+            energy_terms = self._normalize([r.energy_j for r in eligible])
+            time_terms = self._normalize([r.runtime_s for r in eligible])
             for r, a, e, t in zip(eligible, acc_terms, energy_terms, time_terms, strict=True):
-                scored[r[0]] = (w.accuracy * a + w.energy * e + w.time * t, a, e, t)
+                scored[r.name] = (w.accuracy * a + w.energy * e + w.time * t, a, e, t)
 
         candidates: dict[str, Candidate] = {}
-        for name, tin, tout, runtime_s, energy_j, accuracy, flags, load, sources, observations in rows:
-            s = scored.get(name)
+        for r in rows:
+            s = scored.get(r.name)
             terms: tuple[float | None, float | None, float | None, float | None] = s if s is not None else _UNSCORED
-            candidates[name] = Candidate(
-                name,
-                tin,
-                tout,
-                runtime_s,
-                energy_j,
-                accuracy,
+            candidates[r.name] = Candidate(
+                r.name,
+                r.tin,
+                r.tout,
+                r.runtime_s,
+                r.energy_j,
+                r.accuracy,
                 terms[1],
                 terms[2],
                 terms[3],
                 terms[0],
-                excluded.get(name) if s is None else None,
-                flags,
-                load,
-                sources,
-                observations,
+                excluded.get(r.name) if s is None else None,
+                r.flags,
+                r.load,
+                r.sources,
+                r.observations,
+                r.median,
+                r.upper,
+                r.runtime_upper,
+                r.energy_upper,
+                r.length,
             )
         ranking = tuple(
             sorted(
@@ -449,6 +506,7 @@ class Scheduler:
             forced=force is not None,
             note=note,
             excluded=excluded,
+            constraint_quantile=self.constraint_quantile,
         )
 
 
@@ -463,30 +521,32 @@ def _predict(
     cap: int | None,
     task_type: str | None,
     load: float | None,
-    said_tout: float | None,
+    said_tout: LengthDistribution | float | None,
     said_accuracy: float | None,
-) -> tuple[float, float, float, float, tuple[str, ...], Mapping[str, str], Mapping[str, int]]:
-    """Output tokens, runtime, energy, accuracy, flags, sources and observation counts.
+    z: float,
+) -> _Prediction:
+    """One candidate's length distribution, costs, accuracy, flags, sources and observation counts.
 
-    Output length, most specific first: this prompt's prediction, the profile's per-task mean
-    (the caller named the task), the learned mean, the profile's line. Accuracy: this prompt's
+    Length, most specific first: this prompt's prediction, the profile's per-task mean (the caller named the
+    task), the profile's line shifted by the learned residual, the line. The figures are under the cap: the
+    request's, else the deployment's (the profile's ``max_output_tokens``). Accuracy: this prompt's
     prediction, the per-task score, the static score.
     """
-    by_task = task_type is not None and task_type in m.output_by_task
     if said_tout is not None:
-        tout = predict_output_tokens(said_tout, 0.0, _NO_TASKS, None, tin, cap, None)
-        out_source = PROMPT
-    elif by_task:
-        tout = predict_output_tokens(
-            m.output_intercept, m.output_slope, m.output_by_task, m.output_cap, tin, cap, task_type
+        length = (
+            said_tout if isinstance(said_tout, LengthDistribution) else LengthDistribution.from_mean(said_tout, 0.0)
         )
-        out_source = TASK
-    elif snap is not None and snap.output_tokens is not None:
-        tout = predict_output_tokens(snap.output_tokens, 0.0, _NO_TASKS, m.output_cap, tin, cap, None)
-        out_source = ADAPTED
+        out_source = PROMPT
+    elif task_type is not None and task_type in m.output_by_task:
+        length, out_source = prior_length(m, tin, task_type), TASK
+    elif snap is not None and snap.output_log_shift is not None:
+        length, out_source = prior_length(m, tin).shifted(snap.output_log_shift, snap.output_log_sigma), ADAPTED
     else:
-        tout = predict_output_tokens(m.output_intercept, m.output_slope, _NO_TASKS, m.output_cap, tin, cap, None)
-        out_source = PRIOR
+        length, out_source = prior_length(m, tin), PRIOR
+    limit = cap if m.output_cap is None or (cap is not None and cap < m.output_cap) else m.output_cap
+    tout = max(length.mean_tokens(limit), 1.0)
+    median = max(length.quantile_tokens(0.0, limit), 1.0)
+    upper = max(length.quantile_tokens(z, limit), 1.0)
     if said_accuracy is not None:
         accuracy, acc_source = said_accuracy, PROMPT
     elif task_type is not None and task_type in m.accuracy_by_task:
@@ -496,14 +556,24 @@ def _predict(
     runtime = snap.runtime if snap is not None else None
     energy = snap.energy if snap is not None else None
     runtime_s, energy_j, flags = predict_costs(m, tin, tout, load, runtime, energy)
-    sources = _sources(
-        PRIOR if runtime is None else ADAPTED, PRIOR if energy is None else ADAPTED, out_source, acc_source
-    )
+    runtime_upper, energy_upper, _ = predict_costs(m, tin, upper, load, runtime, energy)
     if snap is None:
-        return tout, runtime_s, energy_j, accuracy, flags, sources, _NO_OBSERVATIONS
-    observations = {
-        "runtime": snap.n_runtime if runtime is not None else 0,
-        "energy": snap.n_energy if energy is not None else 0,
-        "output_tokens": snap.n_length if out_source == ADAPTED else 0,
-    }
-    return tout, runtime_s, energy_j, accuracy, flags, sources, observations
+        sources = (
+            _PRIOR_SOURCES
+            if out_source == PRIOR and acc_source == PRIOR
+            else _sources(PRIOR, PRIOR, out_source, acc_source)
+        )
+        observations = _NO_OBSERVATIONS
+    else:
+        sources = _sources(
+            PRIOR if runtime is None else ADAPTED, PRIOR if energy is None else ADAPTED, out_source, acc_source
+        )
+        observations = {
+            "runtime": snap.n_runtime if runtime is not None else 0,
+            "energy": snap.n_energy if energy is not None else 0,
+            "output_tokens": snap.n_length if out_source == ADAPTED else 0,
+        }
+    return _Prediction(
+        m.name, tin, tout, runtime_s, energy_j, accuracy, flags, load, sources, observations,
+        median, upper, runtime_upper, energy_upper, length,
+    )  # fmt: skip

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from langchain_energyrouter.cost import Coefficients, LoadTuple, load_factors
+from langchain_energyrouter.cost import Coefficients, CompiledModel, LoadTuple, load_factors, prior_length
 from langchain_energyrouter.energy.base import FLAG_BELOW_RESOLUTION, FLAG_COUNTER_WENT_BACKWARDS, FLAG_OVERLAPPED
 from langchain_energyrouter.errors import ProfileError, UnknownModelError
 from langchain_energyrouter.learn.length import OutputLengthLearner
@@ -44,8 +44,10 @@ class LearnedCosts(NamedTuple):
     """Runtime coefficients (s); the prior's until ``min_obs`` observations."""
     energy: Coefficients | None
     """Energy coefficients (J); None = use the prior's (too few readings of the profile's method)."""
-    output_tokens: float | None
-    """Predicted generated tokens; None = use the prior's length model."""
+    output_log_shift: float | None
+    """Learned residual of ``log1p(generated tokens)`` over the prior's length; None = the prior alone."""
+    output_log_sigma: float | None
+    """Learned spread of that residual; None = the prior's spread."""
     n_runtime: int
     n_energy: int
     n_length: int
@@ -58,6 +60,8 @@ class _ModelLearners:
     runtime: LinearCostLearner
     energy: LinearCostLearner
     length: OutputLengthLearner
+    compiled: CompiledModel
+    """The profile entry, for the prior's length at each call's input."""
     load: LoadTuple | None = None
 
 
@@ -117,6 +121,7 @@ class CostLearner:
             make(entry.runtime),
             make(entry.energy),
             OutputLengthLearner(self.options),
+            entry.compile(model),
             entry.load.compile() if entry.load is not None else None,
         )
         self._learners[model] = learners
@@ -178,7 +183,8 @@ class CostLearner:
                 learned = True
             else:
                 self._ignore("energy: not finite or negative")
-            if learners.length.update(output_tokens, capped=output_capped):
+            prior = prior_length(learners.compiled, input_tokens)
+            if learners.length.update(output_tokens, prior.mu, capped=output_capped):
                 learned = True
             return learned
 
@@ -217,7 +223,8 @@ class CostLearner:
             return LearnedCosts(
                 runtime=runtime.coefficients if runtime.n_obs >= enough else runtime.prior,
                 energy=energy.coefficients if energy.n_obs >= enough else None,
-                output_tokens=length.estimate if length.n_obs >= enough else None,
+                output_log_shift=length.shift if length.n_obs >= enough else None,
+                output_log_sigma=length.sigma,
                 n_runtime=runtime.n_obs,
                 n_energy=energy.n_obs,
                 n_length=length.n_obs,
@@ -261,6 +268,7 @@ class CostLearner:
                     LinearCostLearner.from_state(state["runtime"], self.options),
                     LinearCostLearner.from_state(state["energy"], self.options),
                     OutputLengthLearner.from_state(state["length"], self.options),
+                    entry.compile(model),
                     entry.load.compile() if entry.load is not None else None,
                 )
             except (KeyError, ValueError) as err:

@@ -14,12 +14,13 @@ from hypothesis import strategies as st
 
 from langchain_energyrouter import EnergyProfile, ProfileError
 from langchain_energyrouter.cost import linear_cost
+from langchain_energyrouter.decide.scheduler import Scheduler
 from langchain_energyrouter.errors import UnknownModelError
 from langchain_energyrouter.learn.costs import CostLearner, LearnedCosts
 from langchain_energyrouter.learn.length import OutputLengthLearner
 from langchain_energyrouter.learn.linear import LinearCostLearner
 from langchain_energyrouter.learn.options import OnlineOptions
-from langchain_energyrouter.profile import LoadModel
+from langchain_energyrouter.profile import DeviceInfo, LoadModel
 from tests.conftest import make_model, make_profile
 
 TRUE_RUNTIME = (0.2, 0.002, 0.03, 0.0001)
@@ -167,9 +168,13 @@ def test_learner_state_round_trip_through_json() -> None:
     assert restored.coefficients == learner.coefficients
 
     length = OutputLengthLearner()
-    for tokens in (10, 20, 50):
-        length.update(tokens, capped=tokens == 50)
-    assert OutputLengthLearner.from_state(json.loads(json.dumps(length.to_state()))).estimate == length.estimate
+    for tokens in (10, 20, 50, 12, 33, 8):
+        length.update(tokens, math.log1p(20.0), capped=tokens == 50)
+    back = OutputLengthLearner.from_state(json.loads(json.dumps(length.to_state())))
+    assert (back.shift, back.sigma, back.n_obs) == (length.shift, length.sigma, length.n_obs)
+    # A state of the earlier form (means of raw tokens) is dropped, not read as residuals.
+    old = {"version": 1, "sum": 120.0, "weight": 3.0, "n_obs": 3}
+    assert OutputLengthLearner.from_state(old).shift is None
 
 
 def test_state_from_a_future_version_or_garbage_is_refused() -> None:
@@ -182,18 +187,40 @@ def test_state_from_a_future_version_or_garbage_is_refused() -> None:
 
 def test_censored_lengths_only_raise_the_estimate() -> None:
     length = OutputLengthLearner(OnlineOptions(length_forgetting=1.0))
-    for tokens in (10, 20, 30):
-        assert length.update(tokens)
-    assert length.estimate == pytest.approx(20.0)
+    prior_mu = math.log1p(20.0)
+    for tokens in (10, 20, 40):
+        assert length.update(tokens, prior_mu)
+    expected = sum(math.log1p(t) - prior_mu for t in (10, 20, 40)) / 3
+    assert length.shift == pytest.approx(expected)
     # Capped at 16 tokens: the answers would have been longer; "at most 16" must not be learned.
     for _ in range(50):
-        assert not length.update(16, capped=True)
-    assert length.estimate == pytest.approx(20.0)
+        assert not length.update(16, prior_mu, capped=True)
+    assert length.shift == pytest.approx(expected)
     assert length.n_censored_ignored == 50
-    assert length.update(64, capped=True)  # a capped length above the estimate is a lower bound: it raises it
-    assert length.estimate > 20.0
-    assert not length.update(math.nan)
+    assert length.update(64, prior_mu, capped=True)  # a capped length above the estimate is a lower bound
+    assert length.shift > expected
+    assert not length.update(math.nan, prior_mu)
     assert length.n_rejected == 1
+
+
+def test_the_learned_length_is_a_residual_that_keeps_the_input_slope() -> None:
+    """Short chats teach "this model answers shorter than the prior says", never "every answer is 10 tokens":
+    a long prompt keeps the prior's dependence on its length (the issue's 2,029-token prompt)."""
+    model = make_model(output=(10.0, 1.0), context_window=10**6)  # the prior: tout = 10 + tin
+    profile = EnergyProfile.new({"m": model}, device=DeviceInfo(name="cpu", kind="cpu"), energy_method="estimate")
+    learner = CostLearner(profile, OnlineOptions(min_obs=3))
+    for tin in (20, 25, 30, 22, 28):  # short chats, answered in about half the prior's length
+        prior = profile.models["m"].predict_output_tokens(tin)
+        learner.observe("m", tin, 0.5 * prior, 1.0, None, "estimate")
+    snap = learner.snapshot("m")
+    assert snap is not None and snap.output_log_shift is not None and snap.output_log_shift < -0.4
+    scheduler = Scheduler(profile)
+    before = scheduler.decide(2029).candidates["m"].predicted_output_tokens
+    scheduler.set_learned("m", snap)
+    after = scheduler.decide(2029).candidates["m"]
+    assert after.sources["output_tokens"] == "adapted"
+    assert 0.4 * before < after.predicted_output_tokens < 0.7 * before  # about half the prior, not a short chat
+    assert after.predicted_output_tokens > 900
 
 
 def test_cost_learner_learns_runtime_energy_and_length() -> None:
@@ -204,7 +231,7 @@ def test_cost_learner_learns_runtime_energy_and_length() -> None:
     snap = learner.snapshot("m")
     assert isinstance(snap, LearnedCosts)
     assert (snap.n_runtime, snap.n_energy, snap.n_length) == (300, 300, 300)
-    assert snap.energy is not None and snap.output_tokens is not None
+    assert snap.energy is not None and snap.output_log_shift is not None
     for tin, tout in ((10.0, 50.0), (40.0, 20.0)):
         assert linear_cost(snap.runtime, tin, tout) == pytest.approx(linear_cost(TRUE_RUNTIME, tin, tout), rel=0.1)
         assert linear_cost(snap.energy, tin, tout) == pytest.approx(linear_cost(TRUE_ENERGY, tin, tout), rel=0.1)
@@ -217,7 +244,7 @@ def test_too_few_observations_fall_back_to_the_prior() -> None:
     snap = learner.snapshot("m")
     assert snap is not None
     assert snap.runtime == profile.models["m"].runtime.coefficients
-    assert snap.energy is None and snap.output_tokens is None
+    assert snap.energy is None and snap.output_log_shift is None
     assert snap.n_runtime == 1
 
 

@@ -53,10 +53,14 @@ def test_negative_extrapolation_is_clamped_and_flagged() -> None:
 def test_output_length_heuristic_and_caps() -> None:
     model = make_model()  # no fitted length model: the original's 1.028*tin + 44.12
     assert model.output_length.source == "heuristic"
-    assert model.predict_output_tokens(100) == pytest.approx(1.028 * 100 + 44.12)
-    assert model.predict_output_tokens(100, max_output_tokens=32) == 32
+    assert model.predict_output_tokens(100) == pytest.approx(1.028 * 100 + 44.12)  # the mean, uncapped
+    length = model.predict_output_length(100)
+    assert length.mean_tokens() == pytest.approx(1.028 * 100 + 44.12)
+    # Capped at 32, far below the mean of 147: nearly every answer is cut, the mean under the cap is just under 32.
+    capped = model.predict_output_tokens(100, max_output_tokens=32)
+    assert capped == pytest.approx(length.mean_tokens(32)) and 31.5 < capped < 32
     fitted = make_model(output=(-50.0, 0.1))
-    assert fitted.predict_output_tokens(10) == 1.0  # never below one token
+    assert fitted.predict_output_tokens(10) == pytest.approx(1.0)  # never below one token
 
 
 def test_task_accuracy_falls_back_to_static() -> None:

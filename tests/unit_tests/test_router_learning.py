@@ -50,7 +50,7 @@ def test_the_router_learns_what_its_calls_really_cost(tiny: dict[str, BaseChatMo
     a = router.explain(QUESTION).candidates["tiny-a"]
     assert a.sources["runtime"] == ADAPTED and a.observations["runtime"] == 6
     # Every tiny answer fills its 6-token budget: censored lengths never teach "answers are 6 tokens".
-    assert a.sources["output_tokens"] == PRIOR and a.predicted_output_tokens == 6
+    assert a.sources["output_tokens"] == PRIOR and a.predicted_output_tokens == pytest.approx(6, abs=0.05)
     assert a.predicted_runtime_s < 50 * max(measured)  # from 50 s to the measured scale
     assert a.predicted_runtime_s < 1.0
     assert router.explain(QUESTION).model == "tiny-a"  # what it learned changed the decision

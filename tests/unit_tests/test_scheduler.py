@@ -20,8 +20,14 @@ from langchain_energyrouter import (
     Weights,
     WeightsError,
 )
+from langchain_energyrouter.cost import DEFAULT_LENGTH_LOG_SIGMA, LengthDistribution
 from langchain_energyrouter.decide.scoring import hybrid, minmax, relative
 from tests.conftest import make_model, make_profile
+
+
+def _capped_mean(mean_tokens: float, cap: float | None) -> float:
+    """The scheduler's expected length: the profile's mean as a log-normal, averaged under the cap."""
+    return LengthDistribution.from_mean(mean_tokens, DEFAULT_LENGTH_LOG_SIGMA).mean_tokens(cap)
 
 
 def test_accuracy_first_picks_the_accurate_model(three_model_profile: EnergyProfile) -> None:
@@ -45,7 +51,8 @@ def test_per_call_weights_override_defaults(three_model_profile: EnergyProfile) 
 def test_candidate_fields_are_filled(three_model_profile: EnergyProfile) -> None:
     decision = Scheduler(three_model_profile, Weights(0.7, 0.2, 0.1)).decide(input_tokens=120, max_output_tokens=256)
     small = decision.candidates["small"]
-    expected_out = min(1.028 * 120 + 44.12, 256)
+    expected_out = _capped_mean(1.028 * 120 + 44.12, 256)
+    assert 150 < expected_out < 1.028 * 120 + 44.12  # the cap cuts the long tail: below the uncapped mean
     assert small.predicted_output_tokens == pytest.approx(expected_out)
     assert small.predicted_runtime_s == pytest.approx(0.05 + 0.0005 * 120 + 0.01 * expected_out)
     assert small.predicted_energy_j == pytest.approx(2 + 0.02 * 120 + 0.5 * expected_out)
@@ -329,9 +336,11 @@ def test_scheduler_import_stays_light() -> None:
 def test_per_model_output_caps(three_model_profile: EnergyProfile) -> None:
     scheduler = Scheduler(three_model_profile, Weights(time=1))
     decision = scheduler.decide(100, {"small": 8, "medium": None, "large": 32})
-    assert decision.candidates["small"].predicted_output_tokens == 8
+    assert decision.candidates["small"].predicted_output_tokens == pytest.approx(_capped_mean(146.92, 8))
     assert decision.candidates["medium"].predicted_output_tokens == pytest.approx(1.028 * 100 + 44.12)
-    assert decision.candidates["large"].predicted_output_tokens == 32
+    assert decision.candidates["large"].predicted_output_tokens == pytest.approx(_capped_mean(146.92, 32))
+    assert 7.9 < decision.candidates["small"].predicted_output_tokens < 8  # far above the cap: nearly always cut
+    assert decision.candidates["small"].output_tokens_upper == 8 == decision.candidates["small"].output_tokens_median
     assert decision.as_dict()["max_output_tokens"] == {"small": 8, "medium": None, "large": 32}
     with pytest.raises(ValueError, match="max_output_tokens=0"):
         scheduler.decide(100, {"small": 0})
@@ -348,8 +357,9 @@ def test_task_type_output_length() -> None:
     assert scheduler.decide(10, 64).model == "chatty"
     factual = scheduler.decide(10, 64, task_type="factual")
     assert factual.model == "terse"
-    assert factual.candidates["terse"].predicted_output_tokens == 2
-    assert scheduler.decide(10, 64, task_type="poetry").candidates["terse"].predicted_output_tokens == 40
+    assert factual.candidates["terse"].predicted_output_tokens == pytest.approx(_capped_mean(2, 64))
+    poetry = scheduler.decide(10, 64, task_type="poetry").candidates["terse"]
+    assert poetry.predicted_output_tokens == pytest.approx(_capped_mean(40, 64))
 
 
 _coef = st.floats(min_value=-10.0, max_value=10.0, allow_nan=False)

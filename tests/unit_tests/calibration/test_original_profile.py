@@ -59,7 +59,8 @@ def test_phi3_length_is_not_capped_at_the_budget(profile: EnergyProfile) -> None
         assert served_larger.predict_output_tokens(tin) > 50
     # ... and the original deployment's own limit (stated in the profile) caps what it serves.
     assert phi.output_length.prediction_cap == 50
-    assert phi.predict_output_tokens(20, max_output_tokens=512) == 50
+    served = phi.predict_output_tokens(20, max_output_tokens=512)
+    assert served == pytest.approx(phi.predict_output_length(20).mean_tokens(50)) and 45 < served < 50
 
 
 @pytest.mark.parametrize(
