@@ -29,18 +29,25 @@ median, the mean and that quantile.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from types import MappingProxyType
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple
 
 from langchain_energyrouter.cost import (
-    Coefficients,
     CompiledModel,
     LengthDistribution,
     predict_costs,
-    prior_length,
+)
+from langchain_energyrouter.decide.exploration import Explorer
+from langchain_energyrouter.decide.predictions import (
+    NO_OBSERVATIONS,
+    PRIOR_SOURCES,
+    LearnedSnapshot,
+    Prediction,
+    predict_candidate,
 )
 from langchain_energyrouter.decide.scoring import (
     Constraints,
@@ -56,78 +63,10 @@ from langchain_energyrouter.profile import EnergyProfile
 
 OnInfeasible = Literal["raise", "least_violating"]
 
-PRIOR = "prior"
-ADAPTED = "adapted"
-TASK = "task"
-PROMPT = "prompt"
-"""Values of :attr:`Candidate.sources`: the profile, the learned state, the profile's per-task
-figures, a prediction for this prompt."""
-
 _UNSCORED: tuple[float | None, float | None, float | None, float | None] = (None, None, None, None)
-_PRIOR_SOURCES: Mapping[str, str] = MappingProxyType(
-    {"runtime": PRIOR, "energy": PRIOR, "output_tokens": PRIOR, "accuracy": PRIOR}
-)
-
-_NO_OBSERVATIONS: Mapping[str, int] = MappingProxyType({"runtime": 0, "energy": 0, "output_tokens": 0})
-_SOURCES: Mapping[tuple[str, str, str, str], Mapping[str, str]] = MappingProxyType(
-    {
-        (r, e, o, a): MappingProxyType({"runtime": r, "energy": e, "output_tokens": o, "accuracy": a})
-        for r in (PRIOR, ADAPTED)
-        for e in (PRIOR, ADAPTED)
-        for o in (PRIOR, ADAPTED, TASK, PROMPT)
-        for a in (PRIOR, TASK, PROMPT)
-    }
-)
-"""Every possible ``sources`` value, built once: a decision allocates none."""
-
 
 DEFAULT_CONSTRAINT_QUANTILE = 0.9
 """The quantile of the answer's length at which ``max_runtime_s`` / ``max_energy_j`` must hold."""
-
-
-class _Prediction(NamedTuple):
-    """One candidate's predictions before scoring (see :class:`Candidate` for the fields)."""
-
-    name: str
-    tin: int
-    tout: float
-    runtime_s: float
-    energy_j: float
-    accuracy: float
-    flags: tuple[str, ...]
-    load: Any
-    sources: Mapping[str, str]
-    observations: Mapping[str, int]
-    median: float
-    upper: float
-    runtime_upper: float
-    energy_upper: float
-    length: LengthDistribution
-
-
-class LearnedSnapshot(Protocol):
-    """What the scheduler reads of a learned (adapted) model; ``None`` fields fall back to the prior."""
-
-    @property
-    def runtime(self) -> Coefficients | None: ...
-    @property
-    def energy(self) -> Coefficients | None: ...
-    @property
-    def output_log_shift(self) -> float | None:
-        """Learned residual of ``log1p(tokens)`` over the prior's length (None: none learned)."""
-        ...
-
-    @property
-    def output_log_sigma(self) -> float | None:
-        """Learned spread of that residual (None: keep the prior's)."""
-        ...
-
-    @property
-    def n_runtime(self) -> int: ...
-    @property
-    def n_energy(self) -> int: ...
-    @property
-    def n_length(self) -> int: ...
 
 
 class Candidate(NamedTuple):
@@ -154,10 +93,10 @@ class Candidate(NamedTuple):
     outside the fit's token ranges, ``load_extrapolated`` beyond the measured load."""
     in_flight: float | None = None
     """Requests in flight on this model when deciding, this one included (None: not known)."""
-    sources: Mapping[str, str] = _PRIOR_SOURCES
+    sources: Mapping[str, str] = PRIOR_SOURCES
     """Where each prediction came from: ``{"runtime"|"energy"|"output_tokens"|"accuracy":
     "prior"|"adapted"|"task"|"prompt"}``."""
-    observations: Mapping[str, int] = _NO_OBSERVATIONS
+    observations: Mapping[str, int] = NO_OBSERVATIONS
     """Observations behind each adapted prediction (0 for the prior)."""
     output_tokens_median: float | None = None
     """The median answer length (under the cap)."""
@@ -202,6 +141,10 @@ class Decision:
     excluded: Mapping[str, str] = field(default_factory=dict)
     constraint_quantile: float = DEFAULT_CONSTRAINT_QUANTILE
     """The length quantile of the candidates' ``*_upper`` figures, which the constraints were checked at."""
+    explored: Mapping[str, Any] | None = None
+    """Set when exploration chose another candidate than the best-scored one: ``{"from": the greedy choice,
+    "expected_extra_energy_j": the chosen one's predicted joules minus its}`` (see
+    :mod:`~langchain_energyrouter.decide.exploration`)."""
 
     @property
     def chosen(self) -> Candidate:
@@ -229,6 +172,7 @@ class Decision:
             "ranking": list(self.ranking),
             "excluded": dict(self.excluded),
             "note": self.note,
+            "explored": dict(self.explored) if self.explored is not None else None,
             "candidates": {name: c.as_dict() for name, c in self.candidates.items()},
         }
 
@@ -345,7 +289,9 @@ class Scheduler:
         force: str | None = None,
         in_flight: Mapping[str, float] | None = None,
         prompt_accuracy: Mapping[str, float] | None = None,
-        prompt_output_tokens: Mapping[str, float] | None = None,
+        prompt_output_tokens: Mapping[str, LengthDistribution | float] | None = None,
+        prompt_length_observations: Mapping[str, int] | None = None,
+        explorer: Explorer | None = None,
     ) -> Decision:
         """Choose a model for one request.
 
@@ -365,6 +311,10 @@ class Scheduler:
             prompt_output_tokens: ``{model: length}`` predicted for this prompt, a
                 :class:`~langchain_energyrouter.cost.LengthDistribution` (or a number of tokens: a point
                 prediction); replaces the profile's length (still capped by ``max_output_tokens``).
+            prompt_length_observations: ``{model: answers}`` behind those length predictions (what
+                exploration's uncertainty shrinks with); absent models count 0.
+            explorer: explore where predictions are uncertain (:mod:`~langchain_energyrouter.decide.exploration`);
+                never for a forced route.
 
         Raises:
             NoFeasibleModelError: every candidate was excluded (and ``on_infeasible="raise"``).
@@ -390,7 +340,7 @@ class Scheduler:
         if force is not None and force not in self._models:
             raise UnknownModelError(f"Cannot force model {force!r}: candidates are {list(self._models)}.")
 
-        rows: list[_Prediction] = []
+        rows: list[Prediction] = []
         excluded: dict[str, str] = {}
         excess: dict[str, float] = {}
         unconstrained = limits.max_runtime_s is None and limits.max_energy_j is None and limits.min_accuracy is None
@@ -404,7 +354,8 @@ class Scheduler:
             snap = learned.get(name) if learned else None
             said_tout = prompt_output_tokens.get(name) if prompt_output_tokens else None
             said_accuracy = prompt_accuracy.get(name) if prompt_accuracy else None
-            row = _predict(m, snap, tin, cap, task_type, load, said_tout, said_accuracy, z)
+            said_n = prompt_length_observations.get(name, 0) if prompt_length_observations else 0
+            row = predict_candidate(m, snap, tin, cap, task_type, load, said_tout, said_accuracy, z, said_n)
             rows.append(row)
             if exclude and name in exclude:
                 excluded[name] = exclude[name]
@@ -491,6 +442,16 @@ class Scheduler:
                 ),
             )
         )
+        explored = None
+        if explorer is not None and force is None and len(ranking) > 1:
+            greedy = candidates[ranking[0]]
+            drawn = self._draw(explorer, [r for r in eligible], w)
+            other = candidates[drawn] if drawn != greedy.model else None
+            if explorer.admit(greedy.predicted_energy_j, other.predicted_energy_j if other is not None else None):
+                assert other is not None
+                extra = max(other.predicted_energy_j - greedy.predicted_energy_j, 0.0)
+                explored = MappingProxyType({"from": greedy.model, "expected_extra_energy_j": extra})
+                ranking = (drawn, *(name for name in ranking if name != drawn))
         chosen = force if force is not None else ranking[0]
         if force is not None and force in excluded:
             note = f"forced {force!r} although it is excluded ({excluded[force]})"
@@ -507,73 +468,26 @@ class Scheduler:
             note=note,
             excluded=excluded,
             constraint_quantile=self.constraint_quantile,
+            explored=explored,
         )
 
-
-def _sources(runtime: str, energy: str, output_tokens: str, accuracy: str) -> Mapping[str, str]:
-    return _SOURCES[runtime, energy, output_tokens, accuracy]
-
-
-def _predict(
-    m: CompiledModel,
-    snap: LearnedSnapshot | None,
-    tin: int,
-    cap: int | None,
-    task_type: str | None,
-    load: float | None,
-    said_tout: LengthDistribution | float | None,
-    said_accuracy: float | None,
-    z: float,
-) -> _Prediction:
-    """One candidate's length distribution, costs, accuracy, flags, sources and observation counts.
-
-    Length, most specific first: this prompt's prediction, the profile's per-task mean (the caller named the
-    task), the profile's line shifted by the learned residual, the line. The figures are under the cap: the
-    request's, else the deployment's (the profile's ``max_output_tokens``). Accuracy: this prompt's
-    prediction, the per-task score, the static score.
-    """
-    if said_tout is not None:
-        length = (
-            said_tout if isinstance(said_tout, LengthDistribution) else LengthDistribution.from_mean(said_tout, 0.0)
-        )
-        out_source = PROMPT
-    elif task_type is not None and task_type in m.output_by_task:
-        length, out_source = prior_length(m, tin, task_type), TASK
-    elif snap is not None and snap.output_log_shift is not None:
-        length, out_source = prior_length(m, tin).shifted(snap.output_log_shift, snap.output_log_sigma), ADAPTED
-    else:
-        length, out_source = prior_length(m, tin), PRIOR
-    limit = cap if m.output_cap is None or (cap is not None and cap < m.output_cap) else m.output_cap
-    tout = max(length.mean_tokens(limit), 1.0)
-    median = max(length.quantile_tokens(0.0, limit), 1.0)
-    upper = max(length.quantile_tokens(z, limit), 1.0)
-    if said_accuracy is not None:
-        accuracy, acc_source = said_accuracy, PROMPT
-    elif task_type is not None and task_type in m.accuracy_by_task:
-        accuracy, acc_source = m.accuracy_by_task[task_type], TASK
-    else:
-        accuracy, acc_source = m.accuracy, PRIOR
-    runtime = snap.runtime if snap is not None else None
-    energy = snap.energy if snap is not None else None
-    runtime_s, energy_j, flags = predict_costs(m, tin, tout, load, runtime, energy)
-    runtime_upper, energy_upper, _ = predict_costs(m, tin, upper, load, runtime, energy)
-    if snap is None:
-        sources = (
-            _PRIOR_SOURCES
-            if out_source == PRIOR and acc_source == PRIOR
-            else _sources(PRIOR, PRIOR, out_source, acc_source)
-        )
-        observations = _NO_OBSERVATIONS
-    else:
-        sources = _sources(
-            PRIOR if runtime is None else ADAPTED, PRIOR if energy is None else ADAPTED, out_source, acc_source
-        )
-        observations = {
-            "runtime": snap.n_runtime if runtime is not None else 0,
-            "energy": snap.n_energy if energy is not None else 0,
-            "output_tokens": snap.n_length if out_source == ADAPTED else 0,
-        }
-    return _Prediction(
-        m.name, tin, tout, runtime_s, energy_j, accuracy, flags, load, sources, observations,
-        median, upper, runtime_upper, energy_upper, length,
-    )  # fmt: skip
+    def _draw(self, explorer: Explorer, eligible: list[Prediction], w: Weights) -> str:
+        """The winner of one plausible draw of the eligible candidates' lengths and costs (Thompson sampling)."""
+        runtimes: list[float] = []
+        energies: list[float] = []
+        for r in eligible:
+            n = r.observations
+            length = LengthDistribution(r.length.mu + explorer.log_noise(n["output_tokens"]), r.length.sigma)
+            tout = max(length.mean_tokens(r.limit), 1.0)
+            runtime_s, energy_j, _ = predict_costs(self._models[r.name], r.tin, tout, r.load, *r.coefficients)
+            runtimes.append(runtime_s * math.exp(explorer.log_noise(n["runtime"])))
+            energies.append(energy_j * math.exp(explorer.log_noise(n["energy"])))
+        acc_terms = self._normalize_accuracy([r.accuracy for r in eligible])
+        scores = [
+            (w.accuracy * a + w.energy * e + w.time * t, -r.accuracy, energy, runtime, r.name)
+            for r, a, e, t, energy, runtime in zip(
+                eligible, acc_terms, self._normalize(energies), self._normalize(runtimes), energies, runtimes,
+                strict=True,
+            )
+        ]  # fmt: skip
+        return min(scores)[-1]

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from langchain_energyrouter.cost import LengthDistribution
 from langchain_energyrouter.errors import ProfileError
 from langchain_energyrouter.files import write_text_atomically
 from langchain_energyrouter.prompt.encoders import DEFAULT_ENCODER, PromptEncoder, load_encoder
@@ -81,10 +82,9 @@ class PromptPredictor:
         self._b_score = np.array([spec.models[m].score_intercept for m in names], dtype=np.float64)
         self._w_len = np.array([spec.models[m].length_weights for m in names], dtype=np.float64).reshape(len(names), -1)
         self._b_len = np.array([spec.models[m].length_intercept for m in names], dtype=np.float64)
-        half_var = np.array([spec.models[m].length_sigma ** 2 / 2 for m in names], dtype=np.float64)
-        self._len_offset = self._b_len + half_var
-        self._len_cap = np.array(
-            [max(1.0, _LENGTH_CAP_FACTOR * spec.models[m].max_output_tokens_seen) for m in names], dtype=np.float64
+        self._sigma = [spec.models[m].length_sigma for m in names]
+        self._log_len_cap = np.log1p(
+            np.array([max(1.0, _LENGTH_CAP_FACTOR * spec.models[m].max_output_tokens_seen) for m in names])
         )
         for m in names:
             q = spec.models[m]
@@ -107,21 +107,18 @@ class PromptPredictor:
         """The feature vector of one prompt (:class:`FeatureSpace`)."""
         return self.space.vector(prompt, input_tokens, task_type)
 
-    def predict_vector(self, x: NDArray[Any]) -> tuple[dict[str, float], dict[str, float]]:
+    def predict_vector(self, x: NDArray[Any]) -> tuple[dict[str, float], dict[str, LengthDistribution]]:
         """:meth:`predict` from a feature vector already computed."""
         z = self._w_score @ x + self._b_score
         acc = 1.0 / (1.0 + np.exp(-z))
-        mu = self._w_len @ x + self._len_offset
-        tout = np.minimum(np.expm1(np.minimum(mu, 30.0)), self._len_cap)
-        names = self._names
-        return dict(zip(names, acc.tolist(), strict=True)), dict(
-            zip(names, np.maximum(tout, 0.0).tolist(), strict=True)
-        )
+        mu = np.minimum(self._w_len @ x + self._b_len, self._log_len_cap)
+        lengths = {m: LengthDistribution(a, s) for m, a, s in zip(self._names, mu.tolist(), self._sigma, strict=True)}
+        return dict(zip(self._names, acc.tolist(), strict=True)), lengths
 
     def predict(
         self, prompt: str, input_tokens: int | None, task_type: str | None
-    ) -> tuple[dict[str, float], dict[str, float]]:
-        """Per model: expected score in [0, 1] and expected generated tokens, for this prompt.
+    ) -> tuple[dict[str, float], dict[str, LengthDistribution]]:
+        """Per model: expected score in [0, 1] and the answer length's distribution, for this prompt.
 
         Models absent from the result (too few training rows) keep the profile's figures.
         """

@@ -12,17 +12,18 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from langchain_energyrouter.cost import DEFAULT_LENGTH_LOG_SIGMA, LengthDistribution
 from langchain_energyrouter.errors import StateError, UnknownModelError
 from langchain_energyrouter.prompt.bandit import QUALITY_KIND, BanditOptions, QualityBandit
 from langchain_energyrouter.prompt.encoders import HashingEncoder, PromptEncoder
 from langchain_energyrouter.prompt.features import FeatureSpace
 from langchain_energyrouter.prompt.feedback import FEEDBACK_LOG, FeedbackBook
-from langchain_energyrouter.prompt.repeats import RepeatLengths
+from langchain_energyrouter.prompt.repeats import REPEAT_LOG_SIGMA, RepeatLengths
 from langchain_energyrouter.state.base import StateStore, update
 
 if TYPE_CHECKING:
@@ -36,17 +37,26 @@ _DEFAULT_TOKENS = 64.0
 
 
 class PromptEstimate(NamedTuple):
-    """What :meth:`PromptRouting.predict` returns; pass ``accuracy``/``output_tokens`` to ``Scheduler.decide``."""
+    """What :meth:`PromptRouting.predict` returns; pass ``accuracy``, ``output_tokens`` and
+    ``length_observations`` to ``Scheduler.decide``."""
 
     accuracy: dict[str, float]
     """Per model expected score for this prompt (``prompt_accuracy=``)."""
-    output_tokens: dict[str, float]
-    """Per model expected generated tokens (``prompt_output_tokens=``)."""
+    output_tokens: dict[str, LengthDistribution]
+    """Per model length of the answer (``prompt_output_tokens=``): a repeat's measured length where this
+    conversation was answered before, else :attr:`predicted_output_tokens`."""
     context: tuple[float, ...]
     """The bandit's context of this prompt (kept by :meth:`PromptRouting.remember`)."""
     prior_accuracy: dict[str, float]
     """The prior's expectation (before the bandit's residual): feedback learns the difference."""
     prior_log_tokens: dict[str, float]
+    """The prior's ``mu`` of ``log1p(tokens)`` (before the bandit's residual): answers learn the difference."""
+    predicted_output_tokens: dict[str, LengthDistribution]
+    """The prediction without repeat memory (the predictor and the learned residual)."""
+    length_observations: dict[str, int]
+    """Answers behind each model's length (``prompt_length_observations=``): the arm's, or the repeat's."""
+    conversation: Hashable | None
+    """The conversation's key (:func:`~langchain_energyrouter.router.tokens.conversation_key`), if given."""
 
 
 class PromptRouting:
@@ -54,8 +64,9 @@ class PromptRouting:
 
     Wiring in a router (the scheduler is unchanged)::
 
-        est = routing.predict(text, input_tokens, task_type)
-        decision = scheduler.decide(..., prompt_accuracy=est.accuracy, prompt_output_tokens=est.output_tokens)
+        est = routing.predict(text, input_tokens, task_type, conversation_key(messages, tools, task_type, cap))
+        decision = scheduler.decide(..., prompt_accuracy=est.accuracy, prompt_output_tokens=est.output_tokens,
+                                    prompt_length_observations=est.length_observations)
         routing.remember(run_id, decision.model, est)
         ...  # after the call
         routing.observe_length(run_id, generated_tokens, capped=generated_tokens >= max_new_tokens)
@@ -68,7 +79,7 @@ class PromptRouting:
         store: where the learned state and feedback log live (None: nothing is learned online).
         prior_accuracy: per model accuracy where the predictor has no model (pass the profile's); a model
             in neither is left out of the estimates (the scheduler uses its profile) until feedback arrives.
-        prior_output_tokens: per model generated tokens where the predictor has no model; likewise.
+        prior_output_tokens: per model mean generated tokens where the predictor has no model; likewise.
         options: bandit tuning (exploration off by default).
         encoder: the encoder when there is no predictor (default: :class:`HashingEncoder`).
         refresh_s: how often, at most, to read other processes' updates.
@@ -111,7 +122,11 @@ class PromptRouting:
         self.fingerprint = hashlib.sha256(f"{origin}|{self.options.prior_weight}".encode()).hexdigest()[:16]
         predicted = set(predictor.models) if predictor is not None else set()
         self._fallback_acc = np.array([acc.get(m, 0.5) for m in self.models])
-        self._fallback_len = np.log1p(np.array([tout.get(m, _DEFAULT_TOKENS) for m in self.models]))
+        fallback = [
+            LengthDistribution.from_mean(tout.get(m, _DEFAULT_TOKENS), DEFAULT_LENGTH_LOG_SIGMA) for m in models
+        ]
+        self._fallback_mu = np.array([d.mu for d in fallback])
+        self._fallback_sigma = np.array([d.sigma for d in fallback])
         self._no_prior_accuracy = tuple(m for m in self.models if m not in predicted and m not in acc)
         self._no_prior_length = tuple(m for m in self.models if m not in predicted and m not in tout)
         self.book: FeedbackBook[PromptEstimate] = FeedbackBook(feedback_capacity)
@@ -126,43 +141,57 @@ class PromptRouting:
         self.refresh(force=True)
 
     # -- prediction ------------------------------------------------------------
-    def predict(self, text: str, input_tokens: int | None, task_type: str | None) -> PromptEstimate:
-        """Per-model expected score and generated tokens for this prompt (prior + learned residual)."""
+    def predict(
+        self, text: str, input_tokens: int | None, task_type: str | None, conversation: Hashable | None = None
+    ) -> PromptEstimate:
+        """Per-model expected score and answer length for this prompt (prior + learned residual).
+
+        ``conversation`` (:func:`~langchain_energyrouter.router.tokens.conversation_key`): where this very
+        conversation (every turn, task type and cap) was answered before, the measured length is used.
+        """
         if self.store is not None:
             self.refresh()
         x = self.space.vector(text, input_tokens, task_type)
         emb = x[: self._emb_dim].astype(np.float64)
         prior_acc = self._fallback_acc.copy()
-        prior_len = self._fallback_len.copy()
+        prior_mu = self._fallback_mu.copy()
+        sigma = self._fallback_sigma.copy()
         if self.predictor is not None:
-            acc, tout = self.predictor.predict_vector(x)
+            acc, lengths = self.predictor.predict_vector(x)
             for i, m in enumerate(self.models):
                 if m in acc:
                     prior_acc[i] = acc[m]
-                    prior_len[i] = math.log1p(tout[m])
+                    prior_mu[i], sigma[i] = lengths[m]
         z = np.concatenate(([1.0], self._projection @ emb))
-        score, log_len = self.bandit.adjust(z, prior_acc, prior_len)
+        score, mu = self.bandit.adjust(z, prior_acc, prior_mu)
         names = self.models
         acc_out = dict(zip(names, score.tolist(), strict=True))
-        len_out = dict(zip(names, np.expm1(log_len).clip(min=0.0).tolist(), strict=True))
+        len_out = {
+            m: LengthDistribution(mu_m, s_m) for m, mu_m, s_m in zip(names, mu.tolist(), sigma.tolist(), strict=True)
+        }
+        observed = {m: self.bandit.observations(m)[1] for m in names}
         for m in self._no_prior_accuracy:  # neither predictor nor caller knows it: the scheduler's profile does
             if self.bandit.observations(m)[0] == 0:
                 del acc_out[m]
         for m in self._no_prior_length:
-            if self.bandit.observations(m)[1] == 0:
+            if observed[m] == 0:
                 del len_out[m]
-        context = tuple(z.tolist())
-        if len(self.repeats):
+        predicted = dict(len_out)
+        if conversation is not None and len(self.repeats):
             for m in names:
-                seen = self.repeats.get(m, context)
+                seen = self.repeats.get(m, conversation)
                 if seen is not None:
-                    len_out[m] = seen
+                    len_out[m] = LengthDistribution(math.log1p(seen.output_tokens), REPEAT_LOG_SIGMA)
+                    observed[m] = max(observed[m], seen.n)
         return PromptEstimate(
             acc_out,
             len_out,
-            context,
+            tuple(z.tolist()),
             dict(zip(names, prior_acc.tolist(), strict=True)),
-            dict(zip(names, prior_len.tolist(), strict=True)),
+            dict(zip(names, prior_mu.tolist(), strict=True)),
+            predicted,
+            observed,
+            conversation,
         )
 
     def remember(self, run_id: str, model: str, estimate: PromptEstimate) -> None:
@@ -214,10 +243,11 @@ class PromptRouting:
             run = self.book.get(str(run_id))
             if run is None or not math.isfinite(output_tokens) or output_tokens < 0:
                 continue
-            self.repeats.put(run.model, run.estimate.context, output_tokens, capped=capped)
+            if run.estimate.conversation is not None:
+                self.repeats.put(run.model, run.estimate.conversation, output_tokens, capped=capped)
             observed = math.log1p(output_tokens)
-            said = run.estimate.output_tokens.get(run.model)
-            predicted = math.log1p(said) if said is not None else run.estimate.prior_log_tokens[run.model]
+            said = run.estimate.predicted_output_tokens.get(run.model)
+            predicted = said.mu if said is not None else run.estimate.prior_log_tokens[run.model]
             if capped and observed <= predicted:
                 continue  # "at least the cap" says nothing when the prediction is above it already
             residual = observed - run.estimate.prior_log_tokens[run.model]

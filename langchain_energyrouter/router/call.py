@@ -47,7 +47,7 @@ from langchain_energyrouter.learn.background import LengthObservation
 from langchain_energyrouter.router.candidates import check_names, local_pipeline, tool_kwargs
 from langchain_energyrouter.router.local_stream import stop_pipeline_kwargs
 from langchain_energyrouter.router.settings import ROUTING_OPTIONS
-from langchain_energyrouter.router.tokens import prompt_text, request_output_cap
+from langchain_energyrouter.router.tokens import conversation_key, prompt_text, request_output_cap
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -306,7 +306,8 @@ def plan_call(
     task_type = options.get("task_type", defaults.task_type)
     estimate = None
     if rt.prompt_routing is not None:
-        estimate = rt.prompt_routing.predict(prompt_text(messages), max(counts.values()), task_type)
+        conversation = conversation_key(messages, tools, task_type, cap)
+        estimate = rt.prompt_routing.predict(prompt_text(messages), max(counts.values()), task_type, conversation)
     decision = rt.scheduler.decide(
         counts,
         cap if cap is not None else rt.configured_caps,
@@ -318,6 +319,8 @@ def plan_call(
         in_flight=rt.live.before_decision(rt.candidates),
         prompt_accuracy=estimate.accuracy if estimate is not None else None,
         prompt_output_tokens=estimate.output_tokens if estimate is not None else None,
+        prompt_length_observations=estimate.length_observations if estimate is not None else None,
+        explorer=rt.explorer,
     )
     can_fall_back = defaults.fallback and forced is None
     order = [decision.model]

@@ -47,7 +47,8 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from typing_extensions import Self
 
-from langchain_energyrouter.decide.scheduler import Decision, Scheduler
+from langchain_energyrouter.decide.exploration import ExplorationOptions
+from langchain_energyrouter.decide.scheduler import DEFAULT_CONSTRAINT_QUANTILE, Decision, Scheduler
 from langchain_energyrouter.decide.scoring import Constraints, Normalizer, Weights
 from langchain_energyrouter.energy.base import EnergyMeter
 from langchain_energyrouter.errors import RoutingError
@@ -165,6 +166,14 @@ class EnergyAwareRouter(BaseChatModel):
     engine_metrics: dict[str, str] | None = None
     """Candidate name -> URL of its serving engine's Prometheus ``/metrics`` (vLLM, TGI): the engine's own
     requests in flight then feed the load models. This router's own requests are always counted."""
+    constraint_quantile: float = DEFAULT_CONSTRAINT_QUANTILE
+    """``max_runtime_s`` / ``max_energy_j`` must hold at this quantile of the answer's length (0.9: nine
+    answers in ten; 0.5: the median); predictions themselves are means."""
+    exploration: ExplorationOptions | None = None
+    """Explore where predictions are uncertain: now and then route to a candidate that could win given the
+    uncertainty of its costs and length, within a share of calls and of expected extra joules (see
+    :mod:`~langchain_energyrouter.decide.exploration`). True = the defaults (10% of calls, 5% extra joules),
+    a dict of :class:`~langchain_energyrouter.decide.exploration.ExplorationOptions` fields, or None (off)."""
 
     _built_parts: RouterParts = PrivateAttr()
     _derived_capabilities: dict[str, Any] | None = PrivateAttr(default=None)
@@ -225,6 +234,11 @@ class EnergyAwareRouter(BaseChatModel):
     @classmethod
     def _coerce_constraints(cls, value: Any) -> Constraints:
         return Constraints.coerce(value, Constraints())
+
+    @field_validator("exploration", mode="before")
+    @classmethod
+    def _coerce_exploration(cls, value: Any) -> ExplorationOptions | None:
+        return ExplorationOptions.coerce(value)
 
     @model_validator(mode="after")
     def _build_parts(self) -> Self:

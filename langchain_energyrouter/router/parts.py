@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.language_models import BaseChatModel
 
+from langchain_energyrouter.decide.exploration import Explorer
 from langchain_energyrouter.decide.scheduler import Scheduler
 from langchain_energyrouter.energy.metering import CandidateMeters
 from langchain_energyrouter.errors import ProfileError
@@ -39,6 +40,7 @@ class RouterParts:
     candidates: dict[str, BaseChatModel]
     configured_caps: dict[str, int | None]
     counter: TokenCounter
+    explorer: Explorer | None
     invocation_params: dict[str, Any] | None
     live: LiveState
     meters: CandidateMeters
@@ -55,6 +57,7 @@ class RouterParts:
         "candidates",
         "configured_caps",
         "counter",
+        "explorer",
         "invocation_params",
         "live",
         "meters",
@@ -91,7 +94,15 @@ class RouterParts:
             models=list(candidates),
             pareto=router.pareto,
             on_infeasible=router.on_infeasible,
+            constraint_quantile=router.constraint_quantile,
         )
+        exploring = router.exploration
+        if exploring is None:
+            self.explorer = None
+        elif old is not None and old.explorer is not None and old.explorer.options == exploring:
+            self.explorer = old.explorer  # its bounds count calls across settings changes
+        else:
+            self.explorer = Explorer(exploring)
         self.profile_digest = hashlib.sha256(profile.model_dump_json().encode()).hexdigest()[:16]
         self.counter = TokenCounter(candidates)
         self.model_names = {name: model_name_of(model) or name for name, model in candidates.items()}

@@ -19,6 +19,7 @@ from langchain_energyrouter.profile import EnergyProfile
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
+    from langchain_energyrouter.decide.exploration import ExplorationOptions
     from langchain_energyrouter.decide.scoring import Constraints, Normalizer, Weights
     from langchain_energyrouter.energy.base import EnergyMeter
     from langchain_energyrouter.learn.options import OnlineOptions
@@ -64,6 +65,8 @@ class RouterSettings(Protocol):
     online_options: OnlineOptions | None
     prompt_routing: Any
     engine_metrics: dict[str, str] | None
+    constraint_quantile: float
+    exploration: ExplorationOptions | None
 
     def own_settings(self) -> tuple[Any, ...]:
         """The values the parts were built from (compared by identity to detect a change)."""

@@ -29,6 +29,7 @@ Nothing here imports ``transformers`` or ``torch``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import threading
@@ -58,6 +59,7 @@ __all__ = [
     "OUTPUT_CAP_KWARGS",
     "TokenCounter",
     "configured_output_cap",
+    "conversation_key",
     "find_tokenizer",
     "message_text",
     "messages_to_dicts",
@@ -335,6 +337,19 @@ class TokenCounter:
             else:
                 counts[name] = self._count(name, messages, dicts, conversation, tools)
         return counts
+
+
+def conversation_key(
+    messages: Sequence[BaseMessage],
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    task_type: str | None = None,
+    output_cap: int | None = None,
+) -> Hashable:
+    """A short digest of everything that shapes an answer's length: every turn (system prompt and history
+    included), the tools, the task type and the output cap. Repeats are remembered under it (16 bytes, whatever
+    the prompt's size)."""
+    turns = repr(_conversation_key(messages_to_dicts(messages), tools)).encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(turns, digest_size=16).digest(), task_type, output_cap
 
 
 def _conversation_key(dicts: list[dict[str, str]], tools: Sequence[Mapping[str, Any]] | None) -> Hashable:

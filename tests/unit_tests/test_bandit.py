@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 
 import numpy as np
 import pytest
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
+from langchain_energyrouter.cost import LengthDistribution
 from langchain_energyrouter.decide.scheduler import Scheduler
 from langchain_energyrouter.errors import UnknownModelError
 from langchain_energyrouter.prompt.bandit import QUALITY_KIND, BanditOptions, QualityBandit, _Ridge
 from langchain_energyrouter.prompt.encoders import HashingEncoder
 from langchain_energyrouter.prompt.feedback import FEEDBACK_LOG, FeedbackBook, forward_feedback
+from langchain_energyrouter.prompt.repeats import REPEAT_LOG_SIGMA
 from langchain_energyrouter.prompt.routing import PromptRouting
+from langchain_energyrouter.router.tokens import conversation_key
 from langchain_energyrouter.state import MemoryStateStore, SQLiteStateStore
 from langchain_energyrouter.state.base import StateStore
 from langchain_energyrouter.testing import tiny_profile
@@ -129,18 +134,21 @@ def test_bandit_regret_is_below_random() -> None:
 def test_state_is_shared_through_the_store(tmp_path: Path) -> None:
     for store in (MemoryStateStore(), SQLiteStateStore(tmp_path / "state.sqlite")):
         first, second = routing(store), routing(store)
-        est = first.predict("Add 3 and 4.", 6, None)
+        key = conversation_key([HumanMessage("Add 3 and 4.")])
+        est = first.predict("Add 3 and 4.", 6, None, key)
         first.remember("r1", "tiny-a", est)
         first.feedback("r1", 1.0)
         first.remember("r2", "tiny-a", est)
         assert first.observe_length("r2", 200.0)
-        learned = first.predict("Add 3 and 4.", 6, None)
+        learned = first.predict("Add 3 and 4.", 6, None, key)
         assert learned.accuracy["tiny-a"] > est.accuracy["tiny-a"]
-        assert learned.output_tokens["tiny-a"] == 200.0  # this router measured this very prompt
-        again = second.predict("Add 3 and 4.", 6, None)  # adopts the first router's arms
+        # this router measured this very conversation: its length, with the spread of repeated answers
+        assert learned.output_tokens["tiny-a"] == LengthDistribution(math.log1p(200.0), REPEAT_LOG_SIGMA)
+        assert learned.length_observations["tiny-a"] == 1
+        again = second.predict("Add 3 and 4.", 6, None, key)  # adopts the first router's arms
         assert again.accuracy == pytest.approx(learned.accuracy)
         # The length arm is shared (the repeat memory is per process): raised toward what was measured.
-        assert est.output_tokens["tiny-a"] < again.output_tokens["tiny-a"] <= 200.0
+        assert est.output_tokens["tiny-a"].mu < again.output_tokens["tiny-a"].mu <= math.log1p(200.0)
         # another prior (another projection) does not inherit state learned on this one
         other = PromptRouting(MODELS, None, store, prior_accuracy=PRIOR, encoder=HashingEncoder(256),
                               options=BanditOptions(seed=1))  # fmt: skip
@@ -242,27 +250,38 @@ def test_router_feedback_changes_the_next_decision() -> None:
     assert len(store.events(FEEDBACK_LOG)) == 16
 
 
-def test_a_repeated_prompt_is_predicted_its_measured_length() -> None:
-    from langchain_energyrouter.prompt.repeats import RepeatLengths
+def test_a_repeated_conversation_is_predicted_its_measured_length() -> None:
+    from langchain_energyrouter.prompt.repeats import Repeat, RepeatLengths
 
     routing = PromptRouting(MODELS, None, None, prior_accuracy=PRIOR, encoder=HashingEncoder(256))
-    first = routing.predict("Say hello to Anna.", 6, None)
+    chat = [SystemMessage("Answer in one word."), HumanMessage("Say hello to Anna.")]
+    first = routing.predict("Say hello to Anna.", 6, None, conversation_key(chat))
     routing.remember("r1", MODELS[0], first)
     assert routing.observe_length("r1", 17, capped=False)
-    again = routing.predict("Say hello to Anna.", 6, None)
-    assert again.output_tokens[MODELS[0]] == 17.0  # measured before: used as is
-    other = routing.predict("Write a poem about the sea.", 7, None)
-    assert other.output_tokens[MODELS[0]] != 17.0  # a new prompt is predicted, not looked up
+    again = routing.predict("Say hello to Anna.", 6, None, conversation_key(chat))
+    assert again.output_tokens[MODELS[0]].quantile_tokens(0.0) == pytest.approx(17.0)  # measured before: used
+    assert again.predicted_output_tokens[MODELS[0]] != again.output_tokens[MODELS[0]]  # the prediction, kept apart
+    other = routing.predict("Write a poem about the sea.", 7, None, conversation_key([HumanMessage("Write a poem.")]))
+    assert other.output_tokens[MODELS[0]].quantile_tokens(0.0) != pytest.approx(17.0)  # predicted, not looked up
+    # The whole conversation is the key: the same last question after another system prompt, with history,
+    # with another task type or cap is another conversation (its answer's length is not known).
+    for different in (
+        conversation_key([SystemMessage("Write an essay."), HumanMessage("Say hello to Anna.")]),
+        conversation_key([HumanMessage("Hi"), AIMessage("Hello!"), *chat]),
+        conversation_key(chat, task_type="chat"),
+        conversation_key(chat, output_cap=256),
+    ):
+        assert routing.predict("Say hello to Anna.", 6, None, different).output_tokens == again.predicted_output_tokens
     # A length cut by the cap is a lower bound: a longer lower bound replaces it, a shorter one does not.
     lengths = RepeatLengths(capacity=2)
-    lengths.put("m", (1.0,), 8, capped=True)
-    lengths.put("m", (1.0,), 4, capped=True)
-    assert lengths.get("m", (1.0,)) == 8
-    lengths.put("m", (1.0,), 12, capped=False)
-    assert lengths.get("m", (1.0,)) == 12
-    lengths.put("m", (2.0,), 1, capped=False)
-    lengths.put("m", (3.0,), 1, capped=False)
-    assert lengths.get("m", (1.0,)) is None and len(lengths) == 2  # bounded: the oldest went first
+    lengths.put("m", "c1", 8, capped=True)
+    lengths.put("m", "c1", 4, capped=True)
+    assert lengths.get("m", "c1") == Repeat(8, True, 2)
+    lengths.put("m", "c1", 12, capped=False)
+    assert lengths.get("m", "c1") == Repeat(12, False, 3)
+    lengths.put("m", "c2", 1, capped=False)
+    lengths.put("m", "c3", 1, capped=False)
+    assert lengths.get("m", "c1") is None and len(lengths) == 2  # bounded: the oldest went first
 
 
 def test_a_batch_of_lengths_is_one_store_write_per_model_with_the_same_result(tmp_path: Path) -> None:
@@ -282,7 +301,10 @@ def test_a_batch_of_lengths_is_one_store_write_per_model_with_the_same_result(tm
         document = store.get(QUALITY_KIND, model)
         assert document is not None and document.version == 1
     new = "Write a poem about the sea."
-    assert batched.predict(new, 7, None).output_tokens == pytest.approx(one_by_one.predict(new, 7, None).output_tokens)
+    for model in MODELS:
+        assert batched.predict(new, 7, None).output_tokens[model] == pytest.approx(
+            one_by_one.predict(new, 7, None).output_tokens[model]
+        )
     store.close()
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from langchain_energyrouter.cli import main
-from langchain_energyrouter.decide.scheduler import ADAPTED, PRIOR, Scheduler
+from langchain_energyrouter.decide.predictions import ADAPTED, PRIOR
+from langchain_energyrouter.decide.scheduler import Scheduler
 from langchain_energyrouter.learn.loop import COST_KIND, LearningLoop, profile_fingerprint
 from langchain_energyrouter.profile import CostModel
 from langchain_energyrouter.state import MemoryStateStore, SQLiteStateStore

@@ -12,7 +12,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
 
 from langchain_energyrouter import EnergyAwareRouter
-from langchain_energyrouter.decide.scheduler import ADAPTED, PRIOR
+from langchain_energyrouter.decide.predictions import ADAPTED, PRIOR
 from langchain_energyrouter.energy import EstimateMeter
 from langchain_energyrouter.profile import CostModel, DeviceInfo, EnergyProfile, LoadModel, ModelProfile
 from langchain_energyrouter.testing import tiny_chat_models

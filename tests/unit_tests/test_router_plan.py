@@ -11,7 +11,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
 
 from langchain_energyrouter import EnergyAwareRouter
-from langchain_energyrouter.decide.scheduler import ADAPTED, Scheduler
+from langchain_energyrouter.decide.predictions import ADAPTED
+from langchain_energyrouter.decide.scheduler import Scheduler
 from langchain_energyrouter.energy import EstimateMeter
 from langchain_energyrouter.errors import CandidatesBusyError, RoutingError, UnknownModelError
 from langchain_energyrouter.learn.loop import COST_KIND, LearningLoop

@@ -8,7 +8,8 @@ import math
 import pytest
 
 from langchain_energyrouter.cost import DEFAULT_LENGTH_LOG_SIGMA, LengthDistribution, load_factors
-from langchain_energyrouter.decide.scheduler import ADAPTED, PRIOR, PROMPT, TASK, Scheduler
+from langchain_energyrouter.decide.predictions import ADAPTED, PRIOR, PROMPT, TASK
+from langchain_energyrouter.decide.scheduler import Scheduler
 from langchain_energyrouter.errors import ProfileError, UnknownModelError
 from langchain_energyrouter.learn.costs import LearnedCosts
 from langchain_energyrouter.profile import CostModel, EnergyProfile, LoadModel

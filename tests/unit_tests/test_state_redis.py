@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from langchain_energyrouter.decide.scheduler import ADAPTED, PRIOR, Scheduler
+from langchain_energyrouter.decide.predictions import ADAPTED, PRIOR
+from langchain_energyrouter.decide.scheduler import Scheduler
 from langchain_energyrouter.errors import MissingExtraError, StateError
 from langchain_energyrouter.learn.loop import LearningLoop
 from langchain_energyrouter.prompt.feedback import FEEDBACK_LOG
