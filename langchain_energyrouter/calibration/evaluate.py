@@ -345,7 +345,7 @@ def _route(
         row = rows[first]
         accuracy, lengths = predictor.predict(row.prompt, row.input_tokens, row.task_type)
         accuracy = {m: min(max(float(v), 0.0), 1.0) for m, v in accuracy.items() if m in rows}
-        lengths = {m: max(float(v), 0.0) for m, v in lengths.items() if m in rows}
+        lengths = {m: v for m, v in lengths.items() if m in rows}  # distributions or plain token counts
         tokens = {m: r.input_tokens for m, r in rows.items()}
         for w in weights:
             decision = scheduler.decide(tokens, weights=ws[w], prompt_accuracy=accuracy, prompt_output_tokens=lengths)
