@@ -104,12 +104,19 @@ _SQRT2 = math.sqrt(2.0)
 
 
 class LengthDistribution(NamedTuple):
-    """The generated tokens of one answer, as ``log1p(tokens) ~ Normal(mu, sigma^2)``."""
+    """The generated tokens of one answer, as ``log1p(tokens) ~ Normal(mu, sigma^2)``.
+
+    Real answer lengths are not quite log-normal: their mean is not the log-normal's. ``mean_shift`` moves the
+    distribution on the log scale for means only (:meth:`mean_tokens`), so a predictor can keep its median and
+    quantiles where they were measured and still sum to the measured total (what joules add up to).
+    """
 
     mu: float
-    """Mean of ``log1p(tokens)``."""
+    """Mean (and median) of ``log1p(tokens)``."""
     sigma: float
     """Its standard deviation (0: a point prediction)."""
+    mean_shift: float = 0.0
+    """Log-scale shift for :meth:`mean_tokens` (0: the log-normal's own mean)."""
 
     @classmethod
     def from_mean(cls, mean_tokens: float, sigma: float) -> LengthDistribution:
@@ -118,7 +125,7 @@ class LengthDistribution(NamedTuple):
 
     def shifted(self, shift: float, sigma: float | None = None) -> LengthDistribution:
         """``mu + shift``, with another spread if given (a learned residual over this prior)."""
-        return LengthDistribution(self.mu + shift, self.sigma if sigma is None else sigma)
+        return LengthDistribution(self.mu + shift, self.sigma if sigma is None else sigma, self.mean_shift)
 
     def quantile_tokens(self, z: float, cap: float | None = None) -> float:
         """Tokens at the standard-normal quantile ``z`` (0: the median), at most ``cap``."""
@@ -127,7 +134,7 @@ class LengthDistribution(NamedTuple):
 
     def mean_tokens(self, cap: float | None = None) -> float:
         """The mean of ``min(tokens, cap)``: what a generation cut at ``cap`` produces on average."""
-        mu, sigma = self.mu, self.sigma
+        mu, sigma = self.mu + self.mean_shift, self.sigma
         if cap is None:
             return math.expm1(mu + 0.5 * sigma * sigma)
         if sigma <= 0.0:

@@ -47,17 +47,23 @@ def run(args: argparse.Namespace) -> int:
         source=str(args.matrix),
     )
     predictor.save(args.out)
-    models: dict[str, dict[str, Any]] = {
-        m: {
-            "rows": q.n_rows,
-            "mean_score": round(q.mean_score, 4),
-            "cv_log_loss": q.cv_log_loss,
-            "cv_log_loss_mean_only": q.cv_log_loss_mean_only,
-            "censored_at": q.censored_at,
-            "censored_rows": q.n_censored,
+    spec = predictor.spec
+    models: dict[str, dict[str, Any]] = {}
+    for m, length in spec.lengths.items():
+        score = spec.scores.get(m)
+        models[m] = {
+            "rows": length.n_rows,
+            "mean_score": round(score.mean_score, 4) if score is not None else None,
+            "score_form": score.form if score is not None else None,
+            "cv_log_loss": score.cv_log_loss if score is not None else None,
+            "cv_log_loss_task_only": score.cv_log_loss_task_only if score is not None else None,
+            "cv_log_loss_mean_only": score.cv_log_loss_mean_only if score is not None else None,
+            "length_form": length.form,
+            "cv_length_median_ape": length.cv_median_ape,
+            "cv_length_median_ape_task_only": length.cv_median_ape_task_only,
+            "censored_at": length.censored_at,
+            "censored_rows": length.n_censored,
         }
-        for m, q in predictor.spec.models.items()
-    }
     train_s = round(time.perf_counter() - started, 2)
     if args.json:
         summary = {"out": str(args.out), "encoder": predictor.spec.encoder, "train_s": train_s, "models": models}
@@ -65,9 +71,23 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"wrote {args.out}: encoder {predictor.spec.encoder}, {train_s} s")
     for m, info in models.items():
-        cv = info["cv_log_loss"]
-        gain = "" if cv is None else f", held-out log-loss {cv:.3f} (mean only {info['cv_log_loss_mean_only']:.3f})"
-        print(f"  {m}: {info['rows']} rows, mean score {info['mean_score']}{gain}, censored {info['censored_rows']}")
+        print(f"  {m}: {info['rows']} rows, censored {info['censored_rows']}")
+        if info["mean_score"] is not None:
+            cv = info["cv_log_loss"]
+            held = (
+                ""
+                if cv is None
+                else (
+                    f"; held-out log-loss {cv:.3f}, per-task means {info['cv_log_loss_task_only']:.3f}, "
+                    f"mean only {info['cv_log_loss_mean_only']:.3f}"
+                )
+            )
+            print(f"    score: mean {info['mean_score']}, form {info['score_form']}{held}")
+        ape, task_ape = info["cv_length_median_ape"], info["cv_length_median_ape_task_only"]
+        held = (
+            "" if ape is None or task_ape is None else f"; held-out median APE {ape:.3f}, per-task means {task_ape:.3f}"
+        )
+        print(f"    length: form {info['length_form']}{held}")
     left_out = sorted({r.model for r in rows} - set(models))
     if left_out:
         say(f"left out (fewer than {args.min_rows} rows; their profile accuracy is used): {', '.join(left_out)}")

@@ -477,7 +477,7 @@ class Scheduler:
         energies: list[float] = []
         for r in eligible:
             n = r.observations
-            length = LengthDistribution(r.length.mu + explorer.log_noise(n["output_tokens"]), r.length.sigma)
+            length = r.length._replace(mu=r.length.mu + explorer.log_noise(n["output_tokens"]))
             tout = max(length.mean_tokens(r.limit), 1.0)
             runtime_s, energy_j, _ = predict_costs(self._models[r.name], r.tin, tout, r.load, *r.coefficients)
             runtimes.append(runtime_s * math.exp(explorer.log_noise(n["runtime"])))

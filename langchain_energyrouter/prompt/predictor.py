@@ -3,29 +3,22 @@
 :class:`PromptPredictor` is trained on an outcome matrix (one row per prompt and model,
 :mod:`langchain_energyrouter.calibration.outcomes`) and feeds :meth:`Scheduler.decide
 <langchain_energyrouter.decide.scheduler.Scheduler.decide>` through ``prompt_accuracy`` and
-``prompt_output_tokens``. Per model, over the features of :class:`~langchain_energyrouter.prompt.features.FeatureSpace`
-(embedding, token count and digit features, task one-hot):
+``prompt_output_tokens``:
 
-* **Expected score**: L2-regularised logistic regression on the score (0 to 1; fractional
-  scores are fine, the loss is the cross-entropy). The intercept is not penalised, so with
-  few rows (or features that carry no signal) the prediction shrinks to the model's mean
-  score, and per-task one-hots shrink to it too unless a task has the rows to move them.
-  The penalty is chosen per model by 3-fold cross-validation over prompts; the held-out
-  log-loss and the mean-only baseline's are recorded, so a reader sees what the prompt adds.
-* **Answer length** (generated tokens): a censored (Tobit) regression of ``log1p(tokens)``.
-  A row at the generation budget says only "at least the budget"; it enters the likelihood
-  as ``P(length >= budget)``, never as a length. The budget is given (``censored_at``) or
-  detected (the largest length, when several rows share it). The prediction is the
-  log-normal mean ``exp(mu + sigma^2 / 2) - 1``, capped at 4 times the longest answer seen.
-  With too few uncensored rows the length is not identified: the budget is predicted.
+* **Expected score** (models with scored rows): a logistic regression on the prompt's features
+  (:class:`~langchain_energyrouter.prompt.features.FeatureSpace`: embedding, token count and digit features,
+  task one-hot), or the per-task means where the prompt did not beat them on held-out prompts.
+* **Answer length** (every model): a distribution, ``log1p(tokens) ~ Normal(mu, sigma)`` with a calibrated
+  mean (:mod:`~langchain_energyrouter.prompt.lengths`): one prompt representation shared by every model
+  (embedding, lexical cues, input length, task), each model's verbosity on top.
 
-Models with fewer than ``min_rows`` rows are left out: for them the scheduler keeps the
-profile's (static or per-task) accuracy, which stays the prior and the fallback.
+Models with fewer than ``min_rows`` rows are left out: for them the scheduler keeps the profile's (static or
+per-task) figures, which stay the prior and the fallback.
 
-Prediction is a few small matrix-vector products (about 10 microseconds for 16 models).
-Training (:mod:`~langchain_energyrouter.prompt.training`) needs numpy and scipy (extra ``calibrate``). Files are
-versioned JSON (:mod:`~langchain_energyrouter.prompt.predictor_file`), validated with pydantic; an error names the
-file and the field.
+Prediction is two small matrix-vector products after the prompt's embedding and cues (tens of microseconds for
+16 models). Training (:mod:`~langchain_energyrouter.prompt.training`) needs numpy and scipy (extra
+``calibrate``). Files are versioned JSON (:mod:`~langchain_energyrouter.prompt.predictor_file`), validated with
+pydantic; an error names the file and the field.
 """
 
 from __future__ import annotations
@@ -34,7 +27,7 @@ import hashlib
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -43,6 +36,7 @@ from langchain_energyrouter.errors import ProfileError
 from langchain_energyrouter.files import write_text_atomically
 from langchain_energyrouter.prompt.encoders import DEFAULT_ENCODER, PromptEncoder, load_encoder
 from langchain_energyrouter.prompt.features import FeatureSpace
+from langchain_energyrouter.prompt.lengths import LengthFeatures, LengthModel
 from langchain_energyrouter.prompt.predictor_file import PredictorFile, read_predictor_file
 
 if TYPE_CHECKING:
@@ -51,8 +45,6 @@ if TYPE_CHECKING:
     from langchain_energyrouter.prompt.training import OutcomeLike
 
 __all__ = ["PromptPredictor"]
-
-_LENGTH_CAP_FACTOR = 4.0
 
 
 class PromptPredictor:
@@ -74,29 +66,32 @@ class PromptPredictor:
                 f"Predictor feature_dim={spec.feature_dim} but encoder {encoder.name!r} with "
                 f"{len(spec.task_types)} task types gives {self.space.dim}; retrain with `energyrouter train`."
             )
-        names = list(spec.models)
-        self._names = tuple(names)
-        self._w_score = np.array([spec.models[m].score_weights for m in names], dtype=np.float64).reshape(
-            len(names), -1
+        self._scored = tuple(spec.scores)
+        for m, score in spec.scores.items():
+            if len(score.weights) != spec.feature_dim:
+                raise ProfileError(
+                    f"Predictor model {m!r} has score weights of the wrong length (not {spec.feature_dim})."
+                )
+        self._w_score = np.array([spec.scores[m].weights for m in self._scored], dtype=np.float64).reshape(
+            len(self._scored), spec.feature_dim
         )
-        self._b_score = np.array([spec.models[m].score_intercept for m in names], dtype=np.float64)
-        self._w_len = np.array([spec.models[m].length_weights for m in names], dtype=np.float64).reshape(len(names), -1)
-        self._b_len = np.array([spec.models[m].length_intercept for m in names], dtype=np.float64)
-        self._sigma = [spec.models[m].length_sigma for m in names]
-        self._log_len_cap = np.log1p(
-            np.array([max(1.0, _LENGTH_CAP_FACTOR * spec.models[m].max_output_tokens_seen) for m in names])
+        self._b_score = np.array([spec.scores[m].intercept for m in self._scored], dtype=np.float64)
+        self.length_features = LengthFeatures(spec.length_features, encoder.dim)
+        self.lengths = LengthModel(
+            spec.lengths, spec.task_types, self.length_features.dim, spec.length_calibration, spec.task_classifier
         )
-        for m in names:
-            q = spec.models[m]
-            if len(q.score_weights) != spec.feature_dim or len(q.length_weights) != spec.feature_dim:
-                raise ProfileError(f"Predictor model {m!r} has weights of the wrong length (not {spec.feature_dim}).")
         self.projection = np.array(spec.projection, dtype=np.float32).reshape(-1, encoder.dim)
         self.fingerprint = hashlib.sha256(spec.model_dump_json().encode("utf-8")).hexdigest()[:16]
         """Identifies this predictor; state learned on top of it belongs to it."""
 
     @property
     def models(self) -> tuple[str, ...]:
-        return self._names
+        """Models with a length model (every model trained on); :attr:`scored_models` have a score model too."""
+        return self.lengths.models
+
+    @property
+    def scored_models(self) -> tuple[str, ...]:
+        return self._scored
 
     @property
     def encoder(self) -> PromptEncoder:
@@ -104,25 +99,29 @@ class PromptPredictor:
 
     # -- prediction ------------------------------------------------------------
     def features(self, prompt: str, input_tokens: int | None, task_type: str | None) -> NDArray[np.float32]:
-        """The feature vector of one prompt (:class:`FeatureSpace`)."""
+        """The score models' feature vector of one prompt (:class:`FeatureSpace`)."""
         return self.space.vector(prompt, input_tokens, task_type)
 
-    def predict_vector(self, x: NDArray[Any]) -> tuple[dict[str, float], dict[str, LengthDistribution]]:
-        """:meth:`predict` from a feature vector already computed."""
+    def estimate(
+        self, prompt: str, input_tokens: int | None, task_type: str | None
+    ) -> tuple[NDArray[np.float32], dict[str, float], dict[str, LengthDistribution]]:
+        """The feature vector, per model the expected score in [0, 1], and per model the answer length."""
+        x = self.features(prompt, input_tokens, task_type)
         z = self._w_score @ x + self._b_score
-        acc = 1.0 / (1.0 + np.exp(-z))
-        mu = np.minimum(self._w_len @ x + self._b_len, self._log_len_cap)
-        lengths = {m: LengthDistribution(a, s) for m, a, s in zip(self._names, mu.tolist(), self._sigma, strict=True)}
-        return dict(zip(self._names, acc.tolist(), strict=True)), lengths
+        accuracy = dict(zip(self._scored, (1.0 / (1.0 + np.exp(-z))).tolist(), strict=True))
+        x_length = self.length_features.vector(x[: self.space.encoder.dim], prompt, input_tokens)
+        return x, accuracy, self.lengths.predict(x_length, task_type)
 
     def predict(
         self, prompt: str, input_tokens: int | None, task_type: str | None
     ) -> tuple[dict[str, float], dict[str, LengthDistribution]]:
         """Per model: expected score in [0, 1] and the answer length's distribution, for this prompt.
 
-        Models absent from the result (too few training rows) keep the profile's figures.
+        Models absent from the result (too few training rows, or no scored rows for the score) keep the
+        profile's figures.
         """
-        return self.predict_vector(self.features(prompt, input_tokens, task_type))
+        _, accuracy, lengths = self.estimate(prompt, input_tokens, task_type)
+        return accuracy, lengths
 
     # -- training --------------------------------------------------------------
     @classmethod

@@ -121,13 +121,12 @@ class PromptRouting:
         self.bandit = QualityBandit(self.models, k, self.options)
         self.fingerprint = hashlib.sha256(f"{origin}|{self.options.prior_weight}".encode()).hexdigest()[:16]
         predicted = set(predictor.models) if predictor is not None else set()
+        scored = set(predictor.scored_models) if predictor is not None else set()
         self._fallback_acc = np.array([acc.get(m, 0.5) for m in self.models])
-        fallback = [
-            LengthDistribution.from_mean(tout.get(m, _DEFAULT_TOKENS), DEFAULT_LENGTH_LOG_SIGMA) for m in models
-        ]
-        self._fallback_mu = np.array([d.mu for d in fallback])
-        self._fallback_sigma = np.array([d.sigma for d in fallback])
-        self._no_prior_accuracy = tuple(m for m in self.models if m not in predicted and m not in acc)
+        self._fallback_lengths = tuple(
+            LengthDistribution.from_mean(tout.get(m, _DEFAULT_TOKENS), DEFAULT_LENGTH_LOG_SIGMA) for m in self.models
+        )
+        self._no_prior_accuracy = tuple(m for m in self.models if m not in scored and m not in acc)
         self._no_prior_length = tuple(m for m in self.models if m not in predicted and m not in tout)
         self.book: FeedbackBook[PromptEstimate] = FeedbackBook(feedback_capacity)
         self.repeats = RepeatLengths(feedback_capacity)
@@ -151,24 +150,24 @@ class PromptRouting:
         """
         if self.store is not None:
             self.refresh()
-        x = self.space.vector(text, input_tokens, task_type)
-        emb = x[: self._emb_dim].astype(np.float64)
         prior_acc = self._fallback_acc.copy()
-        prior_mu = self._fallback_mu.copy()
-        sigma = self._fallback_sigma.copy()
+        prior = list(self._fallback_lengths)
         if self.predictor is not None:
-            acc, lengths = self.predictor.predict_vector(x)
+            x, acc, lengths = self.predictor.estimate(text, input_tokens, task_type)
             for i, m in enumerate(self.models):
                 if m in acc:
                     prior_acc[i] = acc[m]
-                    prior_mu[i], sigma[i] = lengths[m]
+                if m in lengths:
+                    prior[i] = lengths[m]
+        else:
+            x = self.space.vector(text, input_tokens, task_type)
+        emb = x[: self._emb_dim].astype(np.float64)
+        prior_mu = np.array([d.mu for d in prior])
         z = np.concatenate(([1.0], self._projection @ emb))
         score, mu = self.bandit.adjust(z, prior_acc, prior_mu)
         names = self.models
         acc_out = dict(zip(names, score.tolist(), strict=True))
-        len_out = {
-            m: LengthDistribution(mu_m, s_m) for m, mu_m, s_m in zip(names, mu.tolist(), sigma.tolist(), strict=True)
-        }
+        len_out = {m: d._replace(mu=mu_m) for m, d, mu_m in zip(names, prior, mu.tolist(), strict=True)}
         observed = {m: self.bandit.observations(m)[1] for m in names}
         for m in self._no_prior_accuracy:  # neither predictor nor caller knows it: the scheduler's profile does
             if self.bandit.observations(m)[0] == 0:

@@ -74,9 +74,10 @@ def test_a_family_one_model_always_gets_right_is_separated(predictor: PromptPred
         assert acc["tiny-b"] > 0.8 and acc["tiny-a"] < 0.2, acc
         acc, _ = predictor.predict(greeting(r), 8, None)
         assert acc["tiny-a"] > 0.8 and acc["tiny-b"] > 0.8, acc
-    stats = predictor.spec.models["tiny-a"]
+    stats = predictor.spec.scores["tiny-a"]
     assert stats.cv_log_loss is not None and stats.cv_log_loss_mean_only is not None
     assert stats.cv_log_loss < 0.5 * stats.cv_log_loss_mean_only  # the prompt carries the signal
+    assert stats.form == "prompt" and stats.cv_log_loss_task_only is not None
 
 
 def test_the_scheduler_routes_each_family_to_its_model(predictor: PromptPredictor) -> None:
@@ -102,8 +103,8 @@ def test_lengths_at_the_budget_are_censored_not_taken_as_lengths() -> None:
     censored = PromptPredictor.train(rows, encoder=HashingEncoder(16), censored_at=budget, l2=1.0)
     naive = PromptPredictor.train(rows, encoder=HashingEncoder(16), censored_at=None, l2=1.0)
     auto = PromptPredictor.train(rows, encoder=HashingEncoder(16), l2=1.0)
-    assert auto.spec.models["m"].censored_at == budget
-    assert censored.spec.models["m"].n_censored > 150
+    assert auto.spec.lengths["m"].censored_at == budget
+    assert censored.spec.lengths["m"].n_censored > 150
     _, tout_c = censored.predict("Tell me about item 7.", 8, None)
     _, tout_n = naive.predict("Tell me about item 7.", 8, None)
     assert tout_n["m"].mean_tokens() < budget  # taking the budget as the length underestimates
@@ -151,17 +152,21 @@ def test_save_load_round_trip(predictor: PromptPredictor, tmp_path: Path) -> Non
 def test_invalid_files_name_the_file_and_field(predictor: PromptPredictor, tmp_path: Path) -> None:
     path = predictor.save(tmp_path / "p.json")
     data = json.loads(path.read_text())
-    data["models"]["tiny-a"]["mean_score"] = 1.5
+    data["scores"]["tiny-a"]["mean_score"] = 1.5
     path.write_text(json.dumps(data))
-    with pytest.raises(ProfileError, match=r"p\.json is invalid: models\.tiny-a\.mean_score"):
+    with pytest.raises(ProfileError, match=r"p\.json is invalid: scores\.tiny-a\.mean_score"):
         read_predictor_file(path)
-    path.write_text('{"schema_version": 1, "encoder": ')
+    path.write_text('{"schema_version": 2, "encoder": ')
     with pytest.raises(ProfileError, match=r"not valid JSON \(line 1"):
         read_predictor_file(path)
-    data["models"]["tiny-a"]["mean_score"] = 0.5
-    data["schema_version"] = 2
+    data["scores"]["tiny-a"]["mean_score"] = 0.5
+    data["schema_version"] = 3
     path.write_text(json.dumps(data))
-    with pytest.raises(ProfileError, match="schema_version 2"):
+    with pytest.raises(ProfileError, match=r"schema_version 3; this version reads 2\. Upgrade"):
+        read_predictor_file(path)
+    data["schema_version"] = 1  # one length per model: refused with the fix
+    path.write_text(json.dumps(data))
+    with pytest.raises(ProfileError, match=r"schema_version 1.*retrain it with `energyrouter train`"):
         read_predictor_file(path)
     with pytest.raises(ProfileError, match="does not exist"):
         read_predictor_file(tmp_path / "missing.json")
