@@ -40,14 +40,15 @@ decides on) comes from ``--profile`` if given, else from a per-model line
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any
 
+from langchain_energyrouter.calibration.baselines import Predictor, TaskMeanPredictor, split_prompts
 from langchain_energyrouter.calibration.curves import CurveMetrics, curve_metrics
+from langchain_energyrouter.calibration.length_report import LengthReport, length_report
 from langchain_energyrouter.calibration.outcomes import OutcomeMatrix, OutcomeRow
 from langchain_energyrouter.errors import CalibrationError
 
@@ -65,55 +66,11 @@ DEFAULT_NORMALIZATION = "relative"
 """Keeps how much better one model is expected to be (``minmax`` makes any difference 0/1 with two models)."""
 
 
-class Predictor(Protocol):
-    """What the router policy needs: per-model expected score and answer length for one prompt."""
-
-    def predict(
-        self, prompt: str, input_tokens: int | None, task_type: str | None
-    ) -> tuple[dict[str, float], dict[str, float]]: ...
-
-
-# -- a baseline predictor ---------------------------------------------------------------
-class TaskMeanPredictor:
-    """Per-model mean score and answer length per ``task_type`` (overall means for unseen tasks).
-
-    This is what the router knew before per-prompt prediction (``accuracy_by_task`` and
-    ``output_length.by_task`` in the profile): the baseline a prompt-reading predictor must beat.
-    """
-
-    def __init__(
-        self,
-        by_task: Mapping[str | None, Mapping[str, tuple[float, float]]],
-        overall: Mapping[str, tuple[float, float]],
-    ) -> None:
-        self._by_task = {task: dict(v) for task, v in by_task.items()}
-        self._overall = dict(overall)
-
-    @classmethod
-    def train(cls, rows: Sequence[OutcomeRow]) -> TaskMeanPredictor:
-        """Means over ``rows`` per (task type, model) and per model."""
-        if not rows:
-            raise CalibrationError("No training rows: give a larger --train-fraction or a larger matrix.")
-        sums: dict[str, dict[str, list[float]]] = {}
-        overall: dict[str, list[float]] = {}
-        for row in rows:
-            tables = [overall] if row.task_type is None else [overall, sums.setdefault(row.task_type, {})]
-            for table in tables:
-                acc = table.setdefault(row.model, [0.0, 0.0, 0.0])
-                acc[0] += row.score
-                acc[1] += row.output_tokens
-                acc[2] += 1
-        by_task: dict[str | None, dict[str, tuple[float, float]]] = {
-            t: {m: (a[0] / a[2], a[1] / a[2]) for m, a in v.items()} for t, v in sums.items()
-        }
-        return cls(by_task, {m: (a[0] / a[2], a[1] / a[2]) for m, a in overall.items()})
-
-    def predict(
-        self, prompt: str, input_tokens: int | None, task_type: str | None
-    ) -> tuple[dict[str, float], dict[str, float]]:
-        del prompt, input_tokens
-        table = {**self._overall, **self._by_task.get(task_type, {})}
-        return {m: v[0] for m, v in table.items()}, {m: v[1] for m, v in table.items()}
+def _score(row: OutcomeRow) -> float:
+    """A replayed row's score (the replay keeps only scored rows: :meth:`OutcomeMatrix.scored`)."""
+    if row.score is None:
+        raise CalibrationError(f"Outcome row {row.prompt_id!r}/{row.model!r} has no score; the replay needs one.")
+    return row.score
 
 
 # -- results ----------------------------------------------------------------------------
@@ -157,6 +114,8 @@ class EvaluationReport:
     missing_report: str
     notes: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
+    lengths: LengthReport | None = None
+    """The router's predictor's answer lengths on the replayed prompts, next to the baselines."""
 
     def as_dict(self) -> dict[str, Any]:
         """The ``--json`` document: ``router`` metrics first, then ``policies``, then the rest."""
@@ -192,26 +151,11 @@ class EvaluationReport:
             "source": self.source,
             "notes": self.notes,
             "timings_s": self.timings_s,
+            **(self.lengths.as_dict() if self.lengths is not None else {}),
         }
 
 
 # -- the replay -----------------------------------------------------------------------------
-def split_prompts(prompt_ids: Sequence[str], train_fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """A seeded split of prompt ids into (train, test); both non-empty.
-
-    Raises:
-        CalibrationError: ``train_fraction`` outside (0, 1), or too few prompts to split.
-    """
-    if not 0.0 < train_fraction < 1.0:
-        raise CalibrationError(f"--train-fraction {train_fraction} must be strictly between 0 and 1 (e.g. 0.5).")
-    ids = sorted(prompt_ids)
-    random.Random(seed).shuffle(ids)
-    n_train = min(max(round(len(ids) * train_fraction), 1), len(ids) - 1)
-    if len(ids) < 2:
-        raise CalibrationError(f"Only {len(ids)} complete prompt(s): a train/test split needs at least 2.")
-    return ids[:n_train], ids[n_train:]
-
-
 def _line_fit(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
     """Least-squares ``y = a + b x`` with ``a, b >= 0`` (a through-origin or flat fit when one is negative)."""
     n = len(xs)
@@ -263,7 +207,7 @@ def profile_from_matrix(matrix: OutcomeMatrix, train_rows: Sequence[OutcomeRow])
         models[name] = ModelProfile(
             runtime=CostModel(intercept=t0, input_tokens=0.0, output_tokens=t1, uses_interaction=False),
             energy=CostModel(intercept=e0, input_tokens=0.0, output_tokens=e1, uses_interaction=False),
-            accuracy=sum(r.score for r in rows) / len(rows),
+            accuracy=sum(_score(r) for r in rows) / len(rows),
             context_window=1_000_000,
         )
     method = methods.pop() if len(methods) == 1 else "estimate"
@@ -318,7 +262,7 @@ def _summarise(
     parameter: float | None = None,
 ) -> PolicyResult:
     n = len(choices)
-    score = sum(matrix.by_prompt(p)[m].score for p, m in choices.items()) / n
+    score = sum(_score(matrix.by_prompt(p)[m]) for p, m in choices.items()) / n
     joules = sum(energy[p][m] for p, m in choices.items())
     counts: dict[str, int] = {}
     for m in choices.values():
@@ -436,6 +380,15 @@ def evaluate(
         raise CalibrationError(
             f"Outcome matrix {matrix.source} has rows for {list(matrix.models)} only; routing needs two models or more."
         )
+    if matrix.length_only:
+        raise CalibrationError(
+            f"Outcome matrix {matrix.source} has no scores (length-only rows): there is no quality to replay; "
+            "`energyrouter evaluate` reports lengths alone for such a matrix (evaluate_lengths)."
+        )
+    if any(r.score is None for r in matrix.rows):
+        unscored = sum(r.score is None for r in matrix.rows)
+        notes.append(f"{unscored} length-only rows (no score) are left out of the replay; the length report uses them")
+        matrix = matrix.scored()
     complete = matrix.complete_prompt_ids()
     train, test = split_prompts(complete, train_fraction, seed)
     train_rows = [r for p in train for r in matrix.by_prompt(p).values()]
@@ -448,7 +401,7 @@ def evaluate(
         )
 
     models = matrix.models
-    mean_score = {m: sum(matrix.by_prompt(p)[m].score for p in test) / len(test) for m in models}
+    mean_score = {m: sum(_score(matrix.by_prompt(p)[m]) for p in test) / len(test) for m in models}
     total_energy = {m: sum(energy[p][m] for p in test) for m in models}
     strong = max(models, key=lambda m: (mean_score[m], -total_energy[m]))
     weak = min((m for m in models if m != strong), key=lambda m: (total_energy[m], -mean_score[m]))
@@ -478,8 +431,8 @@ def evaluate(
     oracle: dict[str, str] = {}
     for p in test:
         rows = matrix.by_prompt(p)
-        best = max(r.score for r in rows.values())
-        oracle[p] = min((m for m in models if rows[m].score >= best), key=lambda m: (energy[p][m], m))
+        best = max(_score(r) for r in rows.values())
+        oracle[p] = min((m for m in models if _score(rows[m]) >= best), key=lambda m: (energy[p][m], m))
     policies["oracle"] = _summarise("oracle", "oracle", oracle, matrix, energy, strong)
 
     started = time.perf_counter()
@@ -506,6 +459,13 @@ def evaluate(
             name = f"{family}:{w:.4g}"
             policies[name] = _summarise(name, family, plan, matrix, energy, strong, w)
     timings["route_s"] = time.perf_counter() - started
+    test_ids = set(test)
+    lengths = length_report(
+        families[0][1],
+        train_rows,
+        [r for r in matrix.rows if r.prompt_id in test_ids],
+        predictor_name=predictor_name or "learned",
+    )
 
     if bandit_options is not None:
         from langchain_energyrouter.prompt.routing import PromptRouting
@@ -561,4 +521,5 @@ def evaluate(
         missing_report=matrix.missing_report(),
         notes=notes,
         timings_s=timings,
+        lengths=lengths,
     )

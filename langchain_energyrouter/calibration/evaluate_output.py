@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from langchain_energyrouter.calibration.evaluate import ROUTER_ACCURACY_WEIGHTS, EvaluationReport
+from langchain_energyrouter.calibration.length_report import LengthErrors, LengthReport
 
 
 def _fmt(value: float | None, pattern: str = "{:.3f}") -> str:
@@ -57,6 +58,8 @@ def format_report(report: EvaluationReport) -> str:
             f"{family:<12} {_fmt(m.apgr):>6} {_fmt(m.cpt50, '{:.2f}'):>6} {_fmt(m.cpt80, '{:.2f}'):>6} "
             f"{_fmt(m.score_at_half_energy):>10} {_fmt(m.score_at_half_energy_ratio, '{:.0%}'):>10}"
         )
+    if report.lengths is not None:
+        lines += ["", format_lengths(report.lengths)]
     for note in report.notes:
         lines.append(f"note: {note}")
     if report.timings_s:
@@ -64,7 +67,38 @@ def format_report(report: EvaluationReport) -> str:
     return "\n".join(lines)
 
 
-def report_json(report: EvaluationReport) -> str:
+def _length_line(label: str, e: LengthErrors) -> str:
+    return (
+        f"{label:<30} {e.median_ape:>7.3f} {e.mape:>7.3f} {e.mae_tokens:>8.1f} {e.within_2x:>7.1%} "
+        f"{_fmt(e.spearman, '{:.2f}'):>6} {_fmt(e.bias, '{:.3f}'):>6} {e.rows:>7}"
+    )
+
+
+def format_lengths(report: LengthReport) -> str:
+    """The answer-length table: every predictor over all test rows, then the router's point per model."""
+    lines = [
+        f"answer lengths on {report.n_test_prompts} test prompts ({report.n_train_prompts} trained on; "
+        f"predictor: {report.predictor}; 'predictor' is the mean the router decides on, bias = summed "
+        "predicted / summed true)",
+    ]
+    header = (
+        f"{'predictor':<30} {'medAPE':>7} {'MAPE':>7} {'MAE tok':>8} {'in 2x':>7} {'rho':>6} {'bias':>6} {'rows':>7}"
+    )
+    lines += [header, "-" * len(header)]
+    lines += [_length_line(name, e) for name, e in report.overall.items()]
+    lines += ["", "per model:"]
+    for model, table in report.by_model.items():
+        lines.append(model)
+        for name in ("predictor", "model_task_mean", "noise_floor"):
+            if name in table:
+                lines.append(_length_line(f"  {name}", table[name]))
+    lines += [f"note: {n}" for n in report.notes]
+    return "\n".join(lines)
+
+
+def report_json(report: EvaluationReport | LengthReport) -> str:
+    """The ``--json`` document (non-finite numbers as null)."""
+
     def clean(value: Any) -> Any:
         if isinstance(value, float) and not math.isfinite(value):
             return None

@@ -7,12 +7,16 @@ An outcome matrix is a JSONL file (optionally gzipped, ``.jsonl.gz``), one row p
      "score": 1.0, "input_tokens": 37, "output_tokens": 4, "runtime_s": 0.41, "energy_j": 3.2,
      "energy_method": "estimate", "task_type": "arithmetic"}
 
-Required: ``prompt_id`` (string), ``prompt`` (string), ``model`` (string), ``score``
-(a number in [0, 1]: 1 right, 0 wrong, or a graded score), ``input_tokens`` and
-``output_tokens`` (non-negative integers: the prompt as that model's tokenizer saw
-it, and the tokens it generated). Optional: ``runtime_s`` and ``energy_j``
-(non-negative numbers), ``energy_method`` (how ``energy_j`` was obtained, one of
-the meters' methods) and ``task_type`` (string). Other fields are ignored.
+Required: ``prompt_id`` (string), ``prompt`` (string), ``model`` (string), ``input_tokens``
+and ``output_tokens`` (non-negative integers: the prompt as that model's tokenizer saw
+it, and the tokens it generated). Optional: ``score`` (a number in [0, 1]: 1 right, 0
+wrong, or a graded score; a row without one is a *length-only* row, which trains and
+judges answer lengths but not quality), ``output_tokens_samples`` (a non-empty list of
+non-negative integers: several sampled answer lengths of this prompt and model, the
+first usually being ``output_tokens``; ``energyrouter evaluate`` reports the noise floor
+from them), ``runtime_s`` and ``energy_j`` (non-negative numbers), ``energy_method``
+(how ``energy_j`` was obtained, one of the meters' methods) and ``task_type`` (string).
+Other fields are ignored.
 
 :func:`read_matrix` rejects a malformed file with :class:`CalibrationError` naming
 the file and line (bad JSON, a missing or mistyped field, a score outside [0, 1],
@@ -43,8 +47,10 @@ from langchain_energyrouter.errors import CalibrationError
 
 __all__ = ["OutcomeMatrix", "OutcomeRow", "read_matrix", "write_matrix"]
 
-_REQUIRED: tuple[str, ...] = ("prompt_id", "prompt", "model", "score", "input_tokens", "output_tokens")
-_OPTIONAL: tuple[str, ...] = ("runtime_s", "energy_j", "energy_method", "task_type")
+_REQUIRED: tuple[str, ...] = ("prompt_id", "prompt", "model", "input_tokens", "output_tokens")
+_OPTIONAL: tuple[str, ...] = ("score", "output_tokens_samples", "runtime_s", "energy_j", "energy_method", "task_type")
+MAX_SAMPLES = 1000
+"""Most sampled lengths one row may carry (a bound on what one line can make the reader hold)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,25 +61,27 @@ class OutcomeRow:
         prompt_id: the prompt's id (shared by the rows of every model on that prompt).
         prompt: the prompt's text.
         model: the model's name.
-        score: 0 (wrong) to 1 (right).
+        score: 0 (wrong) to 1 (right); None on a length-only row.
         input_tokens: prompt tokens as this model's tokenizer counted them.
         output_tokens: tokens the model generated.
         runtime_s: wall-clock seconds of the generation, if measured.
         energy_j: joules of the generation, if measured or estimated (see ``energy_method``).
         energy_method: how ``energy_j`` was obtained (``nvml_counter``, ``rapl``, ``estimate``, ...).
         task_type: the prompt's task type, if known.
+        output_tokens_samples: several sampled answer lengths of this prompt and model, if given.
     """
 
     prompt_id: str
     prompt: str
     model: str
-    score: float
+    score: float | None
     input_tokens: int
     output_tokens: int
     runtime_s: float | None = None
     energy_j: float | None = None
     energy_method: str | None = None
     task_type: str | None = None
+    output_tokens_samples: tuple[int, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The row as a JSON object; optional fields that are ``None`` are left out."""
@@ -81,7 +89,7 @@ class OutcomeRow:
         for name in _OPTIONAL:
             value = getattr(self, name)
             if value is not None:
-                out[name] = value
+                out[name] = list(value) if isinstance(value, tuple) else value
         return out
 
 
@@ -183,6 +191,15 @@ class OutcomeMatrix:
             f"(missing rows per model: {counts}; e.g. {examples}); they are left out of the replay."
         )
 
+    @property
+    def length_only(self) -> bool:
+        """No row has a ``score``: the matrix judges answer lengths, not quality."""
+        return all(r.score is None for r in self.rows)
+
+    def scored(self) -> OutcomeMatrix:
+        """Only the rows that have a ``score`` (length-only rows left out)."""
+        return OutcomeMatrix(tuple(r for r in self.rows if r.score is not None), source=self.source)
+
     def with_models(self, models: Iterable[str]) -> OutcomeMatrix:
         """Only the rows of ``models``.
 
@@ -220,12 +237,25 @@ def _row_from(data: Any, where: str) -> OutcomeRow:
     for name in ("prompt_id", "prompt", "model"):
         if not isinstance(data[name], str) or not data[name]:
             raise CalibrationError(f"{where}: {name} = {data[name]!r} must be a non-empty string.")
-    score = data["score"]
-    if not _is_number(score) or not math.isfinite(score):
-        raise CalibrationError(f"{where}: score = {score!r} must be a number in [0, 1] (1 right, 0 wrong).")
-    if not 0.0 <= score <= 1.0:
+    score = data.get("score")
+    if score is not None and (not _is_number(score) or not math.isfinite(score)):
+        raise CalibrationError(
+            f"{where}: score = {score!r} must be a number in [0, 1] (1 right, 0 wrong), or absent on a length-only row."
+        )
+    if score is not None and not 0.0 <= score <= 1.0:
         raise CalibrationError(
             f"{where}: score = {score!r} is outside [0, 1]; rescale graded scores to 0 (worst) .. 1 (best)."
+        )
+    samples = data.get("output_tokens_samples")
+    if samples is not None and (
+        not isinstance(samples, list)
+        or not 0 < len(samples) <= MAX_SAMPLES
+        or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in samples)
+    ):
+        shown = repr(samples) if len(repr(samples)) <= 80 else repr(samples)[:77] + "..."
+        raise CalibrationError(
+            f"{where}: output_tokens_samples = {shown} must be a list of 1 to {MAX_SAMPLES} non-negative "
+            "integers (sampled answer lengths in tokens), or absent."
         )
     for name in ("input_tokens", "output_tokens"):
         value = data[name]
@@ -245,9 +275,10 @@ def _row_from(data: Any, where: str) -> OutcomeRow:
         prompt_id=data["prompt_id"],
         prompt=data["prompt"],
         model=data["model"],
-        score=float(score),
+        score=None if score is None else float(score),
         input_tokens=data["input_tokens"],
         output_tokens=data["output_tokens"],
+        output_tokens_samples=None if samples is None else tuple(samples),
         runtime_s=None if data.get("runtime_s") is None else float(data["runtime_s"]),
         energy_j=None if data.get("energy_j") is None else float(data["energy_j"]),
         energy_method=method,

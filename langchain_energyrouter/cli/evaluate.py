@@ -12,7 +12,8 @@ from langchain_energyrouter.calibration.evaluate import (
     Predictor,
     evaluate,
 )
-from langchain_energyrouter.calibration.evaluate_output import format_report, plot_report, report_json
+from langchain_energyrouter.calibration.evaluate_output import format_lengths, format_report, plot_report, report_json
+from langchain_energyrouter.calibration.length_report import evaluate_lengths
 from langchain_energyrouter.calibration.outcomes import OutcomeRow
 from langchain_energyrouter.errors import CalibrationError
 
@@ -31,18 +32,35 @@ def _quality_module() -> Any:
         return None
 
 
-def _learned_predictor(encoder: str | None) -> tuple[Callable[[Sequence[OutcomeRow]], Predictor], str] | None:
-    """``quality.PromptPredictor.train`` as a factory, or None when that module is not installed."""
+def _encoder_or_fallback(name: str | None, required: bool, notes: list[str]) -> Any:
+    """The named (or default) encoder; with ``--predictor auto``, the hashing encoder when its packages are missing."""
+    from langchain_energyrouter.errors import MissingExtraError
+    from langchain_energyrouter.prompt.encoders import DEFAULT_ENCODER, load_encoder
+
+    wanted = name or DEFAULT_ENCODER
+    try:
+        return load_encoder(wanted)
+    except MissingExtraError as err:
+        if required:
+            raise
+        notes.append(f"encoder {wanted!r} is not installed ({err}); --predictor auto falls back to 'hashing'")
+        return load_encoder("hashing")
+
+
+def _learned_predictor(
+    encoder: str | None, required: bool, notes: list[str]
+) -> tuple[Callable[[Sequence[OutcomeRow]], Predictor], str] | None:
+    """``PromptPredictor.train`` as a factory, or None when that module is not installed."""
     quality = _quality_module()
     if quality is None:
         return None
+    enc = _encoder_or_fallback(encoder, required, notes)
 
     def factory(rows: Sequence[OutcomeRow]) -> Predictor:
-        kwargs = {"encoder": encoder} if encoder else {}
-        predictor: Predictor = quality.PromptPredictor.train(rows, **kwargs)
+        predictor: Predictor = quality.PromptPredictor.train(rows, encoder=enc)
         return predictor
 
-    return factory, "prompt features (quality.PromptPredictor)" + (f", encoder {encoder}" if encoder else "")
+    return factory, f"prompt features (PromptPredictor), encoder {enc.name}"
 
 
 def _bandit_options(exploration: float) -> Any | None:
@@ -59,10 +77,13 @@ def add_parser(sub: Any, common: Any) -> None:
     p = sub.add_parser(
         "evaluate",
         parents=[common],
-        help="replay an outcome matrix through routing policies; APGR, CPT, score at half energy",
+        help="replay an outcome matrix through routing policies (APGR, CPT, score at half energy) and judge lengths",
         description="Split an outcome matrix's prompts (seeded), train the predictors on one part and replay the "
         "other through every single model, random mixes, the oracle, the router over a sweep of accuracy/energy "
-        "weights and the online bandit; print mean score and total energy per policy and RouteLLM's metrics.",
+        "weights and the online bandit; print mean score and total energy per policy and RouteLLM's metrics, and "
+        "how well answer lengths are predicted (medAPE, MAPE, MAE, within 2x, Spearman, bias) next to per-model "
+        "and per-model-per-task means and, with output_tokens_samples, the noise floor. A length-only matrix (no "
+        "scores) gets the length report alone.",
     )
     p.add_argument(
         "--matrix", required=True, help="outcome matrix JSONL (.jsonl.gz ok), e.g. from `accuracy --outcomes`"
@@ -104,9 +125,9 @@ def run(args: Any) -> int:
         profile = EnergyProfile.load(args.profile)
     factory: Callable[[Sequence[OutcomeRow]], Predictor] | None = None
     name = None
-    notes = []
+    notes: list[str] = []
     if args.predictor in ("auto", "prompt"):
-        learned = _learned_predictor(args.encoder)
+        learned = _learned_predictor(args.encoder, args.predictor == "prompt", notes)
         if learned is None:
             if args.predictor == "prompt":
                 raise CalibrationError(
@@ -116,6 +137,18 @@ def run(args: Any) -> int:
             notes.append("langchain_energyrouter.prompt.predictor is not installed: the router uses per-task means")
         else:
             factory, name = learned
+    if matrix.length_only:
+        lengths = evaluate_lengths(
+            matrix, train_fraction=args.train_fraction, seed=args.seed, predictor_factory=factory, predictor_name=name
+        )
+        lengths.notes[:0] = [*notes, "length-only matrix (no scores): the length report alone, no routing replay"]
+        if args.plot:
+            lengths.notes.append(
+                f"--plot {args.plot} not written: the plot shows score against energy, and this matrix has no scores"
+            )
+        lengths.notes.append(f"total time {time.perf_counter() - started:.1f} s")
+        print(report_json(lengths) if args.json else format_lengths(lengths))
+        return 0
     bandit = None if args.no_bandit else _bandit_options(args.bandit_exploration)
     if bandit is None and not args.no_bandit:
         notes.append("the online bandit (langchain_energyrouter.prompt.bandit) is not installed: its policy is skipped")

@@ -6,8 +6,10 @@ median, the upper quantile and the mean are each corrected on the log scale, fro
 the fit never saw:
 
 1. per task block and bin of the prompt's own effect (``mu`` minus the task offset: how much longer or shorter
-   the prompt makes the answer), pooled over models: the median, the ``quantile`` and the log of summed
-   lengths over summed ``exp(mu)`` of the held-out residuals;
+   the prompt makes the answer), pooled over models: the median and the ``quantile`` of the held-out
+   residuals, and the log-scale shift that makes the summed expected lengths *under each model's budget*
+   equal the summed answers cut at that budget (real lengths are not log-normal: a model that mostly answers
+   in two tokens and sometimes runs to its budget has a mean no log-normal through its median and p90 gives);
 2. per model and block, what is left of each, shrunk toward 0 by ``SHRINK_ROWS`` pseudo-rows.
 
 A prediction adds both to ``mu`` (:class:`~langchain_energyrouter.prompt.lengths.LengthModel`).
@@ -43,14 +45,51 @@ def _quantile(values: NDArray[Any], weights: NDArray[Any], q: float) -> float:
     return float(values[order][min(int(np.searchsorted(cumulative, q * cumulative[-1])), len(values) - 1)])
 
 
-def _figures(resid: NDArray[Any], weights: NDArray[Any], mean_tokens: NDArray[Any], mu: NDArray[Any]) -> list[float]:
-    """[median, quantile, log mean ratio] of residuals (one per sample, weighted so each row counts once), the
-    ratio of the rows' mean lengths (+1) to their ``exp(mu)``."""
-    return [
-        _quantile(resid, weights, 0.5),
-        _quantile(resid, weights, QUANTILE),
-        math.log(float(np.sum(mean_tokens + 1.0)) / float(np.sum(np.exp(mu)))),
-    ]
+_Z = 1.2815515655446004  # the standard normal's 0.9 quantile
+_SHIFT_RANGE = 12.0
+
+
+def _capped_mean(loc: NDArray[Any], sigma: NDArray[Any], log_cap: NDArray[Any]) -> NDArray[Any]:
+    """``E[min(Y, k)]`` for ``log Y ~ Normal(loc, sigma)``, ``log k = log_cap`` (inf: no cap), elementwise."""
+    from math import erf, erfc, sqrt
+
+    out = np.exp(loc + 0.5 * sigma * sigma)
+    for i in np.flatnonzero(np.isfinite(log_cap)):
+        s, lk = float(sigma[i]), float(log_cap[i])
+        below = 0.5 * (1.0 + erf((lk - loc[i] - s * s) / (s * sqrt(2.0))))
+        above = 0.5 * erfc((lk - loc[i]) / (s * sqrt(2.0)))
+        out[i] = out[i] * below + math.exp(lk) * above
+    return out
+
+
+def _mean_shift(base: NDArray[Any], sigma: NDArray[Any], log_cap: NDArray[Any], target: float) -> float:
+    """The shift ``h`` with ``sum(E[min(Y_i, k_i)]) = target`` for ``log Y_i ~ Normal(base_i + h - s_i^2/2, s_i)``
+    (bisection: the sum grows with ``h``; clamped to +-``_SHIFT_RANGE``)."""
+    lo, hi = -_SHIFT_RANGE, _SHIFT_RANGE
+    offset = base - 0.5 * sigma * sigma
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if float(np.sum(_capped_mean(offset + mid, sigma, log_cap))) < target:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def _cut_mean(samples: NDArray[Any], log_cap: float) -> float:
+    """The mean of ``min(sample, budget) + 1`` (what a generation cut at the budget produces, +1)."""
+    cut = samples if not math.isfinite(log_cap) else np.minimum(samples, math.expm1(log_cap))
+    return float(np.mean(cut)) + 1.0
+
+
+def _figures(
+    resid: NDArray[Any], weights: NDArray[Any], targets: NDArray[Any], mu: NDArray[Any], log_cap: NDArray[Any]
+) -> list[float]:
+    """[median, quantile, mean shift] of residuals (one per sample, weighted so each row counts once); the shift
+    makes the rows' summed expected lengths under their budgets equal their summed ``targets``."""
+    median, upper = _quantile(resid, weights, 0.5), _quantile(resid, weights, QUANTILE)
+    sigma = np.full(len(mu), max((upper - median) / _Z, 0.05))
+    return [median, upper, _mean_shift(mu, sigma, log_cap, float(np.sum(targets)))]
 
 
 def calibrate(
@@ -61,6 +100,7 @@ def calibrate(
     row_block: NDArray[Any],
     n_models: int,
     n_blocks: int,
+    log_caps: NDArray[Any] | None = None,
 ) -> tuple[list[list[float]], list[list[list[float]]], NDArray[np.float64]]:
     """Bin edges and pooled corrections per block, and each model's own per block.
 
@@ -72,6 +112,7 @@ def calibrate(
         row_block: each row's block (0: no task, then the tasks).
         n_models: models.
         n_blocks: blocks.
+        log_caps: each row's ``log1p(budget)`` (its model's generation budget; inf or None: uncapped).
 
     Returns:
         ``edges[block]`` (``BINS - 1`` values, or none), ``by_bin[block][bin]`` = [median, quantile, log mean]
@@ -79,7 +120,8 @@ def calibrate(
     """
     resid_rows = [np.log1p(s) - m for s, m in zip(samples, mu, strict=True)]
     weight_rows = [np.full(len(s), 1.0 / len(s)) for s in samples]
-    mean_tokens = np.array([float(np.mean(s)) for s in samples])
+    caps = np.full(len(mu), math.inf) if log_caps is None else np.asarray(log_caps, dtype=np.float64)
+    targets = np.array([_cut_mean(s, float(c)) for s, c in zip(samples, caps, strict=True)])
     edges: list[list[float]] = []
     by_bin: list[list[list[float]]] = []
     models = np.zeros((n_models, n_blocks, 3))
@@ -88,9 +130,9 @@ def calibrate(
         rows = np.flatnonzero(row_block == block) if (row_block == block).sum() >= MIN_ROWS else everything
         if len(rows) < MIN_ROWS:
             edges.append([])
-            by_bin.append([[0.0, 1.2815515655446004 * 0.5, 0.125]])
+            by_bin.append([[0.0, _Z * 0.5, 0.125]])
             continue
-        pooled = _group(rows, resid_rows, weight_rows, mean_tokens, mu)
+        pooled = _group(rows, resid_rows, weight_rows, targets, mu, caps)
         cuts = (
             np.quantile(effect[rows], np.linspace(0.0, 1.0, BINS + 1)[1:-1]).tolist()
             if len(rows) >= BINS * MIN_ROWS
@@ -100,7 +142,9 @@ def calibrate(
         figures = []
         for k in range(len(cuts) + 1):
             mine = rows[bins == k]
-            figures.append(_group(mine, resid_rows, weight_rows, mean_tokens, mu) if len(mine) >= MIN_ROWS else pooled)
+            figures.append(
+                _group(mine, resid_rows, weight_rows, targets, mu, caps) if len(mine) >= MIN_ROWS else pooled
+            )
         edges.append([float(c) for c in cuts])
         by_bin.append(figures)
         row_shift = np.array(figures)[bins]  # (rows, 3)
@@ -114,11 +158,13 @@ def calibrate(
             weights = np.concatenate([weight_rows[i] for i in idx])
             resid = np.concatenate([resid_rows[i] - shift[j, 0] for j, i in enumerate(idx)])
             upper = np.concatenate([resid_rows[i] - shift[j, 1] for j, i in enumerate(idx)])
-            ratio = math.log(float(np.sum(mean_tokens[idx] + 1.0)) / float(np.sum(np.exp(mu[idx] + shift[:, 2]))))
             weight = n / (n + SHRINK_ROWS)
-            models[m, block] = weight * np.array(
-                [_quantile(resid, weights, 0.5), _quantile(upper, weights, QUANTILE), ratio]
-            )
+            own_median = weight * _quantile(resid, weights, 0.5)
+            own_upper = weight * _quantile(upper, weights, QUANTILE)
+            sigma = np.maximum((shift[:, 1] + own_upper - shift[:, 0] - own_median) / _Z, 0.05)
+            base = mu[idx] + shift[:, 2]
+            own_mean = _mean_shift(base, sigma, caps[idx], float(np.sum(targets[idx])))
+            models[m, block] = [own_median, own_upper, weight * own_mean]
     return edges, by_bin, models
 
 
@@ -126,9 +172,10 @@ def _group(
     rows: NDArray[Any],
     resid_rows: Sequence[NDArray[Any]],
     weight_rows: Sequence[NDArray[Any]],
-    mean_tokens: NDArray[Any],
+    targets: NDArray[Any],
     mu: NDArray[Any],
+    caps: NDArray[Any],
 ) -> list[float]:
     resid = np.concatenate([resid_rows[i] for i in rows])
     weights = np.concatenate([weight_rows[i] for i in rows])
-    return _figures(resid, weights, mean_tokens[rows], mu[rows])
+    return _figures(resid, weights, targets[rows], mu[rows], caps[rows])

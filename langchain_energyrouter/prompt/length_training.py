@@ -38,7 +38,7 @@ from langchain_energyrouter.cost import DEFAULT_LENGTH_LOG_SIGMA
 from langchain_energyrouter.errors import missing_extra
 from langchain_energyrouter.prompt.cues import CONTINUOUS_CUES, CUE_NAMES, cue_vector
 from langchain_energyrouter.prompt.length_calibration import QUANTILE, calibrate
-from langchain_energyrouter.prompt.lengths import LengthFeatures
+from langchain_energyrouter.prompt.lengths import LengthFeatures, prompt_size
 from langchain_energyrouter.prompt.predictor_file import LengthCalibration, LengthFeatureSpec, ModelLength
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ def fit_lengths(
     continuous = np.array([name in CONTINUOUS_CUES and name != "requested" for name in CUE_NAMES])
     center = np.where(continuous, cues.mean(axis=0), 0.0)
     scale = np.where(continuous, cues.std(axis=0) + 1e-6, 1.0)
-    log_tokens = np.array([math.log1p(max(t if t is not None else len(p) // 4, 0)) for p, t, _ in prompts])
+    log_tokens = np.array([math.log1p(prompt_size(p)) for p, _, _ in prompts])
     spec = LengthFeatureSpec(
         cue_names=list(CUE_NAMES),
         cue_center=center.tolist(),
@@ -190,6 +190,11 @@ def fit_lengths(
     samples = _with_censored_draws(held, samples, data)
     usable = np.flatnonzero(np.isfinite(held))
     blocks = np.where(data.row_group == data.n_groups - 1, 0, data.row_group + 1)
+    budgets: dict[int, int] = {}  # model -> its generation budget (the largest a row was censored at)
+    for r, m in zip(rows, data.row_model.tolist(), strict=True):
+        if r.censored_at is not None:
+            budgets[m] = max(budgets.get(m, 0), r.censored_at)
+    log_caps = np.array([math.log1p(budgets[m]) if m in budgets else math.inf for m in range(data.n_models)])
     edges, by_bin, corrections = calibrate(
         held[usable],
         held[usable] - base_oof[usable],
@@ -198,6 +203,7 @@ def fit_lengths(
         blocks[usable],
         data.n_models,
         data.n_groups,
+        log_caps[data.row_model[usable]],
     )
     lengths: dict[str, ModelLength] = {}
     for name, m in index.items():

@@ -39,10 +39,19 @@ if TYPE_CHECKING:
 
     from langchain_energyrouter.prompt.predictor_file import LengthCalibration, LengthFeatureSpec, ModelLength
 
-__all__ = ["LENGTH_CAP_FACTOR", "LengthFeatures", "LengthModel"]
+__all__ = ["LENGTH_CAP_FACTOR", "LengthFeatures", "LengthModel", "prompt_size"]
 
 LENGTH_CAP_FACTOR = 4.0
 """Predicted median lengths stay below this many times the longest answer seen in training."""
+
+
+def prompt_size(prompt: str) -> int:
+    """The prompt's size in approximate tokens (characters / 4), the same whichever model reads it.
+
+    A model's own input-token count includes its chat template (tens of tokens that differ between models), so a
+    feature fitted on one model's counts and fed another's would shift every prediction.
+    """
+    return max(len(prompt) // 4, 1)
 
 
 class LengthFeatures:
@@ -69,8 +78,8 @@ class LengthFeatures:
         out[:d] = embedding
         out[:d] *= spec.embedding_weight
         out[d : d + len(CUE_NAMES)] = (np.array(cue_vector(prompt)) - self._center) / self._scale
-        tokens = input_tokens if input_tokens is not None else max(len(prompt) // 4, 1)
-        out[-2] = (math.log1p(max(tokens, 0)) - spec.tokens_center) / spec.tokens_scale * spec.tokens_weight
+        del input_tokens  # each model's tokenizer and chat template count differently: the text's size is shared
+        out[-2] = (math.log1p(prompt_size(prompt)) - spec.tokens_center) / spec.tokens_scale * spec.tokens_weight
         out[-1] = 1.0
         return out
 

@@ -98,9 +98,9 @@ def test_bad_values_are_rejected_naming_file_line_and_value(
 
 def test_missing_required_fields_are_listed(tmp_path: Path) -> None:
     row = _row()
-    del row["score"], row["prompt"]
+    del row["output_tokens"], row["prompt"]  # score may be absent: a length-only row
     path = _write_rows(tmp_path / "bad.jsonl", [_row(model="b"), row])
-    with pytest.raises(CalibrationError, match=r"line 2 lacks required field\(s\) \['prompt', 'score'\]"):
+    with pytest.raises(CalibrationError, match=r"line 2 lacks required field\(s\) \['prompt', 'output_tokens'\]"):
         read_matrix(path)
 
 
