@@ -92,12 +92,18 @@ def bench_encoder(
         return scheduler.decide(tin, 64, prompt_accuracy=est.accuracy, prompt_output_tokens=est.output_tokens)
 
     enc_us = median_us(lambda: encoder.encode(text), repeats)
-    pred_us = median_us(lambda: predictor.predict_vector(x), repeats)
+    dim = predictor.space.encoder.dim
+
+    def predictions() -> object:  # from the feature vector: the cues, the length features, 16 distributions
+        xl = predictor.length_features.vector(x[:dim], text, tin)
+        return predictor.lengths.predict(xl, None)
+
+    pred_us = median_us(predictions, repeats)
     full_us = median_us(with_features, repeats)
     bandit_us = median_us(with_bandit, repeats)
     print(f"{encoder.name} (feature dim {predictor.space.dim}):")
     print(f"  encode the prompt                             {enc_us:8.1f} us")
-    print(f"  {N_MODELS} score + length predictions               {pred_us:8.1f} us")
+    print(f"  cues + {N_MODELS} length distributions              {pred_us:8.1f} us")
     print(f"  features + prediction + scheduling            {full_us:8.1f} us  ({full_us / base:.1f}x without)")
     print(f"  ... through PromptRouting (+ bandit)          {bandit_us:8.1f} us  ({bandit_us / base:.1f}x without)")
     if isinstance(encoder, StaticEmbeddingEncoder):
