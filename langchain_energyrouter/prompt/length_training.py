@@ -40,6 +40,7 @@ from langchain_energyrouter.prompt.cues import CONTINUOUS_CUES, CUE_NAMES, cue_v
 from langchain_energyrouter.prompt.length_calibration import QUANTILE, calibrate
 from langchain_energyrouter.prompt.lengths import LengthFeatures, prompt_size
 from langchain_energyrouter.prompt.predictor_file import LengthCalibration, LengthFeatureSpec, ModelLength
+from langchain_energyrouter.prompt.selection import clearly_better
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -185,7 +186,13 @@ def fit_lengths(
         mine = data.row_model == m
         apes[m] = (_median_ape(oof, samples, data.censor, mine), _median_ape(base_oof, samples, data.censor, mine))
         prompt_ape, task_ape = apes[m]
-        use_prompt[m] = bool(np.isfinite(prompt_ape) and (not np.isfinite(task_ape) or prompt_ape < task_ape))
+        use_prompt[m] = bool(
+            np.isfinite(prompt_ape)
+            and (not np.isfinite(task_ape) or prompt_ape < task_ape)
+            and clearly_better(
+                _log_errors(oof, samples, data.censor, mine) - _log_errors(base_oof, samples, data.censor, mine)
+            )
+        )
     held = np.array([oof[i] if use_prompt[int(m)] else base_oof[i] for i, m in enumerate(data.row_model)])
     samples = _with_censored_draws(held, samples, data)
     usable = np.flatnonzero(np.isfinite(held))
@@ -411,6 +418,17 @@ def _primal(data: _Data, fit: _Fit) -> NDArray[np.float64]:
     for m, (local, beta) in fit.betas.items():
         out[m] += lift(fit.prompts[local], beta)
     return out
+
+
+def _log_errors(
+    mu: NDArray[Any], samples: Sequence[NDArray[Any]], censor: NDArray[Any], mask: NDArray[Any]
+) -> NDArray[Any]:
+    """Per row of ``mask``: the mean absolute log error of ``mu`` over its samples (NaN for censored or unpredicted
+    rows), for paired comparisons of two forms."""
+    out = np.full(len(mu), np.nan)
+    for i in np.flatnonzero(mask & np.isfinite(mu) & ~np.isfinite(censor)).tolist():
+        out[i] = float(np.mean(np.abs(np.log1p(samples[i]) - mu[i])))
+    return out[mask]
 
 
 def _median_ape(

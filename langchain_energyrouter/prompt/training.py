@@ -24,6 +24,7 @@ from langchain_energyrouter.prompt.encoders import PromptEncoder
 from langchain_energyrouter.prompt.features import SCALAR_FEATURES, FeatureSpace
 from langchain_energyrouter.prompt.length_training import LengthRow, fit_lengths
 from langchain_energyrouter.prompt.predictor_file import PredictorFile, ScoreModel
+from langchain_energyrouter.prompt.selection import clearly_better
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -181,9 +182,13 @@ def _fit_logistic(x: NDArray[Any], y: NDArray[Any], l2: float, start: NDArray[An
     return np.asarray(res.x)
 
 
+def _row_log_loss(y: NDArray[Any], p: NDArray[Any]) -> NDArray[Any]:
+    q = np.clip(p, _PROB_EPS, 1 - _PROB_EPS)
+    return np.asarray(-(y * np.log(q) + (1 - y) * np.log(1 - q)))
+
+
 def _log_loss(y: NDArray[Any], p: NDArray[Any]) -> float:
-    p = np.clip(p, _PROB_EPS, 1 - _PROB_EPS)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    return float(np.mean(_row_log_loss(y, p)))
 
 
 def _predict_logistic(x: NDArray[Any], theta: NDArray[Any]) -> NDArray[Any]:
@@ -204,21 +209,21 @@ def _fit_score(
     if l2 is None:
         l2 = _L2_GRID[1]
         if len(y) >= _MIN_CV_ROWS and len(set(folds.tolist())) == 3:
-            losses: dict[float, float] = dict.fromkeys(_L2_GRID, 0.0)
-            task_loss = mean_loss = 0.0
+            held: dict[float, NDArray[Any]] = {lam: np.zeros(len(y)) for lam in _L2_GRID}
+            task_p = np.zeros(len(y))
+            mean_loss = 0.0
             for f in range(3):
                 train, test = folds != f, folds == f
-                n_test = float(test.sum())
-                mean_loss += _log_loss(y[test], np.full(test.sum(), y[train].mean())) * n_test
+                mean_loss += _log_loss(y[test], np.full(test.sum(), y[train].mean())) * float(test.sum())
                 theta = _fit_logistic(tasks_only[train], y[train], _TASK_ONLY_L2)
-                task_loss += _log_loss(y[test], _predict_logistic(tasks_only[test], theta)) * n_test
+                task_p[test] = _predict_logistic(tasks_only[test], theta)
                 start: NDArray[Any] | None = None
                 for lam in _L2_GRID:  # warm start along the path: each fit starts from the previous one
                     start = _fit_logistic(x[train], y[train], lam, start)
-                    losses[lam] += _log_loss(y[test], _predict_logistic(x[test], start)) * n_test
-            loss, l2 = min((total / len(y), lam) for lam, total in losses.items())
-            cv = {"prompt": loss, "task": task_loss / len(y), "mean": mean_loss / len(y)}
-            if cv["task"] <= loss:
+                    held[lam][test] = _predict_logistic(x[test], start)
+            loss, l2 = min((_log_loss(y, p), lam) for lam, p in held.items())
+            cv = {"prompt": loss, "task": _log_loss(y, task_p), "mean": mean_loss / len(y)}
+            if not clearly_better(_row_log_loss(y, held[l2]) - _row_log_loss(y, task_p)):
                 form = "task"
     if form == "task":
         theta = _fit_logistic(tasks_only, y, _TASK_ONLY_L2)  # weights off the task columns stay 0: no signal

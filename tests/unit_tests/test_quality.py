@@ -217,3 +217,22 @@ def test_summed_expected_lengths_match_the_answers_cut_at_the_budget() -> None:
     predicted = sum(p.predict(r.prompt, r.input_tokens, r.task_type)[1]["m"].mean_tokens(40) for r in test)
     true = sum(r.output_tokens for r in test)
     assert predicted / true == pytest.approx(1.0, abs=0.2)
+
+
+def test_features_that_carry_nothing_fall_back_to_the_per_task_baseline() -> None:
+    """Lengths and scores drawn at random, whatever the prompt: cross-validation must keep per-task means."""
+    rng = random.Random(9)
+    rows = []
+    for i in range(200):
+        prompt = arithmetic(rng) if i % 2 else greeting(rng)
+        task = "math" if i % 2 else "chat"
+        for model in ("tiny-a", "tiny-b"):
+            tokens = round(20 * rng.lognormvariate(0.0, 0.6))
+            rows.append(Row(f"n{i}", prompt, model, float(rng.random() < 0.5), 8, tokens, task))
+    p = PromptPredictor.train(rows, encoder=HashingEncoder(256))
+    assert {m: p.spec.lengths[m].form for m in p.models} == {"tiny-a": "task", "tiny-b": "task"}
+    assert {m: p.spec.scores[m].form for m in p.scored_models} == {"tiny-a": "task", "tiny-b": "task"}
+    # and the fallback predicts like the task means: one length and one score per task, whatever the wording
+    _, one = p.predict("What is 4 plus 5?", 8, "math")
+    _, other = p.predict("Add 123 and 456.", 8, "math")
+    assert one["tiny-a"].mu == pytest.approx(other["tiny-a"].mu)
