@@ -265,8 +265,11 @@ def plan_call(
     *,
     run_id: str | None,
     started: bool,
+    explore: bool = True,
 ) -> RoutedCall:
     """Decide a call; ``kwargs`` loses the routing options, what is left goes to the candidate.
+
+    ``explore=False`` decides without exploring and spends none of the exploration budget (``explain``).
 
     Raises:
         UnknownModelError: ``model`` or ``exclude`` names a model the router does not have.
@@ -320,7 +323,7 @@ def plan_call(
         prompt_accuracy=estimate.accuracy if estimate is not None else None,
         prompt_output_tokens=estimate.output_tokens if estimate is not None else None,
         prompt_length_observations=estimate.length_observations if estimate is not None else None,
-        explorer=rt.explorer,
+        explorer=rt.explorer if explore else None,
     )
     can_fall_back = defaults.fallback and forced is None
     order = [decision.model]

@@ -47,7 +47,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from typing_extensions import Self
 
-from langchain_energyrouter.decide.exploration import ExplorationOptions
+from langchain_energyrouter.decide.exploration import ExplorationOptions, ExplorationStats
 from langchain_energyrouter.decide.scheduler import DEFAULT_CONSTRAINT_QUANTILE, Decision, Scheduler
 from langchain_energyrouter.decide.scoring import Constraints, Normalizer, Weights
 from langchain_energyrouter.energy.base import EnergyMeter
@@ -461,9 +461,11 @@ class EnergyAwareRouter(BaseChatModel):
         """The decision a call with these messages and options would get; no model runs.
 
         Accepts the same per-call options as ``invoke`` (``weights``, ``model``,
-        ``constraints``, ``task_type``, ``exclude``, ``max_tokens``, ``tools``).
+        ``constraints``, ``task_type``, ``exclude``, ``max_tokens``, ``tools``). It never explores and
+        spends none of the exploration budget: the decision shown is the one the costs alone make.
         """
-        return self.plan(input, **kwargs).decision
+        messages = self._convert_input(input).to_messages()
+        return self._plan(messages, dict(kwargs), None, explore=False).decision
 
     def plan(self, input: LanguageModelInput, *, stop: list[str] | None = None, **kwargs: Any) -> RoutedCall:
         """Decide a call without running it: the decision, the fallback order, and the attempts to come.
@@ -487,6 +489,12 @@ class EnergyAwareRouter(BaseChatModel):
         messages = self._convert_input(input).to_messages()
         return self._plan(messages, dict(kwargs), stop)
 
+    def exploration_stats(self) -> ExplorationStats | None:
+        """What exploration has done so far (routed decisions, explored ones, their expected extra joules and
+        the budget's base); None when ``exploration`` is off. ``explain`` is not counted."""
+        explorer = self._parts().explorer
+        return explorer.stats() if explorer is not None else None
+
     def flush_learning(self, timeout_s: float | None = 60.0) -> bool:
         """Wait until every measurement so far is learned from (with ``learn_in_background``); False on timeout."""
         return self._parts().live.flush(timeout_s)
@@ -497,6 +505,8 @@ class EnergyAwareRouter(BaseChatModel):
         kwargs: dict[str, Any],
         stop: list[str] | None,
         run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None = None,
+        *,
+        explore: bool = True,
     ) -> RoutedCall:
         given_run_id = kwargs.pop(RUN_ID_KEYWORD, None)
         run_id = str(run_manager.run_id) if run_manager is not None else given_run_id
@@ -507,7 +517,14 @@ class EnergyAwareRouter(BaseChatModel):
             self._ambient_options(), self.max_tokens, self.task_type, self.fallback, self.fallback_on
         )
         return plan_call(
-            self._parts(), messages, kwargs, stop, defaults, run_id=run_id, started=run_manager is not None
+            self._parts(),
+            messages,
+            kwargs,
+            stop,
+            defaults,
+            run_id=run_id,
+            started=run_manager is not None,
+            explore=explore,
         )
 
     def close(self) -> None:
