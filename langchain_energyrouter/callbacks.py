@@ -21,7 +21,7 @@ Two kinds of reading get special handling:
   ``model, error_type, error, runtime_s, energy_j, method, flags``), and a call
   whose every candidate raised ends in ``on_llm_error`` with a
   :class:`~langchain_energyrouter.errors.RoutingError` carrying the same list
-  as ``failures``. Their joules were spent, so they count in the totals, and
+  as ``routing_failures``. Their joules were spent, so they count in the totals, and
   also in :attr:`~EnergyCallbackHandler.failed_energy_j_by_method`.
 
 :func:`get_energy_callback` collects everything run inside a ``with`` block,
@@ -396,11 +396,18 @@ def _failure_reading(failure: Mapping[str, Any]) -> EnergyReading | None:
 
 
 def _failures_of_error(error: BaseException) -> list[Mapping[str, Any]]:
-    """The failed attempts an exception carries in ``failures``, as mappings.
+    """The failed attempts an exception carries, as mappings.
 
-    ``failures`` may be a list of ``routing["failures"]`` dicts, or a mapping of model
-    name -> such a dict (the model name filled in) or -> the exception (no reading).
+    The router attaches every attempt's reading to the error that leaves it as
+    ``routing_failures`` (the entries of ``routing["failures"]``): a
+    :class:`~langchain_energyrouter.errors.RoutingError` when every candidate raised, or the
+    candidate's own error when it could not fall back. Only without it is ``failures`` read:
+    a list of such dicts, or a mapping of model name -> such a dict (the model name filled in)
+    or -> the exception (no reading; ``RoutingError.failures`` has this shape).
     """
+    attempts = getattr(error, "routing_failures", None)
+    if isinstance(attempts, Sequence) and not isinstance(attempts, (str, bytes)) and attempts:
+        return [f for f in attempts if isinstance(f, Mapping)]
     failures = getattr(error, "failures", None)
     out: list[Mapping[str, Any]] = []
     if isinstance(failures, Mapping):
