@@ -21,7 +21,7 @@ Every result carries::
         busy                 {model: why} of candidates the call's admission refused (only when some were)
         energy_method_mismatch   {model: {"profile": ..., "meter": ...}} where the live meter measures
                              differently from the profile's energy data (only when some differ)
-        cache_hit            True on an answer replayed from a LangChain cache (then 0 J, flag "cache_hit")
+        cache_hit            True on an answer replayed from a LangChain cache (then method "none", flag "cache_hit")
     response_metadata["energy"]      EnergyReading.as_metadata() plus
         predicted_energy_j, predicted_runtime_s   the profile's prediction for the model that answered
     usage_metadata                   the candidate's own usage, else counted with its tokenizer
@@ -68,7 +68,7 @@ __all__ = [
 ]
 
 FLAG_CACHE_HIT = "cache_hit"
-"""Energy flag of an answer replayed from a LangChain cache: nothing ran, 0 J."""
+"""Energy flag of an answer replayed from a LangChain cache: nothing ran (method ``"none"``)."""
 
 
 # -- attempts ---------------------------------------------------------------------
@@ -274,15 +274,16 @@ async def astream(
 
 
 def cache_hit_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """``response_metadata`` of a replayed answer: the old routing, a 0 J reading flagged ``cache_hit``."""
+    """``response_metadata`` of a replayed answer: the old routing, and a reading of method ``"none"`` flagged
+    ``cache_hit`` (nothing ran; ``"estimate"`` would mix methods in a measured deployment's totals)."""
     reading = EnergyReading(
-        energy_j=0.0, energy_j_by_device={}, runtime_s=0.0, method="estimate", is_estimate=True, flags=(FLAG_CACHE_HIT,)
+        energy_j=None, energy_j_by_device={}, runtime_s=0.0, method="none", is_estimate=False, flags=(FLAG_CACHE_HIT,)
     )
     routing = {
         **(metadata.get("routing") or {}),
         "cache_hit": True,
         "failures": [],  # the first call's failed attempts were counted then
-        "measured_energy_j": 0.0,
+        "measured_energy_j": None,
         "measured_runtime_s": 0.0,
     }
     energy = {**reading.as_metadata()}
