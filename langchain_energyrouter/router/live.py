@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 class Attempt:
     """One try of one candidate: counted in flight and metered until :meth:`end`."""
 
-    __slots__ = ("_live", "_reading", "_release", "in_flight", "name", "window")
+    __slots__ = ("_live", "_reading", "_release", "in_flight", "load", "name", "window")
 
     def __init__(
         self, live: LiveState, name: str, meter: EnergyMeter, release: Callable[[str], None] | None = None
@@ -52,6 +52,9 @@ class Attempt:
         self._release = release
         self.in_flight = live.counter.increment(name)
         """Requests in flight on this candidate when the attempt began, this one included."""
+        self.load = live.load_of(name, self.in_flight)
+        """The load the learners divide this attempt's costs by: the figure a decision scales by (the
+        engine's count where it reports one and it is larger), so a learned base cost holds no load."""
         self._reading: EnergyReading | None = None
         self.window = MeterWindow(meter)
 
@@ -155,6 +158,14 @@ class LiveState:
             for name in names
         }
 
+    def load_of(self, name: str, in_flight: int) -> float:
+        """The load of ``name`` with ``in_flight`` of this process's requests on it (one more included), read
+        as :meth:`before_decision` reads it: the engine's own figure where it has one."""
+        reader = self.engines.get(name)
+        if reader is None:
+            return float(in_flight)
+        return load_for_decision(in_flight - 1, reader.load())
+
     def attempt(self, name: str, meter: EnergyMeter, release: Callable[[str], None] | None = None) -> Attempt:
         """Begin a try of ``name`` (counted in flight, metered; ``release(name)`` is called when it ends)."""
         return Attempt(self, name, meter, release)
@@ -178,7 +189,7 @@ class LiveState:
             "energy_j": reading.energy_j,
             "method": reading.method,
             "flags": reading.flags,
-            "in_flight": attempt.in_flight,
+            "in_flight": attempt.load,
             "output_capped": output_cap is not None and output_tokens >= output_cap,
         }
         if self.background is not None:
