@@ -62,6 +62,8 @@ class EnergyRecord:
         failed_attempt: ``None`` for the answer; for an attempt that raised, its position
             (0-based) among the run's failed attempts.
         error_type: for a failed attempt, the name of the exception it raised.
+        candidate: the router's name of the candidate (``routing["served_by"]``, or the failed
+            attempt's ``model``); None for a call that did not go through the router.
     """
 
     run_id: UUID
@@ -69,6 +71,16 @@ class EnergyRecord:
     reading: EnergyReading
     failed_attempt: int | None = None
     error_type: str | None = None
+    candidate: str | None = None
+
+    @property
+    def model_key(self) -> str:
+        """The key of the per-model totals: the router's candidate name, else the model name, else ``"unknown"``.
+
+        One name per candidate whether it answered or failed (the provider's name of an answer,
+        e.g. a file path, would differ from the router's name its failures carry).
+        """
+        return self.candidate or self.model_name or "unknown"
 
     @property
     def failed(self) -> bool:
@@ -141,7 +153,7 @@ class EnergyCallbackHandler(BaseCallbackHandler):
     # -- callbacks -------------------------------------------------------------
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         """Record the energy metadata of the first generation and its failed attempts, if present."""
-        energy, model_name, failures = _energy_model_and_failures(response)
+        energy, model_name, failures, served_by = _energy_model_and_failures(response)
         self._add_failures(run_id, failures)
         if energy is None:
             with self._lock:
@@ -152,7 +164,7 @@ class EnergyCallbackHandler(BaseCallbackHandler):
             except MeterError:
                 logger.warning("Ignoring malformed energy metadata of run %s: %r", run_id, energy)
             else:
-                self.add(EnergyRecord(run_id=run_id, model_name=model_name, reading=reading))
+                self.add(EnergyRecord(run_id=run_id, model_name=model_name, reading=reading, candidate=served_by))
         if self._forward_to is not None:
             self._forward_to.on_llm_end(response, run_id=run_id, **kwargs)
 
@@ -188,6 +200,7 @@ class EnergyCallbackHandler(BaseCallbackHandler):
                 reading=reading,
                 failed_attempt=index,
                 error_type=None if error_type is None else str(error_type),
+                candidate=None if model is None else str(model),
             )
             added += self.add(record)
         return added
@@ -203,7 +216,7 @@ class EnergyCallbackHandler(BaseCallbackHandler):
                 return False
             self._records[key] = record
             method = reading.method
-            model = record.model_name or "unknown"
+            model = record.model_key
             self._calls_by_method[method] = self._calls_by_method.get(method, 0) + 1
             _add(self._runtime_s_by_method, method, reading.runtime_s)
             if record.failed:
@@ -277,13 +290,18 @@ class EnergyCallbackHandler(BaseCallbackHandler):
 
     @property
     def energy_j_by_model(self) -> dict[str, dict[str, float]]:
-        """Model name -> method -> joules of non-overlapped readings (``"unknown"`` when no model name)."""
+        """Model -> method -> joules of non-overlapped readings, answers and failed attempts alike.
+
+        Keyed by the router's candidate name (:attr:`EnergyRecord.model_key`); a call that did not go
+        through the router by its model name (``"unknown"`` when it has none).
+        """
         with self._lock:
             return {model: dict(by_method) for model, by_method in self._energy_j_by_model.items()}
 
     @property
     def overlapped_energy_j_by_model(self) -> dict[str, dict[str, float]]:
-        """Model name -> method -> sum of overlapped readings (double-counts, like its by-method twin)."""
+        """Model -> method -> sum of overlapped readings (double-counts, like its by-method twin; keys as in
+        :attr:`energy_j_by_model`)."""
         with self._lock:
             return {model: dict(by_method) for model, by_method in self._overlapped_energy_j_by_model.items()}
 
@@ -317,7 +335,7 @@ class EnergyCallbackHandler(BaseCallbackHandler):
         Args:
             method: e.g. ``"nvml_counter"`` or ``"estimate"``. May be omitted
                 only when every record with joules used the same method.
-            model: restrict to this model name.
+            model: restrict to this model (a key of :attr:`energy_j_by_model`).
             overlapped: total the overlapped readings instead (an upper bound that
                 double-counts; see the class docstring). The default totals exclude them.
 
@@ -423,15 +441,15 @@ def _failures_of_error(error: BaseException) -> list[Mapping[str, Any]]:
 
 def _energy_model_and_failures(
     response: LLMResult,
-) -> tuple[Mapping[str, Any] | None, str | None, list[Mapping[str, Any]]]:
-    """``(energy metadata, model name, routing failures)`` of the first generation.
+) -> tuple[Mapping[str, Any] | None, str | None, list[Mapping[str, Any]], str | None]:
+    """``(energy metadata, model name, routing failures, routing["served_by"])`` of the first generation.
 
     Energy and model name come from the message's ``response_metadata`` or from ``generation_info``.
     """
     try:
         generation = response.generations[0][0]
     except IndexError:
-        return None, None, []
+        return None, None, [], None
     energy: Any = None
     model_name: Any = None
     routing: Any = None
@@ -453,7 +471,13 @@ def _energy_model_and_failures(
     raw = routing.get("failures") if isinstance(routing, Mapping) else None
     if isinstance(raw, Sequence) and not isinstance(raw, (str, bytes)):
         failures = [f for f in raw if isinstance(f, Mapping)]
-    return energy, None if model_name is None else str(model_name), failures
+    served_by = routing.get("served_by") if isinstance(routing, Mapping) else None
+    return (
+        energy,
+        None if model_name is None else str(model_name),
+        failures,
+        None if served_by is None else str(served_by),
+    )
 
 
 _energy_callback_var: ContextVar[EnergyCallbackHandler | None] = ContextVar(

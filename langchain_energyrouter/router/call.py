@@ -194,6 +194,8 @@ class RoutedCall:
         candidate = self.decision.candidates[name]
         routing = self.decision.as_dict()
         routing["served_by"] = name
+        if name != self.decision.model:  # a fallback: the predictions beside the measurement are the server's
+            routing.update(_predicted(candidate))
         routing["run_id"] = self.run_id
         routing["failures"] = list(self.failures)
         if self.busy:
@@ -239,6 +241,17 @@ class RoutedCall:
             length = LengthObservation(routing, self.run_id, generated, capped)
         rt.live.observe(self.decision.candidates[name], self.attempts[name], reading, generated, cap, length)
         return generated
+
+
+def _predicted(candidate: Any) -> dict[str, Any]:
+    """The ``predicted_*`` keys of ``routing`` for ``candidate`` (as :meth:`Decision.as_dict` gives the choice's)."""
+    return {
+        "predicted_output_tokens": candidate.predicted_output_tokens,
+        "predicted_output_tokens_median": candidate.output_tokens_median,
+        "predicted_output_tokens_upper": candidate.output_tokens_upper,
+        "predicted_runtime_s": candidate.predicted_runtime_s,
+        "predicted_energy_j": candidate.predicted_energy_j,
+    }
 
 
 # -- planning -------------------------------------------------------------------

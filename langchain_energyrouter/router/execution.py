@@ -15,6 +15,8 @@ Every result carries::
     response_metadata["model_name"]  the provider's model name (the candidate's model_id where it sets none)
     response_metadata["routing"]     Decision.as_dict() plus
         served_by            the candidate (router name) that answered; "model" is the scheduler's choice
+        predicted_*          the predictions of served_by (after a fallback not the choice's, which stay
+                             under candidates[model]), so they sit beside that model's measurement
         failures             [{model, error_type, error, runtime_s, energy_j, method, flags}] of attempts that raised
         measured_energy_j    the meter's joules (None when not measured locally)
         measured_runtime_s   the meter's wall time in seconds
