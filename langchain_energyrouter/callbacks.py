@@ -41,10 +41,11 @@ from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.tracers.context import register_configure_hook
 
-from langchain_energyrouter.energy.base import FLAG_OVERLAPPED, EnergyReading
+from langchain_energyrouter.energy.base import ENERGY_EVENT, FLAG_OVERLAPPED, EnergyReading
 from langchain_energyrouter.errors import MeterError
 
 logger = logging.getLogger(__name__)
@@ -168,6 +169,19 @@ class EnergyCallbackHandler(BaseCallbackHandler):
         if self._forward_to is not None:
             self._forward_to.on_llm_end(response, run_id=run_id, **kwargs)
 
+    def on_custom_event(
+        self, name: str, data: Any, *, run_id: UUID, tags: list[str] | None = None, metadata: Any = None, **_: Any
+    ) -> None:
+        """Record energy delivered after the model run ended (:data:`~langchain_energyrouter.energy.base.ENERGY_EVENT`:
+        the agent middleware's steps), as that run's; a run counted without energy then has it."""
+        if name != ENERGY_EVENT or not isinstance(data, Mapping):
+            return
+        message, model_run = data.get("message"), data.get("run_id")
+        if not isinstance(message, BaseMessage):
+            return
+        model_run_id = _run_uuid(str(model_run)) or run_id
+        self.on_llm_end(LLMResult(generations=[[ChatGeneration(message=message)]]), run_id=model_run_id)
+
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """Record the failed attempts a :class:`~langchain_energyrouter.errors.RoutingError` carries.
 
@@ -215,6 +229,8 @@ class EnergyCallbackHandler(BaseCallbackHandler):
             if key in self._records:
                 return False
             self._records[key] = record
+            if record.failed_attempt is None:
+                self._runs_without_energy.discard(record.run_id)  # its energy came after its end (middleware)
             method = reading.method
             model = record.model_key
             self._calls_by_method[method] = self._calls_by_method.get(method, 0) + 1
@@ -392,6 +408,17 @@ class EnergyCallbackHandler(BaseCallbackHandler):
         return (
             f"EnergyCallbackHandler(calls={self.calls_by_method}, energy_j_by_method={self.energy_j_by_method}{extra})"
         )
+
+
+def _run_uuid(text: str) -> UUID | None:
+    """The run id in ``text``: a UUID, or one followed by a generation index (``<run id>-0``, as LangChain
+    names an answer ``lc_run--<run id>-<index>``)."""
+    for candidate in (text, text.rpartition("-")[0]):
+        try:
+            return UUID(candidate)
+        except ValueError:
+            continue
+    return None
 
 
 def _failure_reading(failure: Mapping[str, Any]) -> EnergyReading | None:
