@@ -123,8 +123,10 @@ class RoutedCall:
         return name not in self.parts.tool_reasons
 
     # -- attempts ------------------------------------------------------------------
-    def attempt(self, name: str) -> Attempt | None:
-        """Begin the try of ``name``: admitted, counted in flight and metered; None when the admission refuses."""
+    def attempt(self, name: str, *, start_window: bool = True) -> Attempt | None:
+        """Begin the try of ``name``: admitted, counted in flight and metered (from now, or from
+        :meth:`Attempt.start_window <langchain_energyrouter.router.live.Attempt.start_window>` when
+        ``start_window=False``); None when the admission refuses."""
         release: Callable[[str], None] | None = None
         if self.admission is not None:
             if not self.admission.try_acquire(name):
@@ -132,7 +134,8 @@ class RoutedCall:
                 return None
             release = self.admission.release
         try:
-            attempt = self.parts.live.attempt(name, self.parts.meters.meter_for(name), release=release)
+            meter = self.parts.meters.meter_for(name)
+            attempt = self.parts.live.attempt(name, meter, release=release, start=start_window)
         except BaseException:
             if release is not None:
                 release(name)
