@@ -21,7 +21,7 @@ Two kinds of reading get special handling:
   ``model, error_type, error, runtime_s, energy_j, method, flags``), and a call
   whose every candidate raised ends in ``on_llm_error`` with a
   :class:`~langchain_energyrouter.errors.RoutingError` carrying the same list
-  as ``failures``. Their joules were spent, so they count in the totals, and
+  as ``routing_failures``. Their joules were spent, so they count in the totals, and
   also in :attr:`~EnergyCallbackHandler.failed_energy_j_by_method`.
 
 :func:`get_energy_callback` collects everything run inside a ``with`` block,
@@ -41,10 +41,11 @@ from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.tracers.context import register_configure_hook
 
-from langchain_energyrouter.energy.base import FLAG_OVERLAPPED, EnergyReading
+from langchain_energyrouter.energy.base import ENERGY_EVENT, FLAG_OVERLAPPED, EnergyReading
 from langchain_energyrouter.errors import MeterError
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ class EnergyRecord:
         failed_attempt: ``None`` for the answer; for an attempt that raised, its position
             (0-based) among the run's failed attempts.
         error_type: for a failed attempt, the name of the exception it raised.
+        candidate: the router's name of the candidate (``routing["served_by"]``, or the failed
+            attempt's ``model``); None for a call that did not go through the router.
     """
 
     run_id: UUID
@@ -69,6 +72,16 @@ class EnergyRecord:
     reading: EnergyReading
     failed_attempt: int | None = None
     error_type: str | None = None
+    candidate: str | None = None
+
+    @property
+    def model_key(self) -> str:
+        """The key of the per-model totals: the router's candidate name, else the model name, else ``"unknown"``.
+
+        One name per candidate whether it answered or failed (the provider's name of an answer,
+        e.g. a file path, would differ from the router's name its failures carry).
+        """
+        return self.candidate or self.model_name or "unknown"
 
     @property
     def failed(self) -> bool:
@@ -141,7 +154,7 @@ class EnergyCallbackHandler(BaseCallbackHandler):
     # -- callbacks -------------------------------------------------------------
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         """Record the energy metadata of the first generation and its failed attempts, if present."""
-        energy, model_name, failures = _energy_model_and_failures(response)
+        energy, model_name, failures, served_by = _energy_model_and_failures(response)
         self._add_failures(run_id, failures)
         if energy is None:
             with self._lock:
@@ -152,9 +165,22 @@ class EnergyCallbackHandler(BaseCallbackHandler):
             except MeterError:
                 logger.warning("Ignoring malformed energy metadata of run %s: %r", run_id, energy)
             else:
-                self.add(EnergyRecord(run_id=run_id, model_name=model_name, reading=reading))
+                self.add(EnergyRecord(run_id=run_id, model_name=model_name, reading=reading, candidate=served_by))
         if self._forward_to is not None:
             self._forward_to.on_llm_end(response, run_id=run_id, **kwargs)
+
+    def on_custom_event(
+        self, name: str, data: Any, *, run_id: UUID, tags: list[str] | None = None, metadata: Any = None, **_: Any
+    ) -> None:
+        """Record energy delivered after the model run ended (:data:`~langchain_energyrouter.energy.base.ENERGY_EVENT`:
+        the agent middleware's steps), as that run's; a run counted without energy then has it."""
+        if name != ENERGY_EVENT or not isinstance(data, Mapping):
+            return
+        message, model_run = data.get("message"), data.get("run_id")
+        if not isinstance(message, BaseMessage):
+            return
+        model_run_id = _run_uuid(str(model_run)) or run_id
+        self.on_llm_end(LLMResult(generations=[[ChatGeneration(message=message)]]), run_id=model_run_id)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """Record the failed attempts a :class:`~langchain_energyrouter.errors.RoutingError` carries.
@@ -188,6 +214,7 @@ class EnergyCallbackHandler(BaseCallbackHandler):
                 reading=reading,
                 failed_attempt=index,
                 error_type=None if error_type is None else str(error_type),
+                candidate=None if model is None else str(model),
             )
             added += self.add(record)
         return added
@@ -202,8 +229,10 @@ class EnergyCallbackHandler(BaseCallbackHandler):
             if key in self._records:
                 return False
             self._records[key] = record
+            if record.failed_attempt is None:
+                self._runs_without_energy.discard(record.run_id)  # its energy came after its end (middleware)
             method = reading.method
-            model = record.model_name or "unknown"
+            model = record.model_key
             self._calls_by_method[method] = self._calls_by_method.get(method, 0) + 1
             _add(self._runtime_s_by_method, method, reading.runtime_s)
             if record.failed:
@@ -277,13 +306,18 @@ class EnergyCallbackHandler(BaseCallbackHandler):
 
     @property
     def energy_j_by_model(self) -> dict[str, dict[str, float]]:
-        """Model name -> method -> joules of non-overlapped readings (``"unknown"`` when no model name)."""
+        """Model -> method -> joules of non-overlapped readings, answers and failed attempts alike.
+
+        Keyed by the router's candidate name (:attr:`EnergyRecord.model_key`); a call that did not go
+        through the router by its model name (``"unknown"`` when it has none).
+        """
         with self._lock:
             return {model: dict(by_method) for model, by_method in self._energy_j_by_model.items()}
 
     @property
     def overlapped_energy_j_by_model(self) -> dict[str, dict[str, float]]:
-        """Model name -> method -> sum of overlapped readings (double-counts, like its by-method twin)."""
+        """Model -> method -> sum of overlapped readings (double-counts, like its by-method twin; keys as in
+        :attr:`energy_j_by_model`)."""
         with self._lock:
             return {model: dict(by_method) for model, by_method in self._overlapped_energy_j_by_model.items()}
 
@@ -317,7 +351,7 @@ class EnergyCallbackHandler(BaseCallbackHandler):
         Args:
             method: e.g. ``"nvml_counter"`` or ``"estimate"``. May be omitted
                 only when every record with joules used the same method.
-            model: restrict to this model name.
+            model: restrict to this model (a key of :attr:`energy_j_by_model`).
             overlapped: total the overlapped readings instead (an upper bound that
                 double-counts; see the class docstring). The default totals exclude them.
 
@@ -376,6 +410,17 @@ class EnergyCallbackHandler(BaseCallbackHandler):
         )
 
 
+def _run_uuid(text: str) -> UUID | None:
+    """The run id in ``text``: a UUID, or one followed by a generation index (``<run id>-0``, as LangChain
+    names an answer ``lc_run--<run id>-<index>``)."""
+    for candidate in (text, text.rpartition("-")[0]):
+        try:
+            return UUID(candidate)
+        except ValueError:
+            continue
+    return None
+
+
 def _failure_reading(failure: Mapping[str, Any]) -> EnergyReading | None:
     """The reading of one ``routing["failures"]`` entry, or None when it has none (or a malformed one).
 
@@ -396,11 +441,18 @@ def _failure_reading(failure: Mapping[str, Any]) -> EnergyReading | None:
 
 
 def _failures_of_error(error: BaseException) -> list[Mapping[str, Any]]:
-    """The failed attempts an exception carries in ``failures``, as mappings.
+    """The failed attempts an exception carries, as mappings.
 
-    ``failures`` may be a list of ``routing["failures"]`` dicts, or a mapping of model
-    name -> such a dict (the model name filled in) or -> the exception (no reading).
+    The router attaches every attempt's reading to the error that leaves it as
+    ``routing_failures`` (the entries of ``routing["failures"]``): a
+    :class:`~langchain_energyrouter.errors.RoutingError` when every candidate raised, or the
+    candidate's own error when it could not fall back. Only without it is ``failures`` read:
+    a list of such dicts, or a mapping of model name -> such a dict (the model name filled in)
+    or -> the exception (no reading; ``RoutingError.failures`` has this shape).
     """
+    attempts = getattr(error, "routing_failures", None)
+    if isinstance(attempts, Sequence) and not isinstance(attempts, (str, bytes)) and attempts:
+        return [f for f in attempts if isinstance(f, Mapping)]
     failures = getattr(error, "failures", None)
     out: list[Mapping[str, Any]] = []
     if isinstance(failures, Mapping):
@@ -416,15 +468,15 @@ def _failures_of_error(error: BaseException) -> list[Mapping[str, Any]]:
 
 def _energy_model_and_failures(
     response: LLMResult,
-) -> tuple[Mapping[str, Any] | None, str | None, list[Mapping[str, Any]]]:
-    """``(energy metadata, model name, routing failures)`` of the first generation.
+) -> tuple[Mapping[str, Any] | None, str | None, list[Mapping[str, Any]], str | None]:
+    """``(energy metadata, model name, routing failures, routing["served_by"])`` of the first generation.
 
     Energy and model name come from the message's ``response_metadata`` or from ``generation_info``.
     """
     try:
         generation = response.generations[0][0]
     except IndexError:
-        return None, None, []
+        return None, None, [], None
     energy: Any = None
     model_name: Any = None
     routing: Any = None
@@ -446,7 +498,13 @@ def _energy_model_and_failures(
     raw = routing.get("failures") if isinstance(routing, Mapping) else None
     if isinstance(raw, Sequence) and not isinstance(raw, (str, bytes)):
         failures = [f for f in raw if isinstance(f, Mapping)]
-    return energy, None if model_name is None else str(model_name), failures
+    served_by = routing.get("served_by") if isinstance(routing, Mapping) else None
+    return (
+        energy,
+        None if model_name is None else str(model_name),
+        failures,
+        None if served_by is None else str(served_by),
+    )
 
 
 _energy_callback_var: ContextVar[EnergyCallbackHandler | None] = ContextVar(

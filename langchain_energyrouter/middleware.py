@@ -13,6 +13,10 @@ learning, and the answer carries the same metadata as a router answer::
     response_metadata["energy"]    EnergyReading.as_metadata() plus predicted_energy_j, predicted_runtime_s
     usage_metadata                 the candidate's own usage, else counted with its tokenizer
 
+The candidate's ``on_llm_end`` fires before that metadata exists, so the middleware then dispatches it as a
+LangChain custom event (``energyrouter_energy``) for the step's run; the energy callbacks
+(:class:`~langchain_energyrouter.callbacks.EnergyCallbackHandler`, ``get_energy_callback()``) record it.
+
 Steps with tools bound go only to candidates that call tools. With ``answer_steps="any_model"``,
 a step that follows a tool result (usually the agent's answer) may go to any candidate: one that
 cannot call tools gets the step without tools and with the tool turns written out as plain text
@@ -25,10 +29,12 @@ Per-run routing options work as for the router: ``agent.invoke(..., config={"con
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.callbacks.manager import adispatch_custom_event, dispatch_custom_event
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatResult
@@ -44,13 +50,15 @@ except ImportError as err:  # pragma: no cover - depends on the installed extras
         "pip install 'langchain-energyrouter[agents]'."
     ) from err
 
-from langchain_energyrouter.energy.base import EnergyReading
+from langchain_energyrouter.energy.base import ENERGY_EVENT, EnergyReading
 from langchain_energyrouter.router import EnergyAwareRouter
 from langchain_energyrouter.router.call import RoutedCall
 from langchain_energyrouter.router.candidates import local_pipeline
 from langchain_energyrouter.router.tokens import message_text
 
 __all__ = ["EnergyRoutingMiddleware", "plain_conversation"]
+
+logger = logging.getLogger(__name__)
 
 _RUN_ID_PREFIX = f"{LC_ID_PREFIX}-"
 """LangChain names an answer ``lc_run--<run id>``: the model call's run id follows this prefix."""
@@ -249,7 +257,14 @@ class EnergyRoutingMiddleware(AgentMiddleware):
                 if not call.failed(name, err, attempt.end()):
                     raise
                 continue
-            return self._finish(call, name, response, attempt.end())  # type: ignore[no-any-return]
+            finished = self._finish(call, name, response, attempt.end())
+            event = _energy_event(call, finished)
+            if event is not None:
+                try:
+                    dispatch_custom_event(ENERGY_EVENT, event)
+                except RuntimeError as err:  # no parent run (called outside a runnable): nobody to tell
+                    logger.debug("Energy event not dispatched: %s", err)
+            return finished  # type: ignore[no-any-return]
         raise call.all_failed()
 
     async def awrap_model_call(
@@ -267,5 +282,22 @@ class EnergyRoutingMiddleware(AgentMiddleware):
                 if not call.failed(name, err, attempt.end()):
                     raise
                 continue
-            return self._finish(call, name, response, attempt.end())  # type: ignore[no-any-return]
+            finished = self._finish(call, name, response, attempt.end())
+            event = _energy_event(call, finished)
+            if event is not None:
+                try:
+                    await adispatch_custom_event(ENERGY_EVENT, event)
+                except RuntimeError as err:  # no parent run (called outside a runnable): nobody to tell
+                    logger.debug("Energy event not dispatched: %s", err)
+            return finished  # type: ignore[no-any-return]
         raise call.all_failed()
+
+
+def _energy_event(call: RoutedCall, response: Any) -> dict[str, Any] | None:
+    """The :data:`ENERGY_EVENT` data of a finished step: the candidate's ``on_llm_end`` fired before the
+    metadata was attached, so energy callbacks hear of it this way."""
+    inner = response.model_response if isinstance(response, ExtendedModelResponse) else response
+    for message in inner.result:
+        if isinstance(message, AIMessage) and "energy" in message.response_metadata:
+            return {"run_id": call.run_id, "message": message}
+    return None

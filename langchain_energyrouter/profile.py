@@ -205,6 +205,20 @@ class LoadModel(_Strict):
     """Largest load measured; predictions beyond are flagged ``load_extrapolated``."""
     fit: FitStats | None = None
 
+    @model_validator(mode="after")
+    def _runtime_factor_positive(self) -> LoadModel:
+        # The runtime factor is smallest for a request alone (n = 1): 1 - runtime_per_request * (ref - 1).
+        # At or below 0 it predicts 0 s (or less) and the learner would divide measurements by it.
+        alone = 1.0 + self.runtime_per_request * (1.0 - self.reference_load)
+        if not alone > 0:
+            raise ValueError(
+                f"runtime_per_request={self.runtime_per_request} with reference_load={self.reference_load} "
+                f"gives a runtime factor of {alone:g} for a request alone (1 + runtime_per_request * "
+                "(1 - reference_load)); it must be > 0: lower runtime_per_request below "
+                f"{1.0 / (self.reference_load - 1.0):g} or reference_load, or refit the load model"
+            )
+        return self
+
     def factors(self, in_flight: float) -> tuple[float, float]:
         """``(runtime factor, energy factor)`` at ``in_flight`` requests (this one included)."""
         return load_factors(self.compile(), in_flight)

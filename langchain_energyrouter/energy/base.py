@@ -54,6 +54,11 @@ METHODS: tuple[str, ...] = ("nvml_counter", "nvml_poll", "rapl", "estimate", "no
 
 _MeterT = TypeVar("_MeterT", bound="CumulativeMeter")
 
+ENERGY_EVENT = "energyrouter_energy"
+"""Name of the LangChain custom event that delivers a model run's energy metadata after its ``on_llm_end``
+(the agent middleware attaches it once the candidate has answered); data: ``{"run_id": str, "message":
+AIMessage}``. :class:`~langchain_energyrouter.callbacks.EnergyCallbackHandler` records it as the run's."""
+
 FLAG_BELOW_RESOLUTION = "below_resolution"
 FLAG_OVERLAPPED = "overlapped"
 FLAG_COUNTER_WENT_BACKWARDS = "counter_went_backwards"
@@ -334,6 +339,7 @@ class CumulativeMeter(ABC):
 
 
 __all__ = [
+    "ENERGY_EVENT",
     "FLAG_BELOW_RESOLUTION",
     "FLAG_COUNTER_WENT_BACKWARDS",
     "FLAG_COUNTER_WRAPPED",

@@ -10,20 +10,25 @@ Which meter a candidate gets (:meth:`CandidateMeters.meter_for`):
   RAPL, else the CPU-time estimate;
 * a remote candidate: :class:`~langchain_energyrouter.energy.NullMeter` (time only).
 
-Candidates on one device share one meter, so their windows see each other
-(``overlapped``). A meter that raises in ``begin`` or ``end`` degrades the
+Every window opened here also registers with the process's :class:`DeviceWindows`, keyed by
+physical device (a GPU by its label ``cuda:N``, every CPU-side meter as the one host), so windows
+of different meters see each other: two routers in one process, a ``model_copy`` of a router, the
+agent middleware's router, or NVML meters over ``cuda:0`` and ``cuda:0,cuda:1`` all flag the
+readings that shared a device ``overlapped``. A meter that raises in ``begin`` or ``end`` degrades the
 answer to a reading without joules (method ``"none"``, flag ``"meter_failed"``)
 instead of failing the user's request (:class:`MeterWindow`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
-from collections.abc import Mapping
+import weakref
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from langchain_energyrouter.energy.base import EnergyMeter, EnergyReading
+from langchain_energyrouter.energy.base import FLAG_OVERLAPPED, EnergyMeter, EnergyReading
 from langchain_energyrouter.energy.null import NullMeter
 
 FLAG_METER_FAILED = "meter_failed"
@@ -35,7 +40,84 @@ GPU_METHODS = ("nvml_counter", "nvml_poll", "none")
 CPU_METHODS = ("rapl", "estimate")
 """Meters tried, in order, for a candidate on the CPU (or on a local device the router cannot tell)."""
 
-__all__ = ["CPU_METHODS", "FLAG_METER_FAILED", "GPU_METHODS", "CandidateMeters", "MeterWindow"]
+HOST_DEVICE = "host"
+"""The key every CPU-side device (RAPL package, the process's CPU time) shares in :class:`DeviceWindows`."""
+
+__all__ = [
+    "CPU_METHODS",
+    "FLAG_METER_FAILED",
+    "GPU_METHODS",
+    "HOST_DEVICE",
+    "CandidateMeters",
+    "DeviceWindows",
+    "MeterWindow",
+    "physical_devices",
+]
+
+
+def physical_devices(meter: EnergyMeter) -> tuple[str, ...]:
+    """The physical devices ``meter`` measures: GPU labels as they are, CPU-side ones as :data:`HOST_DEVICE`.
+
+    A meter that measures nothing locally (method ``"none"``) or does not say what it measures has none.
+    """
+    if meter.method == "none":
+        return ()
+    labels: Iterable[Any] = getattr(meter, "devices", None) or ()
+    keys = {str(label) if str(label).startswith(("cuda", "GPU-")) else HOST_DEVICE for label in labels}
+    return tuple(sorted(keys))
+
+
+class _Span:
+    """One window's place in :class:`DeviceWindows` (weakly held: a window dropped unended is forgotten)."""
+
+    __slots__ = ("__weakref__", "devices", "overlapped")
+
+    def __init__(self, devices: tuple[str, ...]) -> None:
+        self.devices = devices
+        self.overlapped = False
+
+
+class DeviceWindows:
+    """Which metered windows are open on which physical device, across every meter and router; thread-safe.
+
+    A meter's own tracker sees only that meter's windows; this sees all of them, so readings of
+    meters that share a device are flagged ``overlapped`` whoever created the meters. Windows are
+    held weakly: one its caller dropped without ending stops counting once collected.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[str, weakref.WeakSet[_Span]] = {}
+
+    def open(self, devices: tuple[str, ...]) -> _Span:
+        """Register a window on ``devices``; it and every window open there now are marked overlapped."""
+        span = _Span(devices)
+        with self._lock:
+            for device in devices:
+                others = self._open.setdefault(device, weakref.WeakSet())
+                for other in others:
+                    other.overlapped = span.overlapped = True
+                others.add(span)
+        return span
+
+    def close(self, span: _Span) -> bool:
+        """Unregister ``span``; whether another window shared one of its devices at any moment of it."""
+        with self._lock:
+            for device in span.devices:
+                windows = self._open.get(device)
+                if windows is not None:
+                    windows.discard(span)
+            return span.overlapped
+
+    def open_count(self, device: str) -> int:
+        """Windows open on ``device`` now."""
+        with self._lock:
+            return len(self._open.get(device, ()))
+
+
+PROCESS_WINDOWS = DeviceWindows()
+"""The process's one :class:`DeviceWindows`. A module-level instance on purpose: energy is per physical
+device, and every meter and router in the process shares the devices."""
 
 
 def _build_meter(device: str) -> EnergyMeter:
@@ -112,12 +194,14 @@ class MeterWindow:
         >>> reading = window.end()
     """
 
-    __slots__ = ("_handle", "_meter", "_start_s", "error")
+    __slots__ = ("_devices", "_handle", "_meter", "_span", "_start_s", "error")
 
-    def __init__(self, meter: EnergyMeter) -> None:
+    def __init__(self, meter: EnergyMeter, devices: DeviceWindows | None = None) -> None:
         self._meter = meter
+        self._devices = PROCESS_WINDOWS if devices is None else devices
         self.error: BaseException | None = None
         """What the meter raised, if it did."""
+        self._span = self._devices.open(physical_devices(meter))
         self._start_s = time.perf_counter()
         self._handle: Any = None
         try:
@@ -126,7 +210,15 @@ class MeterWindow:
             self.error = err
 
     def end(self) -> EnergyReading:
-        """Close the window: the meter's reading, or method ``"none"`` flagged ``meter_failed``."""
+        """Close the window: the meter's reading (flagged ``overlapped`` when another window, of any meter,
+        shared a device), or method ``"none"`` flagged ``meter_failed``."""
+        reading = self._end()
+        overlapped = self._devices.close(self._span)
+        if overlapped and reading.energy_j is not None and FLAG_OVERLAPPED not in reading.flags:
+            reading = dataclasses.replace(reading, flags=(*reading.flags, FLAG_OVERLAPPED))
+        return reading
+
+    def _end(self) -> EnergyReading:
         if self.error is None:
             try:
                 return self._meter.end(self._handle)

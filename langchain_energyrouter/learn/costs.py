@@ -4,9 +4,10 @@ Hot path: standard library only (no numpy); one update costs a few microseconds.
 
 :class:`CostLearner` manages every model of a profile: it routes a measurement to the
 right learners (joules of one energy method never train a model fitted on another;
-counter resets and 0 J below-resolution readings are not training data; measurements
-are divided by the load factor first) and returns a :class:`LearnedCosts` snapshot the
-scheduler uses in place of the prior's coefficients. Every learner has ``to_state()``
+counter resets and 0 J below-resolution readings are not training data, nor is anything
+of an overlapped reading but its length; measurements are divided by the load factor
+first) and returns a :class:`LearnedCosts` snapshot the scheduler uses in place of the
+prior's coefficients. Every learner has ``to_state()``
 (a JSON-able dict) and ``from_state()`` for persistence.
 
 The learners: :class:`~langchain_energyrouter.learn.linear.LinearCostLearner` (runtime and joules) and
@@ -154,7 +155,8 @@ class CostLearner:
                 equals the profile's ``energy_method`` (runtime learns whatever the method).
             flags: the reading's flags. ``counter_went_backwards``, ``overlapped`` (a whole
                 device's energy, not this call's) and 0 J with ``below_resolution`` keep the
-                joules out of training.
+                joules out of training; ``overlapped`` keeps the runtime out too (the device
+                was shared in a way the load model did not see).
             load: requests in flight on the model during the call, this one included; the
                 measurement is divided by the profile's load factor first.
             output_capped: the generation hit the request's token cap (its length is censored).
@@ -172,6 +174,8 @@ class CostLearner:
             learned = False
             if runtime_s is None:
                 self._ignore("runtime: not measured")
+            elif FLAG_OVERLAPPED in flag_set:  # another call shared the device: its time is not this call's alone
+                self._ignore("runtime: overlapped window")
             elif learners.runtime.update(input_tokens, output_tokens, runtime_s / runtime_factor):
                 learned = True
             else:

@@ -123,8 +123,10 @@ class RoutedCall:
         return name not in self.parts.tool_reasons
 
     # -- attempts ------------------------------------------------------------------
-    def attempt(self, name: str) -> Attempt | None:
-        """Begin the try of ``name``: admitted, counted in flight and metered; None when the admission refuses."""
+    def attempt(self, name: str, *, start_window: bool = True) -> Attempt | None:
+        """Begin the try of ``name``: admitted, counted in flight and metered (from now, or from
+        :meth:`Attempt.start_window <langchain_energyrouter.router.live.Attempt.start_window>` when
+        ``start_window=False``); None when the admission refuses."""
         release: Callable[[str], None] | None = None
         if self.admission is not None:
             if not self.admission.try_acquire(name):
@@ -132,7 +134,8 @@ class RoutedCall:
                 return None
             release = self.admission.release
         try:
-            attempt = self.parts.live.attempt(name, self.parts.meters.meter_for(name), release=release)
+            meter = self.parts.meters.meter_for(name)
+            attempt = self.parts.live.attempt(name, meter, release=release, start=start_window)
         except BaseException:
             if release is not None:
                 release(name)
@@ -194,6 +197,8 @@ class RoutedCall:
         candidate = self.decision.candidates[name]
         routing = self.decision.as_dict()
         routing["served_by"] = name
+        if name != self.decision.model:  # a fallback: the predictions beside the measurement are the server's
+            routing.update(_predicted(candidate))
         routing["run_id"] = self.run_id
         routing["failures"] = list(self.failures)
         if self.busy:
@@ -239,6 +244,17 @@ class RoutedCall:
             length = LengthObservation(routing, self.run_id, generated, capped)
         rt.live.observe(self.decision.candidates[name], self.attempts[name], reading, generated, cap, length)
         return generated
+
+
+def _predicted(candidate: Any) -> dict[str, Any]:
+    """The ``predicted_*`` keys of ``routing`` for ``candidate`` (as :meth:`Decision.as_dict` gives the choice's)."""
+    return {
+        "predicted_output_tokens": candidate.predicted_output_tokens,
+        "predicted_output_tokens_median": candidate.output_tokens_median,
+        "predicted_output_tokens_upper": candidate.output_tokens_upper,
+        "predicted_runtime_s": candidate.predicted_runtime_s,
+        "predicted_energy_j": candidate.predicted_energy_j,
+    }
 
 
 # -- planning -------------------------------------------------------------------

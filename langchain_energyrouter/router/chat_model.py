@@ -357,7 +357,7 @@ class EnergyAwareRouter(BaseChatModel):
         return params
 
     def _convert_cached_generations(self, cache_val: list[Generation]) -> list[ChatGeneration]:
-        """Replayed answers: nothing ran, so the energy is 0 J (flag ``cache_hit``), never the first call's."""
+        """Replayed answers: nothing ran, so no joules (method ``"none"``, flag ``cache_hit``), not the first call's."""
         generations = []
         for generation in super()._convert_cached_generations(cache_val):
             message = generation.message

@@ -15,13 +15,15 @@ Every result carries::
     response_metadata["model_name"]  the provider's model name (the candidate's model_id where it sets none)
     response_metadata["routing"]     Decision.as_dict() plus
         served_by            the candidate (router name) that answered; "model" is the scheduler's choice
+        predicted_*          the predictions of served_by (after a fallback not the choice's, which stay
+                             under candidates[model]), so they sit beside that model's measurement
         failures             [{model, error_type, error, runtime_s, energy_j, method, flags}] of attempts that raised
         measured_energy_j    the meter's joules (None when not measured locally)
         measured_runtime_s   the meter's wall time in seconds
         busy                 {model: why} of candidates the call's admission refused (only when some were)
         energy_method_mismatch   {model: {"profile": ..., "meter": ...}} where the live meter measures
                              differently from the profile's energy data (only when some differ)
-        cache_hit            True on an answer replayed from a LangChain cache (then 0 J, flag "cache_hit")
+        cache_hit            True on an answer replayed from a LangChain cache (then method "none", flag "cache_hit")
     response_metadata["energy"]      EnergyReading.as_metadata() plus
         predicted_energy_j, predicted_runtime_s   the profile's prediction for the model that answered
     usage_metadata                   the candidate's own usage, else counted with its tokenizer
@@ -46,7 +48,8 @@ from langchain_energyrouter.energy.base import EnergyReading
 from langchain_energyrouter.router.call import candidate_call
 from langchain_energyrouter.router.candidates import local_pipeline
 from langchain_energyrouter.router.chunks import StreamTracker, to_chunk
-from langchain_energyrouter.router.local_stream import iterate_in_thread, stream_local_pipeline, truncate_result
+from langchain_energyrouter.router.local_stream import stream_local_pipeline, truncate_result
+from langchain_energyrouter.router.stream_ahead import StreamAhead
 from langchain_energyrouter.router.tokens import message_text
 
 if TYPE_CHECKING:
@@ -68,26 +71,31 @@ __all__ = [
 ]
 
 FLAG_CACHE_HIT = "cache_hit"
-"""Energy flag of an answer replayed from a LangChain cache: nothing ran, 0 J."""
+"""Energy flag of an answer replayed from a LangChain cache: nothing ran (method ``"none"``)."""
 
 
 # -- attempts ---------------------------------------------------------------------
-def start_attempt(name: str, plan: RoutedCall) -> tuple[BaseChatModel, dict[str, Any], Attempt] | None:
+def start_attempt(
+    name: str, plan: RoutedCall, *, start_window: bool = True
+) -> tuple[BaseChatModel, dict[str, Any], Attempt] | None:
     """Prepare the call to ``name``, wait for its rate limiter, then admit it, count it in flight and open
-    its meter window; None when the call's admission refuses it."""
+    its meter window (``start_window=False``: the worker that runs the model opens it); None when the
+    call's admission refuses it."""
     model, call_kwargs = candidate_call(name, plan)
     if model.rate_limiter is not None:
         model.rate_limiter.acquire(blocking=True)
-    attempt = plan.attempt(name)
+    attempt = plan.attempt(name, start_window=start_window)
     return (model, call_kwargs, attempt) if attempt is not None else None
 
 
-async def astart_attempt(name: str, plan: RoutedCall) -> tuple[BaseChatModel, dict[str, Any], Attempt] | None:
+async def astart_attempt(
+    name: str, plan: RoutedCall, *, start_window: bool = True
+) -> tuple[BaseChatModel, dict[str, Any], Attempt] | None:
     """:func:`start_attempt` for async calls (the rate limiter is awaited)."""
     model, call_kwargs = candidate_call(name, plan)
     if model.rate_limiter is not None:
         await model.rate_limiter.aacquire(blocking=True)
-    attempt = plan.attempt(name)
+    attempt = plan.attempt(name, start_window=start_window)
     return (model, call_kwargs, attempt) if attempt is not None else None
 
 
@@ -159,15 +167,16 @@ async def agenerate(
 ) -> ChatResult:
     """:func:`generate` for async calls (a local pipeline runs in a worker thread)."""
     for name in plan.order:
-        started = await astart_attempt(name, plan)
+        in_thread = local_pipeline(plan.candidates[name]) is not None  # no async path: the sync one in a thread
+        started = await astart_attempt(name, plan, start_window=not in_thread)
         if started is None:
             continue
         model, call_kwargs, window = started
         try:
-            if local_pipeline(model) is not None:  # no async path: run the sync one in a thread
+            if in_thread:
                 sync_manager = run_manager.get_sync() if run_manager else None
                 result = await run_in_executor(
-                    None, model._generate, messages, stop=stop, run_manager=sync_manager, **call_kwargs
+                    None, _metered_generate, window, model, messages, stop, sync_manager, call_kwargs
                 )
             else:
                 result = await model._agenerate(messages, stop=stop, run_manager=run_manager, **call_kwargs)
@@ -177,6 +186,20 @@ async def agenerate(
             continue
         return finish_result(plan, name, result, window.end())
     raise plan.all_failed()
+
+
+def _metered_generate(
+    attempt: Attempt,
+    model: BaseChatModel,
+    messages: list[BaseMessage],
+    stop: list[str] | None,
+    run_manager: CallbackManagerForLLMRun | None,
+    kwargs: dict[str, Any],
+) -> ChatResult:
+    """``model._generate`` on a worker thread, metered from when the worker starts it (the wait for a free
+    worker is not the model's time)."""
+    attempt.start_window()
+    return model._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
 
 
 def candidate_stream(
@@ -209,29 +232,30 @@ def _generate_as_stream(
 def stream(
     plan: RoutedCall, messages: list[BaseMessage], stop: list[str] | None, run_manager: CallbackManagerForLLMRun | None
 ) -> Iterator[ChatGenerationChunk]:
-    """Stream from the call's candidates in order; a fallback only before the first token."""
+    """Stream from the call's candidates in order; a fallback only before the first token.
+
+    The candidate's chunks are read ahead of the caller (:class:`~langchain_energyrouter.router.stream_ahead.
+    StreamAhead`): its meter window closes when the model stops, however slowly the caller reads.
+    """
     for name in plan.order:
-        started = start_attempt(name, plan)
+        started = start_attempt(name, plan, start_window=False)
         if started is None:
             continue
-        model, call_kwargs, window = started
+        model, call_kwargs, attempt = started
         tracker = StreamTracker()
-        chunks = candidate_stream(model, messages, stop, run_manager, call_kwargs)
+        ahead = StreamAhead(candidate_stream(model, messages, stop, run_manager, call_kwargs), attempt)
         try:
-            for chunk in chunks:
+            for chunk in ahead:
                 cleaned = tracker.clean(chunk)
                 if cleaned is not None:
                     yield cleaned
         except BaseException as err:
-            reading = window.end()
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
+            ahead.close()
             # Once a token reached the caller the answer cannot be swapped for another model's.
-            if not plan.failed(name, err, reading, may_fall_back=not tracker.started):
+            if not plan.failed(name, err, attempt.end(), may_fall_back=not tracker.started):
                 raise
             continue
-        yield final_chunk(plan, name, window.end(), tracker)
+        yield final_chunk(plan, name, attempt.end(), tracker)
         return
     raise plan.all_failed()
 
@@ -242,17 +266,22 @@ async def astream(
     stop: list[str] | None,
     run_manager: AsyncCallbackManagerForLLMRun | None,
 ) -> AsyncIterator[ChatGenerationChunk]:
-    """:func:`stream` for async calls (a local pipeline streams from a worker thread)."""
+    """:func:`stream` for async calls: a local pipeline (or a model without an async stream) is read ahead on
+    a thread as in :func:`stream`; a native async stream is metered until its last chunk."""
     for name in plan.order:
-        started = await astart_attempt(name, plan)
+        candidate = plan.candidates[name]
+        in_thread = local_pipeline(candidate) is not None or type(candidate)._astream is BaseChatModel._astream
+        started = await astart_attempt(name, plan, start_window=not in_thread)
         if started is None:
             continue
-        model, call_kwargs, window = started
+        model, call_kwargs, attempt = started
         tracker = StreamTracker()
+        ahead: StreamAhead[ChatGenerationChunk] | None = None
         chunks: AsyncIterator[ChatGenerationChunk]
-        if local_pipeline(model) is not None or type(model)._astream is BaseChatModel._astream:
+        if in_thread:
             sync_manager = run_manager.get_sync() if run_manager else None
-            chunks = iterate_in_thread(candidate_stream(model, messages, stop, sync_manager, call_kwargs))
+            ahead = StreamAhead(candidate_stream(model, messages, stop, sync_manager, call_kwargs), attempt)
+            chunks = ahead.aiter()
         else:
             chunks = model._astream(messages, stop=stop, run_manager=run_manager, **call_kwargs)
         try:
@@ -261,28 +290,31 @@ async def astream(
                 if cleaned is not None:
                     yield cleaned
         except BaseException as err:
-            reading = window.end()
+            if ahead is not None:
+                ahead.close()
+            reading = attempt.end()
             aclose = getattr(chunks, "aclose", None)
             if aclose is not None:
                 await aclose()
             if not plan.failed(name, err, reading, may_fall_back=not tracker.started):
                 raise
             continue
-        yield final_chunk(plan, name, window.end(), tracker)
+        yield final_chunk(plan, name, attempt.end(), tracker)
         return
     raise plan.all_failed()
 
 
 def cache_hit_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """``response_metadata`` of a replayed answer: the old routing, a 0 J reading flagged ``cache_hit``."""
+    """``response_metadata`` of a replayed answer: the old routing, and a reading of method ``"none"`` flagged
+    ``cache_hit`` (nothing ran; ``"estimate"`` would mix methods in a measured deployment's totals)."""
     reading = EnergyReading(
-        energy_j=0.0, energy_j_by_device={}, runtime_s=0.0, method="estimate", is_estimate=True, flags=(FLAG_CACHE_HIT,)
+        energy_j=None, energy_j_by_device={}, runtime_s=0.0, method="none", is_estimate=False, flags=(FLAG_CACHE_HIT,)
     )
     routing = {
         **(metadata.get("routing") or {}),
         "cache_hit": True,
         "failures": [],  # the first call's failed attempts were counted then
-        "measured_energy_j": 0.0,
+        "measured_energy_j": None,
         "measured_runtime_s": 0.0,
     }
     energy = {**reading.as_metadata()}

@@ -22,6 +22,7 @@ while the meter window is open, and :meth:`Attempt.end` closes both exactly once
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -40,31 +41,56 @@ logger = logging.getLogger(__name__)
 
 
 class Attempt:
-    """One try of one candidate: counted in flight and metered until :meth:`end`."""
+    """One try of one candidate: counted in flight from the start, metered from :meth:`start_window` (at
+    once unless ``start=False``) until :meth:`end`; thread-safe."""
 
-    __slots__ = ("_live", "_reading", "_release", "in_flight", "name", "window")
+    __slots__ = ("_live", "_lock", "_meter", "_reading", "_release", "in_flight", "load", "name", "window")
 
     def __init__(
-        self, live: LiveState, name: str, meter: EnergyMeter, release: Callable[[str], None] | None = None
+        self,
+        live: LiveState,
+        name: str,
+        meter: EnergyMeter,
+        release: Callable[[str], None] | None = None,
+        *,
+        start: bool = True,
     ) -> None:
         self._live = live
         self.name = name
         self._release = release
+        self._meter = meter
+        self._lock = threading.Lock()
         self.in_flight = live.counter.increment(name)
         """Requests in flight on this candidate when the attempt began, this one included."""
+        self.load = live.load_of(name, self.in_flight)
+        """The load the learners divide this attempt's costs by: the figure a decision scales by (the
+        engine's count where it reports one and it is larger), so a learned base cost holds no load."""
         self._reading: EnergyReading | None = None
-        self.window = MeterWindow(meter)
+        self.window: MeterWindow | None = None
+        if start:
+            self.start_window()
+
+    def start_window(self) -> None:
+        """Open the meter window (when the model starts: not while the call waits for a worker thread)."""
+        with self._lock:
+            if self.window is None and self._reading is None:
+                self.window = MeterWindow(self._meter)
 
     def end(self) -> EnergyReading:
-        """Close the meter window and stop counting the request (idempotent: later calls return the same reading)."""
-        if self._reading is None:
-            try:
-                self._reading = self.window.end()  # never raises: a failing meter gives a time-only reading
-            finally:
-                self._live.counter.decrement(self.name)
-                if self._release is not None:
-                    self._release(self.name)
-        return self._reading
+        """Close the meter window and stop counting the request (idempotent: later calls return the same reading).
+
+        An attempt whose window never opened (it ended before its worker started) reads 0 s.
+        """
+        with self._lock:
+            if self._reading is None:
+                try:
+                    window = self.window if self.window is not None else MeterWindow(self._meter)
+                    self._reading = window.end()  # never raises: a failing meter gives a time-only reading
+                finally:
+                    self._live.counter.decrement(self.name)
+                    if self._release is not None:
+                        self._release(self.name)
+            return self._reading
 
 
 class LiveState:
@@ -155,9 +181,20 @@ class LiveState:
             for name in names
         }
 
-    def attempt(self, name: str, meter: EnergyMeter, release: Callable[[str], None] | None = None) -> Attempt:
-        """Begin a try of ``name`` (counted in flight, metered; ``release(name)`` is called when it ends)."""
-        return Attempt(self, name, meter, release)
+    def load_of(self, name: str, in_flight: int) -> float:
+        """The load of ``name`` with ``in_flight`` of this process's requests on it (one more included), read
+        as :meth:`before_decision` reads it: the engine's own figure where it has one."""
+        reader = self.engines.get(name)
+        if reader is None:
+            return float(in_flight)
+        return load_for_decision(in_flight - 1, reader.load())
+
+    def attempt(
+        self, name: str, meter: EnergyMeter, release: Callable[[str], None] | None = None, *, start: bool = True
+    ) -> Attempt:
+        """Begin a try of ``name`` (counted in flight, metered from now or, ``start=False``, from
+        :meth:`Attempt.start_window`; ``release(name)`` is called when it ends)."""
+        return Attempt(self, name, meter, release, start=start)
 
     def observe(
         self,
@@ -178,7 +215,7 @@ class LiveState:
             "energy_j": reading.energy_j,
             "method": reading.method,
             "flags": reading.flags,
-            "in_flight": attempt.in_flight,
+            "in_flight": attempt.load,
             "output_capped": output_cap is not None and output_tokens >= output_cap,
         }
         if self.background is not None:

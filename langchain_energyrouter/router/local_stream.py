@@ -15,15 +15,14 @@ error only reaches stderr and the reader waits 60 s for a ``queue.Empty``.
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables.config import run_in_executor
 
-__all__ = ["cut_at_stop", "iterate_in_thread", "stop_pipeline_kwargs", "stream_local_pipeline", "truncate_result"]
+__all__ = ["cut_at_stop", "stop_pipeline_kwargs", "stream_local_pipeline", "truncate_result"]
 
 
 def stop_pipeline_kwargs(kwargs: dict[str, Any], stop: Sequence[str] | None) -> dict[str, Any]:
@@ -134,21 +133,3 @@ def stream_local_pipeline(
             yield emit(pending)
     finally:
         cancelled.set()
-
-
-async def iterate_in_thread(iterator: Iterator[Any]) -> AsyncIterator[Any]:
-    """Iterate a blocking iterator from async code, one ``next`` per executor call."""
-    done = object()
-    try:
-        while True:
-            item = await run_in_executor(None, next, iterator, done)
-            if item is done:
-                return
-            yield item
-    finally:
-        close = getattr(iterator, "close", None)
-        if close is not None:
-            try:
-                close()
-            except ValueError:  # "generator already executing": cancelled mid-next; it ends on its own
-                pass

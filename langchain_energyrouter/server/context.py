@@ -225,6 +225,7 @@ class ServerContext:
         for index, failure in enumerate(call.failures):
             name = failure["model"]
             self.metrics.requests.labels(model=name, stream=label, outcome="error").inc()
+            self.metrics.observe_failure(failure)
             logger.warning("%s candidate %s failed: %s: %s", rid, name, failure["error_type"], failure["error"])
             following = call.failures[index + 1]["model"] if index + 1 < len(call.failures) else served
             if following is not None:

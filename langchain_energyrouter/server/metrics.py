@@ -9,13 +9,19 @@ Series (``model`` is the candidate that served; ``method`` how its joules were o
     energyrouter_requests_total{model, stream, outcome}
     energyrouter_fallbacks_total{from_model, to_model}
     energyrouter_rejected_total{reason}                   429/413/401/4xx before any model ran
-    energyrouter_energy_joules_total{model, method}
+    energyrouter_energy_joules_total{model, method}       joules of readings that had their device to themselves,
+                                                          failed attempts included (these add up)
+    energyrouter_failed_energy_joules_total{model, method}   the part of the above spent by attempts that raised
+    energyrouter_overlapped_energy_joules_total{model, method}   sum of readings flagged "overlapped": each holds
+                                                          the whole device over its window, so this double-counts
+                                                          (an upper bound, never a total)
     energyrouter_tokens_total{model, kind}                kind: input | output
     energyrouter_predicted_runtime_seconds{model}         histogram
     energyrouter_measured_runtime_seconds{model}          histogram
     energyrouter_predicted_energy_joules{model}           histogram
-    energyrouter_measured_energy_joules{model, method}    histogram
-    energyrouter_prediction_error_ratio{model, target}    histogram of measured / predicted (target: runtime | energy)
+    energyrouter_measured_energy_joules{model, method}    histogram of answers' non-overlapped readings
+    energyrouter_prediction_error_ratio{model, target}    histogram of measured / predicted (target: runtime | energy;
+                                                          energy from non-overlapped readings only)
     energyrouter_in_flight{model}                         gauge
     energyrouter_decision_seconds                         histogram of the routing decision's latency
     energyrouter_request_seconds{model}                   histogram of the whole request
@@ -29,6 +35,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from langchain_energyrouter.energy.base import FLAG_OVERLAPPED
 
 __all__ = ["CONTENT_TYPE_LATEST", "ServerMetrics"]
 
@@ -58,6 +66,14 @@ class ServerMetrics:
         self.energy = Counter(
             "energy_joules", "Energy of answers, joules, by how it was obtained", ["model", "method"], namespace=ns,
             registry=registry,
+        )  # fmt: skip
+        self.failed_energy = Counter(
+            "failed_energy_joules", "Energy of attempts that raised, joules (part of energy_joules_total)",
+            ["model", "method"], namespace=ns, registry=registry,
+        )  # fmt: skip
+        self.overlapped_energy = Counter(
+            "overlapped_energy_joules", "Sum of overlapped readings, joules: double-counts shared joules (upper bound)",
+            ["model", "method"], namespace=ns, registry=registry,
         )  # fmt: skip
         self.tokens = Counter("tokens", "Tokens by model", ["model", "kind"], namespace=ns, registry=registry)
         self.predicted_runtime = Histogram(
@@ -110,8 +126,7 @@ class ServerMetrics:
             self.measured_runtime.labels(model=model).observe(measured_s)
             if isinstance(predicted_s, (int, float)) and predicted_s > 0:
                 self.error_ratio.labels(model=model, target="runtime").observe(measured_s / predicted_s)
-        if isinstance(measured_j, (int, float)) and method != "none":
-            self.energy.labels(model=model, method=method).inc(measured_j)
+        if self._count_energy(model, energy) and isinstance(measured_j, (int, float)):
             self.measured_energy.labels(model=model, method=method).observe(measured_j)
             if isinstance(predicted_j, (int, float)) and predicted_j > 0:
                 self.error_ratio.labels(model=model, target="energy").observe(measured_j / predicted_j)
@@ -119,6 +134,28 @@ class ServerMetrics:
             count = (usage or {}).get(f"{kind}_tokens")
             if isinstance(count, int):
                 self.tokens.labels(model=model, kind=kind).inc(count)
+
+    def observe_failure(self, failure: Mapping[str, Any]) -> None:
+        """Record the joules of one attempt that raised (a ``routing["failures"]`` entry): they were spent."""
+        model = str(failure.get("model") or "unknown")
+        if self._count_energy(model, failure):
+            self.failed_energy.labels(model=model, method=str(failure.get("method"))).inc(failure["energy_j"])
+
+    def _count_energy(self, model: str, reading: Mapping[str, Any]) -> bool:
+        """Add a reading's joules to the energy counter, or to the overlapped one; True when it went to the first.
+
+        Overlapped readings each hold the whole device's joules over their window (other calls' work
+        included), so adding them to ``energy_joules_total`` would count shared joules once per call.
+        """
+        energy_j = reading.get("energy_j")
+        method = str(reading.get("method") or "none")
+        if not isinstance(energy_j, (int, float)) or method == "none":
+            return False
+        if FLAG_OVERLAPPED in (reading.get("flags") or ()):
+            self.overlapped_energy.labels(model=model, method=method).inc(energy_j)
+            return False
+        self.energy.labels(model=model, method=method).inc(energy_j)
+        return True
 
     def exposition(self) -> bytes:
         """The text format ``/metrics`` serves."""

@@ -22,6 +22,7 @@ from langchain_energyrouter import callbacks as callbacks_module
 from langchain_energyrouter.callbacks import EnergyCallbackHandler, EnergyRecord, get_energy_callback
 from langchain_energyrouter.energy import EnergyMeter, EnergyReading, EstimateMeter, NullMeter
 from langchain_energyrouter.errors import MeterError, RoutingError
+from langchain_energyrouter.router import EnergyAwareRouter
 
 
 class MeteredFakeChatModel(BaseChatModel):
@@ -344,17 +345,27 @@ class _FailingChatModel(BaseChatModel):
 
 
 def test_a_call_whose_every_candidate_failed_still_counts() -> None:
-    error = RoutingError("Every candidate tried failed (big: OutOfMemoryError; small: OutOfMemoryError).")
-    error.failures = [_failure("big", _gpu_reading(9000.0, 30.0)), _failure("small", _gpu_reading(40.0, 0.5))]  # type: ignore[assignment]
+    """The router's own RoutingError (failures: {name: exception}) still hands the attempts' joules over."""
+    from tests.unit_tests.test_router_metering import Burns, entry, profile_of
+
+    router = EnergyAwareRouter(
+        models={"burns-1": Burns(), "burns-2": Burns()},
+        profile=profile_of(**{"burns-1": entry(), "burns-2": entry()}),
+        meter=EstimateMeter(),
+        learn=False,
+    )
     handler = EnergyCallbackHandler()
-    with get_energy_callback() as cb, pytest.raises(RoutingError):
-        _FailingChatModel(error=error).invoke("hi", config={"callbacks": [handler]})
+    with get_energy_callback() as cb, pytest.raises(RoutingError) as info:
+        router.invoke("hi", config={"callbacks": [handler]})
+    attempts = info.value.routing_failures  # type: ignore[attr-defined]
+    spent_j = sum(a["energy_j"] for a in attempts if "overlapped" not in a["flags"])
+    assert spent_j > 0
     for h in (handler, cb):
         assert h.failed_runs == 1
-        assert h.energy_j_by_method == {"nvml_counter": pytest.approx(9040.0)}
-        assert h.failed_energy_j_by_method == {"nvml_counter": pytest.approx(9040.0)}
-        assert h.failed_calls_by_method == {"nvml_counter": 2}
-        assert [r.failed_attempt for r in h.records] == [0, 1]
+        assert h.energy_j_by_method == {"estimate": pytest.approx(spent_j)}
+        assert h.failed_energy_j_by_method == {"estimate": pytest.approx(spent_j)}
+        assert h.failed_calls_by_method == {"estimate": 2}
+        assert [r.model_name for r in h.records] == [a["model"] for a in attempts]
         assert h.calls_without_energy == 0
 
 

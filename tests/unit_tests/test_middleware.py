@@ -26,6 +26,8 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, Field
 
 from langchain_energyrouter import CostModel, DeviceInfo, EnergyProfile, ModelProfile, NoFeasibleModelError
+from langchain_energyrouter.callbacks import EnergyCallbackHandler, get_energy_callback
+from langchain_energyrouter.energy import EstimateMeter
 from langchain_energyrouter.middleware import EnergyRoutingMiddleware, plain_conversation
 from langchain_energyrouter.router import EnergyAwareRouter
 from langchain_energyrouter.testing import build_tiny_chat_model, save_tiny_model
@@ -333,3 +335,30 @@ def test_every_step_routed_with_a_real_engine_among_the_candidates(
     assert answer.response_metadata["energy"]["method"] == "none"  # spent in the engine's process
     assert answer.usage_metadata is not None and 1 <= answer.usage_metadata["output_tokens"] <= 8  # capped at 8
     assert answer.response_metadata["energy"]["predicted_energy_j"] > 0
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+async def test_routed_steps_reach_the_energy_callback(models: dict[str, BaseChatModel], is_async: bool) -> None:
+    """The candidate's on_llm_end fires before the middleware attaches energy: the callback saw {} and one
+    call without energy per step; the middleware now delivers each step's reading afterwards."""
+    routing = middleware(models, answer_steps="any_model", meter=EstimateMeter())
+    agent = create_agent(model=models["tools"], tools=[multiply], middleware=[routing])
+    handler = EnergyCallbackHandler()
+    with get_energy_callback() as cb:
+        config: Any = {"callbacks": [handler]}
+        if is_async:
+            state = await agent.ainvoke({"messages": [HumanMessage(QUESTION)]}, config=config)
+        else:
+            state = agent.invoke({"messages": [HumanMessage(QUESTION)]}, config=config)
+    _tool_step, answer = ai_steps(state)
+    assert answer.response_metadata["routing"]["served_by"] == "tiny-a"  # metered locally
+    answered_j = answer.response_metadata["energy"]["energy_j"]
+    assert answered_j > 0
+    for h in (handler, cb):
+        assert h.calls_without_energy == 0
+        assert sum(h.calls_by_method.values()) == 2  # the tool step (remote, "none") and the answer
+        assert h.energy_j_by_model.get("tiny-a", h.overlapped_energy_j_by_model.get("tiny-a")) == {
+            "estimate": pytest.approx(answered_j)
+        }
+        assert [r.candidate for r in h.records] == ["tools", "tiny-a"]
+    routing.close()

@@ -102,18 +102,29 @@ def global_cache() -> Iterator[InMemoryCache]:
 
 
 # -- item 6: cache --------------------------------------------------------------------
-def test_a_cache_hit_reports_zero_joules(global_cache: InMemoryCache) -> None:
-    router = make_router()
-    handler = EnergyCallbackHandler()
-    first = router.invoke(QUESTION, config={"callbacks": [handler]})
-    second = router.invoke(QUESTION, config={"callbacks": [handler]})
+def test_a_cache_hit_is_labelled_as_nothing_measured(
+    global_cache: InMemoryCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replayed answer ran nothing: method "none" (flag cache_hit), so an NVML deployment's totals stay one
+    method (labelled "estimate", it made total_energy_j() raise for mixing methods)."""
+    from langchain_energyrouter.energy.nvml import NvmlCounterMeter
+    from tests.unit_tests.test_energy_nvml import FakeGpu, install, make_fake_pynvml
+
+    install(monkeypatch, make_fake_pynvml([FakeGpu(uuid="GPU-aaaa", pci_bus_id="00000000:17:00.0")]))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    with NvmlCounterMeter(devices=[0]) as meter:
+        router = EnergyAwareRouter(models=_tiny(), profile=PROFILE, meter=meter, learn=False)
+        handler = EnergyCallbackHandler()
+        first = router.invoke(QUESTION, config={"callbacks": [handler]})
+        second = router.invoke(QUESTION, config={"callbacks": [handler]})
     assert second.content == first.content  # replayed from the cache
-    assert first.response_metadata["energy"]["energy_j"] > 0
+    assert first.response_metadata["energy"]["method"] == "nvml_counter"
     energy = second.response_metadata["energy"]
-    assert energy["energy_j"] == 0.0 and "cache_hit" in energy["flags"]
-    assert second.response_metadata["routing"]["cache_hit"] is True
-    assert second.response_metadata["routing"]["failures"] == []
-    assert [r.reading.energy_j for r in handler.records][1] == 0.0
+    assert energy["method"] == "none" and energy["energy_j"] is None and energy["flags"] == ["cache_hit"]
+    routing = second.response_metadata["routing"]
+    assert routing["cache_hit"] is True and routing["failures"] == [] and routing["measured_energy_j"] is None
+    assert handler.calls_by_method == {"nvml_counter": 1, "none": 1}
+    assert handler.total_energy_j() == handler.total_energy_j(method="nvml_counter")
 
 
 def test_identifying_params_tell_differently_configured_routers_apart() -> None:

@@ -209,3 +209,53 @@ def test_a_settings_change_keeps_per_prompt_routing_and_its_runs(
     assert router.feedback(run_id, 1.0) is True
     router.prompt_routing = PromptPredictor.load(path)  # a new setting builds it anew
     assert router._parts().prompt_routing is not routing
+
+
+def test_the_learner_divides_by_the_load_the_decision_scaled_by(
+    tiny: dict[str, BaseChatModel],
+    engine: tuple[_Engine, str],  # noqa: F811
+) -> None:
+    """With engine_metrics the decision scales by the engine's load; learning by this process's count instead
+    put the engine's load into the learned base cost, and the next decision applied it a second time."""
+    state, url = engine
+    state.body = _VLLM.format(running=6.0)  # 6 running + 1 waiting: load 8 with this request
+    per_request = LoadModel(runtime_per_request=1.0, energy_fixed_share=0.0)  # factor 8 at load 8
+    profile = _profile(**{"tiny-a": _entry(1.0, 1.0, 0.5), "tiny-b": _entry(1.0, 1.0, 0.5, load=per_request)})
+    router = EnergyAwareRouter(models=tiny, profile=profile, meter=EstimateMeter(), engine_metrics={"tiny-b": url})
+    deadline = time.monotonic() + 10.0
+    while router.explain(QUESTION).candidates["tiny-b"].in_flight != 8 and time.monotonic() < deadline:
+        time.sleep(0.05)  # the reader refreshes in the background
+    measured = [router.invoke(QUESTION, model="tiny-b").response_metadata["energy"]["runtime_s"] for _ in range(4)]
+    b = router.explain(QUESTION).candidates["tiny-b"]
+    assert b.in_flight == 8 and b.sources["runtime"] == ADAPTED
+    # Learned at the load it ran under, predicted at the same load: the measured scale, not 8x it.
+    assert b.predicted_runtime_s < 3 * max(measured), (b.predicted_runtime_s, measured)
+    router.close()
+
+
+def test_a_load_model_whose_runtime_factor_reaches_zero_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"runtime factor of 0 for a request alone.*must be > 0"):
+        LoadModel(runtime_per_request=0.5, energy_fixed_share=0.0, reference_load=3.0)
+    assert LoadModel(runtime_per_request=0.4, energy_fixed_share=0.0, reference_load=3.0).factors(1)[0] > 0
+
+
+def test_overlapped_readings_teach_no_runtime() -> None:
+    """Two calls held in flight together on one device: their readings are overlapped and the runtime
+    learner skips them (the README promised it; it learned from them)."""
+    first, second = gated("first"), gated("second")
+    profile = _profile(first=_entry(1.0, 1.0, 0.5), second=_entry(1.0, 1.0, 0.5))
+    router = EnergyAwareRouter(models={"first": first, "second": second}, profile=profile, meter=EstimateMeter())
+    threads = [
+        threading.Thread(target=router.invoke, args=(QUESTION,), kwargs={"model": name}) for name in ("first", "second")
+    ]
+    for thread in threads:
+        thread.start()
+    assert first.entered.acquire(timeout=10.0) and second.entered.acquire(timeout=10.0)
+    first.gate.set()
+    second.gate.set()
+    for thread in threads:
+        thread.join(10.0)
+    learner = router._parts().live.learning.learner  # type: ignore[union-attr]
+    assert learner.ignored.get("runtime: overlapped window") == 2
+    assert router.explain(QUESTION).candidates["first"].observations["runtime"] == 0
+    router.close()

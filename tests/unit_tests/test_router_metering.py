@@ -204,3 +204,30 @@ def _merge(chunks: Any) -> Any:
     for chunk in chunks:
         total = chunk if total is None else total + chunk
     return total
+
+
+# -- issue 17 item 5: after a fallback, the figures side by side are one model's ---------
+def test_after_a_fallback_predictions_and_totals_belong_to_the_serving_model() -> None:
+    from langchain_energyrouter.callbacks import EnergyCallbackHandler
+
+    tiny = _tiny()["tiny-a"].model_copy()
+    models = {"burns": Burns(), "small": tiny}  # router names differ from the provider's model name
+    profile = profile_of(burns=entry(accuracy=0.99, energy_j=500.0), small=entry(accuracy=0.1, energy_j=0.5))
+    router = EnergyAwareRouter(
+        models=models, profile=profile, meter=EstimateMeter(), weights={"accuracy": 1.0}, learn=False
+    )
+    handler = EnergyCallbackHandler()
+    message = router.invoke(QUESTION, config={"callbacks": [handler]})
+    routing = message.response_metadata["routing"]
+    assert routing["model"] == "burns" and routing["served_by"] == "small"
+    small = routing["candidates"]["small"]
+    assert (
+        routing["predicted_energy_j"]
+        == small["predicted_energy_j"]
+        == message.response_metadata["energy"]["predicted_energy_j"]
+    )
+    assert routing["predicted_runtime_s"] == small["predicted_runtime_s"]
+    assert routing["predicted_output_tokens"] == small["predicted_output_tokens"]
+    assert message.response_metadata["model_name"] != "small"  # the provider's name, as LangSmith expects
+    keys = set(handler.energy_j_by_model) | set(handler.overlapped_energy_j_by_model)
+    assert keys == {"burns", "small"}  # one key per router candidate, answer and failure alike
