@@ -47,6 +47,7 @@ def _summary(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from langchain_energyrouter.state import open_store
 
+    _check_existing_store(args.store)
     store: Any = open_store(args.store)
     where = str(getattr(store, "path", None) or getattr(store, "url", None) or args.store)
     try:
@@ -81,6 +82,34 @@ def run(args: argparse.Namespace) -> int:
     for log, count in report["events"].items():
         print(f"  events {log}: {count}")
     return 0
+
+
+def _check_existing_store(spec: str) -> None:
+    """Refuse a path that is missing or is a SQLite file that is not a store, before anything writes to it.
+
+    Opening a store creates its directories, file and tables; for ``show`` and ``reset`` a mistyped path
+    or an unrelated database must be an error instead.
+    """
+    import sqlite3
+    from pathlib import Path
+
+    from langchain_energyrouter.errors import StateError
+
+    if spec == "default" or "://" in spec:
+        return
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise StateError(f"No state store at {path}; check --store (show and reset never create one).")
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        row = None
+    if row is None:
+        raise StateError(f"{path} is not an energyrouter state store; it was left unchanged. Check --store.")
 
 
 def _fmt(value: Any) -> str:

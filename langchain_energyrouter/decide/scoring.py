@@ -80,13 +80,16 @@ class Weights:
                 raise WeightsError(f"Weight {name}={value!r} is not a number; give a finite number >= 0.")
             if not math.isfinite(value) or value < 0:
                 raise WeightsError(f"Weight {name}={value!r} is invalid; weights must be finite and >= 0.")
-        total = sum(values.values())
-        if total <= 0:
+        largest = max(values.values())
+        if largest <= 0:
             raise WeightsError(
                 f"All weights are zero ({values}); give at least one of accuracy, energy, time a positive weight."
             )
-        for name, value in values.items():
-            object.__setattr__(self, name, float(value) / total)
+        # Rescale by the largest weight first: summing three weights near the float maximum overflows to inf.
+        scaled = {name: float(value) / largest for name, value in values.items()}
+        total = sum(scaled.values())
+        for name, value in scaled.items():
+            object.__setattr__(self, name, value / total)
 
     @classmethod
     def coerce(cls, value: WeightsLike | None, default: Weights | None = None) -> Weights:

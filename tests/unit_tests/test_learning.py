@@ -117,3 +117,27 @@ def test_state_show_and_reset_cli(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "Removed 1 learned-state entry" in capsys.readouterr().out
     assert main(["state", "show", "--store", str(path)]) == 0
     assert "nothing learned yet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("action", ["show", "reset"])
+def test_state_cli_refuses_a_missing_path_or_a_database_that_is_not_a_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], action: str
+) -> None:
+    import sqlite3
+
+    missing = tmp_path / "typo" / "state.sqlite"
+    assert main(["state", action, "--store", str(missing)]) == 1
+    assert "No state store at" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()
+
+    other = tmp_path / "app.sqlite"
+    db = sqlite3.connect(other)
+    db.execute("CREATE TABLE documents (kind TEXT, key TEXT)")
+    db.execute("INSERT INTO documents VALUES ('cost', 'x')")
+    db.commit()
+    db.close()
+    before = other.read_bytes()
+    assert main(["state", action, "--store", str(other)]) == 1
+    assert "is not an energyrouter state store" in capsys.readouterr().err
+    assert other.read_bytes() == before
+    assert not (tmp_path / "app.sqlite-wal").exists()

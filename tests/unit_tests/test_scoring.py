@@ -117,3 +117,20 @@ def test_numpy_is_not_a_core_dependency() -> None:
     assert "numpy" not in core
     assert {"filelock", "platformdirs"} <= core
     assert any(dep.startswith("numpy") for dep in project["optional-dependencies"]["calibrate"])
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ((1e308, 1e308, 1e308), (1 / 3, 1 / 3, 1 / 3)),
+        ((1e308, 0.0, 5e307), (2 / 3, 0.0, 1 / 3)),
+        ((5e-324, 0.0, 0.0), (1.0, 0.0, 0.0)),
+    ],
+)
+def test_weights_near_the_float_limits_normalise_without_overflow(
+    given: tuple[float, float, float], expected: tuple[float, float, float]
+) -> None:
+    weights = Weights(accuracy=given[0], energy=given[1], time=given[2])
+    got = (weights.accuracy, weights.energy, weights.time)
+    assert got == pytest.approx(expected)
+    assert math.fsum(got) == pytest.approx(1.0)
