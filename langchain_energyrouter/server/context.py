@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from langchain_energyrouter.decide.scoring import Constraints, Weights
 from langchain_energyrouter.errors import NoFeasibleModelError, UnknownModelError, WeightsError
 from langchain_energyrouter.server.metrics import ServerMetrics
+from langchain_energyrouter.server.unsupported import unsupported_parameter
 from langchain_energyrouter.server.wire import AUTO, ApiError, ChatRequest, RoutingOptions, validation_error
 
 if TYPE_CHECKING:
@@ -141,6 +142,9 @@ class ServerContext:
         """The request, its messages, the router keywords and the forced candidate (None = route)."""
         if not isinstance(data, dict):
             raise ApiError(400, "The request body must be a JSON object.", code="invalid_value")
+        refused = unsupported_parameter(data)
+        if refused is not None:
+            raise ApiError(400, refused[1], param=refused[0], code="unsupported_parameter")
         try:
             req = ChatRequest.model_validate(data)
         except ValidationError as err:

@@ -124,7 +124,7 @@ class RoutingOptions(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    """The fields of an OpenAI chat completion request this server reads (others are accepted and ignored)."""
+    """The fields of an OpenAI chat completion request this server reads (others: ignored or refused)."""
 
     model_config = ConfigDict(extra="allow")
 

@@ -183,6 +183,12 @@ def test_models_health_and_metrics(served: _Served) -> None:
         (json.dumps({"messages": [{"role": "user", "content": "x"}], "routing": {"constraints": {"max_x": 1}}}), {},
          400, "invalid_value", "routing.constraints"),
         (json.dumps({"messages": []}), {}, 400, "invalid_value", "messages"),
+        (json.dumps({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}),
+         {}, 400, "unsupported_parameter", "response_format"),
+        (json.dumps({"messages": [{"role": "user", "content": "x"}], "logprobs": True}), {}, 400,
+         "unsupported_parameter", "logprobs"),
+        (json.dumps({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 3}), {}, 400,
+         "unsupported_parameter", "top_logprobs"),
         (json.dumps({"messages": [{"role": "wizard", "content": "x"}]}), {}, 400, "invalid_value", "messages"),
         (json.dumps({"messages": [{"role": "user", "content": "x" * 30_000}]}), {}, 413, "request_too_large", None),
         (json.dumps({"messages": [{"role": "user", "content": "x"}]}), {"Authorization": ""}, 401,
@@ -326,3 +332,13 @@ def test_json_bodies_write_non_finite_numbers_as_null() -> None:
     assert _dumps({"a": 1.5, "b": [2, 3]}) == '{"a":1.5,"b":[2,3]}'
     assert json.loads(_dumps({"x": float("nan"), "y": (float("inf"), 1.0)})) == {"x": None, "y": [None, 1.0]}
     assert json.loads(_dumps({"m": MappingProxyType({"k": 1})})) == {"m": {"k": 1}}  # not a dict: still JSON
+
+
+def test_unsupported_parameters_at_their_defaults_pass(served: _Served) -> None:
+    body = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "logprobs": False,
+            "response_format": {"type": "text"}, "logit_bias": {}}  # fmt: skip
+    response = httpx.post(
+        f"{served.url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}"}, timeout=60
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["role"] == "assistant"
