@@ -105,7 +105,7 @@ def render_table(decision: Decision, methods: Mapping[str, str]) -> str:
         "acc term",
         "energy term",
         "time term",
-        "score",
+        "cost",
         "note",
     )
     order = list(decision.ranking) + [n for n in decision.candidates if n not in decision.ranking]
@@ -127,8 +127,8 @@ def render_table(decision: Decision, methods: Mapping[str, str]) -> str:
                 _fmt(c.accuracy_term, ".3f"),
                 _fmt(c.energy_term, ".3f"),
                 _fmt(c.time_term, ".3f"),
-                _fmt(c.score, ".3f"),
-                note or ("excluded" if c.score is None else ""),
+                _fmt(c.cost, ".3f"),
+                note or ("excluded" if c.cost is None else ""),
             )
         )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
@@ -139,7 +139,7 @@ def render_table(decision: Decision, methods: Mapping[str, str]) -> str:
     verdict = f"chosen: {decision.model}" + (" (forced)" if decision.forced else "")
     if decision.note:
         verdict += f" - {decision.note}"
-    lines.append(verdict + "   (lower score is better; * marks the choice)")
+    lines.append(verdict + "   (cost: weighted sum of the terms, lower is better; * marks the choice)")
     return "\n".join(lines)
 
 
