@@ -132,7 +132,8 @@ class ServerConfig(BaseModel):
     """Default weights ``{accuracy, energy, time}``; None = balanced."""
     constraints: dict[str, float] | None = None
     """Default hard limits (``max_runtime_s``, ``max_energy_j``, ``min_accuracy``)."""
-    normalization: Literal["minmax", "relative", "hybrid"] = "minmax"
+    normalization: Literal["minmax", "relative", "hybrid"] | None = None
+    """None = ``relative`` when ``prompt_routing`` is set, else ``minmax`` (see the router's ``normalization``)."""
     task_type: str | None = None
     state_store: str | None = None
     """None/``memory`` = in this process; ``default`` = the user's SQLite file; a path = that SQLite file;
