@@ -1,20 +1,34 @@
-"""Files: written so that a crash never leaves a truncated one, and where the package's shipped data lives."""
+"""Files: written so that a crash never leaves a truncated one, where the package's shipped data lives, and
+the package's version."""
 
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+from importlib import metadata
 from pathlib import Path
+
+DISTRIBUTION = "langchain-energyrouter"
+
+
+def package_version() -> str:
+    """The installed package's version (``0.0.0`` in a source tree that is not installed)."""
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
 
 
 def write_text_atomically(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` to ``path`` through a temporary file in the same directory and a rename.
 
-    Readers see the old file or the new one, never half of one; the directory is created.
+    Readers see the old file or the new one, never half of one; the directory is created. The file gets the
+    mode any new file gets (``0666`` less the umask, so usually ``0644``), not a temporary file's ``0600``.
     """
     file = Path(path)
     file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
+    tmp = file.parent / f".{file.name}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as to any new file
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -35,4 +49,4 @@ def shipped_data_dirs(kind: str) -> list[Path]:
     return [package / kind, package.parent / "calibration" / kind]
 
 
-__all__ = ["shipped_data_dirs", "write_text_atomically"]
+__all__ = ["package_version", "shipped_data_dirs", "write_text_atomically"]

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from langchain_energyrouter.decide.scheduler import Decision, Scheduler
-from langchain_energyrouter.decide.scoring import PRESETS, Weights
+from langchain_energyrouter.decide.scoring import NORMALIZERS, PRESETS, Weights
 from langchain_energyrouter.errors import WeightsError
 from langchain_energyrouter.profile import EnergyProfile
 
@@ -146,13 +146,20 @@ def render_table(decision: Decision, methods: Mapping[str, str]) -> str:
 # -- the command ----------------------------------------------------------------
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     """Register ``explain``."""
-    p = sub.add_parser("explain", parents=[common], help="show the routing decision for a prompt")
-    p.add_argument("prompt")
-    p.add_argument("--profile", required=True)
+    p = sub.add_parser(
+        "explain",
+        parents=[common],
+        help="show the routing decision for a prompt",
+        description="Decide, without running anything, which of a profile's models a prompt goes to, and print "
+        "every candidate's predicted tokens, runtime, energy, accuracy, normalised terms and cost (the "
+        "weighted sum of the terms: lower is better).",
+    )
+    p.add_argument("prompt", help="the prompt to route")
+    p.add_argument("--profile", required=True, help="profile JSON")
     p.add_argument(
         "--weights", help="A,E,T (accuracy, energy, time) or a preset: accuracy-first, balanced, energy-first"
     )
-    p.add_argument("--normalization", default="minmax", help="minmax (default), relative or hybrid")
+    p.add_argument("--normalization", default="minmax", choices=sorted(NORMALIZERS), help="default: minmax")
     p.add_argument("--max-tokens", type=int, help="the request's output cap")
     p.add_argument("--task-type", help="use per-task accuracy")
     p.add_argument("--models", help="comma-separated subset of the profile's models")
