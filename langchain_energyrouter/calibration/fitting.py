@@ -225,6 +225,10 @@ def fit_candidate(
     """
     import numpy as np
 
+    # Imported before the filter below: on import statsmodels puts an "always" filter for its own warnings in
+    # front of the list, which would otherwise beat the "ignore" and leak SingularMatrixWarning to the user.
+    import statsmodels.api  # noqa: F401
+
     x = _design(tin, tout, interaction)
     pred = np.full_like(y, np.nan)
     held_anywhere: set[int] = set()
