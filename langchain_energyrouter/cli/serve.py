@@ -6,6 +6,7 @@ import argparse
 import logging
 from typing import Any
 
+from langchain_energyrouter.cli.util import PROG, say
 from langchain_energyrouter.errors import missing_extra
 
 
@@ -38,14 +39,20 @@ def run(args: argparse.Namespace) -> int:
     settings = config.app_settings()  # fails fast on an unset api_key_env, before models load
     router = build_router(config, base)
     app = create_app(router, settings, close_router=True)
-    uvicorn.run(
-        app,
-        host=args.host or config.host,
-        port=args.port if args.port is not None else config.port,
-        log_level=args.log_level,
-        timeout_graceful_shutdown=config.limits.graceful_shutdown_s,
-        timeout_keep_alive=KEEP_ALIVE_S,  # longer than clients' pool expiry: no reuse-while-closing resets
-    )
+    try:
+        uvicorn.run(
+            app,
+            host=args.host or config.host,
+            port=args.port if args.port is not None else config.port,
+            log_level=args.log_level,
+            timeout_graceful_shutdown=config.limits.graceful_shutdown_s,
+            timeout_keep_alive=KEEP_ALIVE_S,  # longer than clients' pool expiry: no reuse-while-closing resets
+        )
+    except KeyboardInterrupt:
+        # uvicorn shuts down gracefully on Ctrl-C, then raises the signal again: stopping the server is a
+        # clean exit (status 0), so `make serve` does not report an error for it.
+        pass
+    say(f"{PROG} serve: stopped")
     return 0
 
 
