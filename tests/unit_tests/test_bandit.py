@@ -353,3 +353,26 @@ def test_per_prompt_routing_keeps_the_size_of_differences_by_default() -> None:
     named = router(prompt_routing=per_prompt, normalization="minmax").explain("Say hello.")
     assert named.normalization == "minmax" and named.model == "tiny-b"
     assert router().explain("Say hello.").normalization == "minmax"  # the profile's figures only: the original's
+
+
+def test_the_routing_metadata_keeps_the_length_predicted_before_repeat_memory() -> None:
+    from langchain_energyrouter.router import EnergyAwareRouter
+    from langchain_energyrouter.testing import tiny_chat_models
+
+    router = EnergyAwareRouter(
+        models=tiny_chat_models(),
+        profile=tiny_profile(),
+        prompt_routing=routing(MemoryStateStore()),
+        max_tokens=200,
+        learn_in_background=False,
+    )
+    first = router.invoke("Say hello to Anna.", model="tiny-a").response_metadata["routing"]
+    assert first["predicted_output_tokens_before_repeats"] == pytest.approx(first["predicted_output_tokens"])
+    again = router.invoke("Say hello to Anna.", model="tiny-a").response_metadata["routing"]
+    # The repeat is predicted its measured length; the field keeps what the prompt alone predicted.
+    assert abs(again["predicted_output_tokens"] - first["generated_tokens"]) < abs(
+        again["predicted_output_tokens_before_repeats"] - first["generated_tokens"]
+    )
+    assert again["predicted_output_tokens_before_repeats"] != pytest.approx(again["predicted_output_tokens"])
+    assert router.invoke("Hi", model="tiny-a").response_metadata["routing"]["predicted_output_tokens_before_repeats"]
+    router.close()
