@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from langchain_energyrouter.calibration.design import SuiteItem
-from langchain_energyrouter.files import shipped_data_dirs
+from langchain_energyrouter.files import data_file
 
 DEMO_ITEMS: tuple[SuiteItem, ...] = (
     SuiteItem(
@@ -218,14 +218,10 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> list[CallRecord]:
 
 def predictor_path(name: str) -> Path:
     """A predictor file: a path, or the name of one shipped with the package (``packaged-models``)."""
-    given = Path(name)
-    if given.suffix == ".json" or given.exists():
-        return given
-    for directory in shipped_data_dirs("predictors"):
-        candidate = directory / f"{name}.json"
-        if candidate.is_file():
-            return candidate
-    raise ValueError(f"No predictor named {name!r}; pass the path of one written by `energyrouter train`, or 'none'.")
+    try:
+        return data_file(name, "predictors", ".json")
+    except FileNotFoundError as err:
+        raise ValueError(f"No predictor {name!r}: {err} Pass one written by `energyrouter train`, or 'none'.") from None
 
 
 WARM_UP_PROMPT = "Say hello."

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from langchain_energyrouter.decide.scoring import Constraints, Weights
 from langchain_energyrouter.errors import EnergyRouterError, missing_extra
+from langchain_energyrouter.files import data_file
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -150,7 +151,8 @@ class ServerConfig(BaseModel):
     """None/``memory`` = in this process; ``default`` = the user's SQLite file; a path = that SQLite file;
     ``redis://host:port/db`` = a Redis server shared by replicas on several hosts."""
     prompt_routing: str | None = None
-    """Path of a trained per-prompt predictor (``energyrouter train``): enables ``POST /v1/feedback``."""
+    """Path of a trained per-prompt predictor (``energyrouter train``), or the name of a shipped one
+    (``packaged-models``): enables ``POST /v1/feedback``."""
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     """Bounds on requests (see the limits keys below)."""
     api_key: str | None = None
@@ -245,6 +247,23 @@ def _resolve(base: Path, value: str) -> str:
     return str(path if path.is_absolute() else base / path)
 
 
+def _predictor(base: Path, value: str) -> str:
+    """A predictor path relative to the config file, else the name of a shipped predictor.
+
+    Raises:
+        ConfigError: neither exists.
+    """
+    path = Path(_resolve(base, value))
+    if path.exists():
+        return str(path)
+    if Path(value).suffix or len(Path(value).parts) > 1:
+        raise ConfigError(f"prompt_routing: {path} does not exist (relative paths start at the config's directory).")
+    try:
+        return str(data_file(value, "predictors", ".json"))
+    except FileNotFoundError as err:
+        raise ConfigError(f"prompt_routing: {err}") from None
+
+
 def build_candidate(candidate: CandidateConfig, base: Path) -> BaseChatModel:
     """The chat model of one candidate.
 
@@ -297,6 +316,6 @@ def build_router(config: ServerConfig, base: Path) -> EnergyAwareRouter:
         normalization=config.normalization,
         task_type=config.task_type,
         state_store=store,
-        prompt_routing=_resolve(base, config.prompt_routing) if config.prompt_routing else None,
+        prompt_routing=_predictor(base, config.prompt_routing) if config.prompt_routing else None,
         engine_metrics={c.name: c.engine_metrics for c in config.candidates if c.engine_metrics} or None,
     )
