@@ -406,6 +406,26 @@ def load_model_and_tokenizer(
     return model, tokenizer
 
 
+def _answer_pipeline_class() -> type:
+    """A text-generation pipeline whose answers lose the template's residue (``strip_answer`` models).
+
+    Its ``strip_answer`` attribute tells the router's streaming path to strip the streamed text the same way.
+    """
+    from transformers import TextGenerationPipeline
+
+    class AnswerTextGenerationPipeline(TextGenerationPipeline):
+        strip_answer = True
+
+        def postprocess(self, *args: Any, **kwargs: Any) -> Any:
+            records = super().postprocess(*args, **kwargs)
+            for record in records:
+                if isinstance(record.get("generated_text"), str):
+                    record["generated_text"] = record["generated_text"].strip()
+            return records
+
+    return AnswerTextGenerationPipeline
+
+
 def _load_error(resolved: ResolvedModel, err: BaseException) -> ModelLoadError:
     value = resolved.name_or_path
     if resolved.kind == "hub":
@@ -471,6 +491,8 @@ def load_chat_model(
         )
         raise ModelLoadError(msg)
     settings: dict[str, Any] = {"do_sample": False, "return_full_text": False, "max_new_tokens": max_new_tokens}
+    if resolved.embedded is not None and resolved.embedded.strip_answer:
+        settings["pipeline_class"] = _answer_pipeline_class()
     settings.update(pipeline_kwargs)
     pipe = pipeline("text-generation", model=model, tokenizer=tokenizer, **settings)  # type: ignore[call-overload]
     name = resolved.display_name

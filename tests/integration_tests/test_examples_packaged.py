@@ -45,3 +45,21 @@ def test_lcel_chain_packaged_answers_paris_under_every_preset() -> None:
     assert len(rows) == 3
     for row in rows:
         assert "Paris" in row["answer"] and not _repeats_a_phrase(row["answer"]), row
+
+
+def test_gemma_answers_without_template_residue_streamed_or_not() -> None:
+    from langchain_energyrouter.models import load_chat_model
+    from langchain_energyrouter.router import EnergyAwareRouter
+    from langchain_energyrouter.testing import tiny_profile
+
+    gemma = load_chat_model("gemma3-270m", max_new_tokens=16)
+    assert gemma.invoke("What is the capital of France?").content == "Paris"  # was ' Paris\n\n'
+    profile = tiny_profile().with_models({"gemma3-270m": tiny_profile().models["tiny-a"]})
+    router = EnergyAwareRouter(models={"gemma3-270m": gemma}, energy_profile=profile, learn=False)
+    try:
+        for prompt in ("What is the capital of France?", "Name three colours."):
+            answer = str(router.invoke(prompt).content)
+            streamed = "".join(str(chunk.content) for chunk in router.stream(prompt))
+            assert answer == streamed == answer.strip() and answer, (answer, streamed)
+    finally:
+        router.close()
