@@ -3,13 +3,16 @@
 By default the router's candidates are two tiny offline models (their text is
 gibberish; what matters is which model serves each call and what it cost) and
 the profile is made up in code so that ``tiny-b`` is the more accurate, more
-expensive model. Pass ``--profile`` with a calibrated profile and ``--packaged``
-to route between the packaged SmolLM2 and Gemma models instead.
+expensive model. ``--packaged`` routes between the packaged SmolLM2 and Gemma
+models instead, with the CPU reference profile (or ``--profile``) and the
+packaged per-prompt predictor, so each preset's choice rests on who is likely
+right on *this* question.
 
 Run it::
 
     python examples/lcel_chain.py
     python examples/lcel_chain.py --question "Why is the sky blue?"
+    python examples/lcel_chain.py --packaged
 """
 
 from __future__ import annotations
@@ -25,12 +28,18 @@ from langchain_energyrouter.router import EnergyAwareRouter
 
 
 def build_router(profile: str | None = None, *, packaged: bool = False) -> EnergyAwareRouter:
-    """The router over the tiny models, or over the packaged ones with a calibrated ``profile``."""
+    """The router over the tiny models, or over the packaged ones (``profile`` defaults to the CPU reference)."""
     if packaged:
+        from langchain_energyrouter import EnergyProfile
+        from langchain_energyrouter.cli.demo import predictor_path
         from langchain_energyrouter.models import load_chat_model
 
         names = ("smollm2-135m", "gemma3-270m")
-        return EnergyAwareRouter(models={n: load_chat_model(n) for n in names}, energy_profile=profile)
+        return EnergyAwareRouter(
+            models={n: load_chat_model(n, max_new_tokens=32) for n in names},
+            energy_profile=profile or EnergyProfile.reference("cpu-reference"),
+            prompt_routing=str(predictor_path("packaged-models")),
+        )
     from langchain_energyrouter.testing import tiny_chat_models, tiny_profile
 
     return EnergyAwareRouter(models=tiny_chat_models(), energy_profile=profile or tiny_profile())
@@ -38,7 +47,7 @@ def build_router(profile: str | None = None, *, packaged: bool = False) -> Energ
 
 def run(router: EnergyAwareRouter, question: str) -> list[dict[str, Any]]:
     """Ask ``question`` once per weight preset; returns what served each call and what it cost."""
-    prompt = ChatPromptTemplate.from_messages([("system", "Answer briefly."), ("human", "{question}")])
+    prompt = ChatPromptTemplate.from_messages([("system", "Answer with one word."), ("human", "{question}")])
     chain = prompt | router | StrOutputParser()
     rows = []
     for preset, weights in PRESETS.items():
@@ -60,11 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     """Print which model each weight preset routes to, and its answer."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--question", default="What is the capital of France?")
-    parser.add_argument("--profile", help="a profile JSON (required with --packaged)")
+    parser.add_argument("--profile", help="a profile JSON (with --packaged: the CPU reference by default)")
     parser.add_argument("--packaged", action="store_true", help="route between the packaged SmolLM2 and Gemma")
     args = parser.parse_args(argv)
-    if args.packaged and not args.profile:
-        parser.error("--packaged needs --profile (a calibrated profile for smollm2-135m and gemma3-270m)")
     router = build_router(args.profile, packaged=args.packaged)
     try:
         for row in run(router, args.question):

@@ -27,8 +27,6 @@ Who imports whom (``tools/check_layout.py`` checks it, with no cycle allowed): `
 
 from __future__ import annotations
 
-from importlib import metadata
-
 from langchain_energyrouter.decide.scheduler import Candidate, Decision, Scheduler
 from langchain_energyrouter.decide.scoring import NORMALIZERS, PRESETS, Constraints, Weights
 from langchain_energyrouter.errors import (
@@ -43,6 +41,7 @@ from langchain_energyrouter.errors import (
     UnknownModelError,
     WeightsError,
 )
+from langchain_energyrouter.files import package_version
 from langchain_energyrouter.profile import (
     CostModel,
     DeviceInfo,
@@ -71,10 +70,7 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'langchain_energyrouter' has no attribute {name!r}")
 
 
-try:
-    __version__ = metadata.version("langchain-energyrouter")
-except metadata.PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0"
+__version__ = package_version()
 
 __all__ = [
     "NORMALIZERS",

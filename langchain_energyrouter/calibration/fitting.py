@@ -218,19 +218,31 @@ def fit_candidate(
     groups: Sequence[str] | None = None,
     nonnegative: bool = True,
 ) -> CandidateFit:
-    """Fit one estimator on all rows; score it by held-out MAPE and bias over ``cv`` folds."""
+    """Fit one estimator on all rows; score it by held-out MAPE and bias over ``cv`` folds.
+
+    ``folds=0`` scores it on the rows it was fitted on (the fallback when there are too few rows to hold
+    any out): its ``cv_mape`` and ``cv_bias`` are in-sample then.
+    """
     import numpy as np
+
+    # Imported before the filter below: on import statsmodels puts an "always" filter for its own warnings in
+    # front of the list, which would otherwise beat the "ignore" and leak SingularMatrixWarning to the user.
+    import statsmodels.api  # noqa: F401
 
     x = _design(tin, tout, interaction)
     pred = np.full_like(y, np.nan)
     held_anywhere: set[int] = set()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # QuantReg's iteration/convergence chatter; CV judges the result
-        for train, test in make_folds(len(y), folds, cv, groups=groups, seed=seed):
+        # QuantReg's iteration/convergence chatter and statsmodels' singular-matrix warnings of tiny designs:
+        # CV judges the result, and an ill-conditioned design is reported (condition number) by the caller.
+        warnings.simplefilter("ignore")
+        for train, test in make_folds(len(y), folds, cv, groups=groups, seed=seed) if folds else ():
             params, _result, _held = fit_constrained(estimator, x[train], y[train], nonnegative=nonnegative)
             pred[test] = np.maximum(x[test] @ params, 0.0)  # the scheduler clamps negatives too
         params, result, held = fit_constrained(estimator, x, y, nonnegative=nonnegative)
         ci = np.asarray(result.conf_int(0.05))
+        if not folds:
+            pred = np.maximum(x @ params, 0.0)
     held_anywhere.update(held)
     tested = ~np.isnan(pred)
     resid = y - x @ params
@@ -361,6 +373,8 @@ def fit_cost_model(
                 continue
             if np.isfinite([candidate.cv_mape, candidate.cv_bias]).all() and all(np.isfinite(candidate.params)):
                 candidates.append(candidate)
+    if not candidates and all("for " in f and "-fold CV" in f for f in failures) and n >= 3:
+        return _fit_without_cv(tin, tout, y, what=what, rows_dropped=rows_dropped, nonnegative=nonnegative, warn=warn)
     if not candidates:
         raise CalibrationError(f"No {what} fit succeeded: {'; '.join(failures)}.")
     preference = [f"{e}{'+interaction' if ix else ''}" for e in estimators for ix in interaction]
@@ -412,6 +426,48 @@ def fit_cost_model(
         ),
     )
     return model, candidates
+
+
+def _fit_without_cv(
+    tin: np.ndarray,
+    tout: np.ndarray,
+    y: np.ndarray,
+    *,
+    what: str,
+    rows_dropped: int,
+    nonnegative: bool,
+    warn: Callable[[str], None] | None,
+) -> tuple[CostModel, list[CandidateFit]]:
+    """Too few rows to hold any out: least squares without the interaction term on all rows, said so."""
+    import numpy as np
+
+    fit = fit_candidate("ols", False, tin, tout, y, folds=0, nonnegative=nonnegative)
+    note = (
+        f"Too few rows ({len(y)}) to cross-validate any candidate; fell back to least squares without the "
+        "interaction term on all rows. Its error and bias are in-sample (no held-out rows): measure more rows "
+        "for a chosen, cross-validated fit."
+    )
+    if warn is not None:
+        warn(f"{what}: {note}")
+    b0, b1, b2, _ = fit.params
+    model = CostModel(
+        intercept=b0,
+        input_tokens=b1,
+        output_tokens=b2,
+        interaction=0.0,
+        uses_interaction=False,
+        input_range=(float(np.min(tin)), float(np.max(tin))),
+        output_range=(float(np.min(tout)), float(np.max(tout))),
+        fit=FitStats(
+            n=fit.n,
+            r_squared=fit.r_squared,
+            rows_dropped=rows_dropped,
+            conf_int=fit.conf_int or None,
+            constrained=list(fit.constrained),
+            note=note,
+        ),
+    )
+    return model, [fit]
 
 
 def _plain_ols_baseline(

@@ -17,6 +17,7 @@ predicts *shorter* uncensored answers for long prompts than the cut ones observe
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
@@ -100,8 +101,11 @@ def fit_censored_normal(
     y = np.asarray(tout, dtype=float)
     censored = np.zeros(len(y), dtype=bool) if budget is None else y >= budget
     if not censored.any():
-        result = sm.OLS(y, x).fit()
-        return np.asarray(result.params, dtype=float), float(np.sqrt(max(result.scale, 1e-12))), result.cov_params()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a singular design (one input length): no covariance, said below
+            result = sm.OLS(y, x).fit()
+            cov = result.cov_params() if np.linalg.matrix_rank(x) == x.shape[1] else None
+        return np.asarray(result.params, dtype=float), float(np.sqrt(max(result.scale, 1e-12))), cov
     y = np.where(censored, float(budget), y)  # type: ignore[arg-type]
     start_beta = np.linalg.lstsq(x, y, rcond=None)[0]
     spread = float(np.std(y[~censored])) if (~censored).sum() > 1 else 1.0

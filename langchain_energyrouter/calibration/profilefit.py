@@ -21,6 +21,9 @@ from langchain_energyrouter.profile import ModelProfile
 if TYPE_CHECKING:
     from langchain_energyrouter.calibration.rawdata import RawData
 
+LENGTH_MAPE_WARN = 1.0
+"""An output-length fit whose held-out MAPE exceeds this (100%) is warned about."""
+
 
 @dataclass
 class FitReport:
@@ -102,6 +105,14 @@ def fit_model(
     )
     if message:
         report.messages.append(f"{name}: {message}")
+    length_fit = output_length.fit
+    if length_fit is not None and length_fit.mape_holdout is not None and length_fit.mape_holdout > LENGTH_MAPE_WARN:
+        report.messages.append(
+            f"{name}: the output-length fit is off by {100 * length_fit.mape_holdout:.0f}% on held-out rows (MAPE): "
+            "answer lengths are predicted poorly, and so are runtime and energy before a call. Measure more "
+            "natural answers (--natural-max-new-tokens, a larger --suite) or train a per-prompt predictor "
+            "(`energyrouter accuracy --outcomes`, then `energyrouter train`)."
+        )
     profile = ModelProfile(
         model_id=model_id,
         runtime=runtime,

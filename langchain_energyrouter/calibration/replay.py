@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 DEFAULT_PRIOR_FRACTION = 0.2
 DEFAULT_ENERGY_METHOD = "nvml_poll"
 """Method assumed for rows of a file without an ``energy_method`` column (the original traces')."""
+MIN_PRIOR_ROWS = 3
+"""Rows a prior cost model needs at least (three coefficients without the interaction term)."""
 TARGETS: tuple[tuple[str, str], ...] = (("runtime", "runtime_seconds"), ("energy", "energy_joules"))
 
 
@@ -57,6 +59,8 @@ class ReplayResult:
     """Rows whose joules trained the online energy model (rows of another method do not)."""
     prior: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
     """target -> the prior's coefficients."""
+    notes: list[str] = field(default_factory=list)
+    """Where a small trace made the replay fall back (more prior rows than asked, a prior fit without CV)."""
 
 
 class _Accumulator:
@@ -111,10 +115,18 @@ def replay_trace(
     frame = raw.frame
     total = len(frame)
     cut = int(prior_fraction * total)
-    if cut < 3 or total - cut < 1:
+    notes = []
+    if cut < MIN_PRIOR_ROWS <= total - 1:
+        notes.append(
+            f"{name}: --prior-fraction {prior_fraction} gives the prior {cut} of {total} rows; it got the first "
+            f"{MIN_PRIOR_ROWS}, the fewest a cost model is fitted on"
+        )
+        cut = MIN_PRIOR_ROWS
+    if cut < MIN_PRIOR_ROWS or total - cut < 1:
         raise CalibrationError(
             f"{name}: {raw.path} has {total} usable rows; with --prior-fraction {prior_fraction} the prior gets "
-            f"{cut} (at least 3 needed) and the replay {total - cut}. Use a longer trace or another fraction."
+            f"{cut} (at least {MIN_PRIOR_ROWS} needed) and the replay {total - cut}. Use a longer trace or "
+            "another fraction."
         )
     tin = frame["input_tokens"].to_numpy(dtype=float)
     tout = frame["output_tokens"].to_numpy(dtype=float)
@@ -142,6 +154,10 @@ def replay_trace(
         energy_method=profile_method,  # type: ignore[arg-type]
         source=f"energyrouter replay: prior from the first {cut} rows of {raw.path}",
     )
+    for target, _column in TARGETS:
+        stats = fitted[target].fit
+        if stats is not None and stats.folds is None:  # fitted without cross-validation: say why
+            notes.append(f"{name} {target} prior: {stats.note}")
     learner = CostLearner(profile, options)
     budget = float(tout.max())
     static_b = {target: fitted[target].coefficients for target, _column in TARGETS}
@@ -174,6 +190,7 @@ def replay_trace(
         resets=final.resets if final is not None else 0,
         energy_rows_learned=final.n_energy if final is not None else 0,
         prior=static_b,
+        notes=notes,
     )
 
 
@@ -190,6 +207,7 @@ def as_json(results: Mapping[str, ReplayResult]) -> dict[str, Any]:
                 "rows_replayed": result.rows_replayed,
                 "resets": result.resets,
                 "energy_rows_learned": result.energy_rows_learned,
+                "notes": list(result.notes),
             }
             for name, result in results.items()
         }
@@ -220,7 +238,7 @@ def render_table(results: Mapping[str, ReplayResult]) -> str:
     notes = [
         f"{name}: {r.resets} drift resets; {r.energy_rows_learned} of {r.rows_replayed} rows trained energy"
         for name, r in results.items()
-    ]
+    ] + [note for r in results.values() for note in r.notes]
     return "\n".join(
         [
             *lines,

@@ -90,13 +90,22 @@ def calibration_meter(device: str, **options: Any) -> Any:
         try:
             meter, _skipped = select_meter(devices=[spec], methods=GPU_METER_METHODS, **options)
         except MeterError as err:
-            raise CalibrationError(
-                f"No GPU energy meter for {spec}: {err}. Install the NVML extra "
-                "(pip install 'langchain-energyrouter[nvml]') or calibrate on --device cpu."
-            ) from err
+            raise CalibrationError(f"No GPU energy meter for {spec}: {err}. {_gpu_meter_fix(str(err))}") from err
         return meter
     meter, _skipped = select_meter(methods=CPU_METER_METHODS, **options)
     return meter
+
+
+def _gpu_meter_fix(reasons: str) -> str:
+    """What to do about the reasons NVML gave no meter: only a missing ``pynvml`` is fixed by the extra."""
+    if "'pynvml' package, which is not installed" in reasons:
+        return "Install the NVML extra (pip install 'langchain-energyrouter[nvml]') or calibrate on --device cpu."
+    if "LibraryNotFound" in reasons or "no driver" in reasons:
+        return (
+            "pynvml is installed, but the NVIDIA driver's NVML library (libnvidia-ml) was not found: this machine "
+            "has no NVIDIA driver, or it is not loaded (check `nvidia-smi`). Calibrate on --device cpu here."
+        )
+    return "Check `nvidia-smi` and the reasons above, or calibrate on --device cpu."
 
 
 def encode_prompt(tokenizer: Any, text: str) -> list[int]:

@@ -16,9 +16,16 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     """Register ``accuracy``."""
     from langchain_energyrouter.calibration.accuracy import DEFAULT_MAX_NEW_TOKENS
 
-    p = sub.add_parser("accuracy", parents=[common], help="score models on a labelled suite, write into a profile")
+    p = sub.add_parser(
+        "accuracy",
+        parents=[common],
+        help="score models on a labelled suite, write into a profile",
+        description="Answer every prompt of a labelled suite with each model, grade the answers, and write each "
+        "model's accuracy (overall and per task type) into the profile; --outcomes also writes every "
+        "prompt's per-model outcome, what `energyrouter train` learns from.",
+    )
     p.add_argument("models", nargs="+", metavar="MODEL", help="profile model name, or NAME=MODEL to load MODEL")
-    p.add_argument("--profile", required=True)
+    p.add_argument("--profile", required=True, help="profile JSON to update (its models are the ones scored)")
     p.add_argument("--suite", required=True, help="labelled JSONL: id, prompt, answer, match, task_type")
     p.add_argument(
         "--max-new-tokens",

@@ -15,7 +15,8 @@ from langchain_energyrouter.calibration.evaluate import (
 from langchain_energyrouter.calibration.evaluate_output import format_lengths, format_report, plot_report, report_json
 from langchain_energyrouter.calibration.length_report import evaluate_lengths
 from langchain_energyrouter.calibration.outcomes import OutcomeRow
-from langchain_energyrouter.errors import CalibrationError
+from langchain_energyrouter.cli.util import DEFAULT_MIN_ROWS
+from langchain_energyrouter.errors import CalibrationError, ProfileError
 
 __all__ = ["add_parser", "run"]
 
@@ -48,7 +49,7 @@ def _encoder_or_fallback(name: str | None, required: bool, notes: list[str]) -> 
 
 
 def _learned_predictor(
-    encoder: str | None, required: bool, notes: list[str]
+    encoder: str | None, required: bool, notes: list[str], min_rows: int
 ) -> tuple[Callable[[Sequence[OutcomeRow]], Predictor], str] | None:
     """``PromptPredictor.train`` as a factory, or None when that module is not installed."""
     quality = _quality_module()
@@ -57,7 +58,7 @@ def _learned_predictor(
     enc = _encoder_or_fallback(encoder, required, notes)
 
     def factory(rows: Sequence[OutcomeRow]) -> Predictor:
-        predictor: Predictor = quality.PromptPredictor.train(rows, encoder=enc)
+        predictor: Predictor = quality.PromptPredictor.train(rows, encoder=enc, min_rows=min_rows)
         return predictor
 
     return factory, f"prompt features (PromptPredictor), encoder {enc.name}"
@@ -98,6 +99,13 @@ def add_parser(sub: Any, common: Any) -> None:
         help="prompt: learned per-prompt predictor (quality.py); task: per-task means; auto: prompt if installed",
     )
     p.add_argument("--encoder", help="sentence encoder for the prompt predictor (its default if not given)")
+    p.add_argument(
+        "--min-rows",
+        type=int,
+        default=DEFAULT_MIN_ROWS,
+        help=f"models with fewer training rows keep their profile accuracy (default {DEFAULT_MIN_ROWS}); with "
+        "--predictor auto, a matrix where no model has that many falls back to per-task means, said so",
+    )
     p.add_argument("--no-bandit", action="store_true", help="skip the online bandit policy")
     p.add_argument(
         "--bandit-exploration", type=float, default=0.0, help="the bandit's UCB exploration (default 0: greedy)"
@@ -127,7 +135,7 @@ def run(args: Any) -> int:
     name = None
     notes: list[str] = []
     if args.predictor in ("auto", "prompt"):
-        learned = _learned_predictor(args.encoder, args.predictor == "prompt", notes)
+        learned = _learned_predictor(args.encoder, args.predictor == "prompt", notes, args.min_rows)
         if learned is None:
             if args.predictor == "prompt":
                 raise CalibrationError(
@@ -152,16 +160,23 @@ def run(args: Any) -> int:
     bandit = None if args.no_bandit else _bandit_options(args.bandit_exploration)
     if bandit is None and not args.no_bandit:
         notes.append("the online bandit (langchain_energyrouter.prompt.bandit) is not installed: its policy is skipped")
-    report = evaluate(
-        matrix,
-        train_fraction=args.train_fraction,
-        seed=args.seed,
-        profile=profile,
-        predictor_factory=factory,
-        predictor_name=name,
-        bandit_options=bandit,
-        normalization=args.normalization,
-    )
+    options = {
+        "train_fraction": args.train_fraction,
+        "seed": args.seed,
+        "profile": profile,
+        "bandit_options": bandit,
+        "normalization": args.normalization,
+    }
+    try:
+        report = evaluate(matrix, predictor_factory=factory, predictor_name=name, **options)
+    except ProfileError as err:
+        if factory is None or args.predictor != "auto" or "outcome rows needed" not in str(err):
+            raise
+        report = evaluate(matrix, predictor_factory=None, predictor_name=None, **options)
+        notes.append(
+            f"the per-prompt predictor was not trained ({err}); the router used per-task means instead "
+            "(--min-rows N trains it on fewer rows)"
+        )
     report.notes.extend(notes)
     report.timings_s["total_s"] = time.perf_counter() - started
     if args.plot:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from langchain_energyrouter.decide.scheduler import Decision, Scheduler
-from langchain_energyrouter.decide.scoring import PRESETS, Weights
+from langchain_energyrouter.decide.scoring import NORMALIZERS, PRESETS, Weights
 from langchain_energyrouter.errors import WeightsError
 from langchain_energyrouter.profile import EnergyProfile
 
@@ -105,7 +105,7 @@ def render_table(decision: Decision, methods: Mapping[str, str]) -> str:
         "acc term",
         "energy term",
         "time term",
-        "score",
+        "cost",
         "note",
     )
     order = list(decision.ranking) + [n for n in decision.candidates if n not in decision.ranking]
@@ -127,8 +127,8 @@ def render_table(decision: Decision, methods: Mapping[str, str]) -> str:
                 _fmt(c.accuracy_term, ".3f"),
                 _fmt(c.energy_term, ".3f"),
                 _fmt(c.time_term, ".3f"),
-                _fmt(c.score, ".3f"),
-                note or ("excluded" if c.score is None else ""),
+                _fmt(c.cost, ".3f"),
+                note or ("excluded" if c.cost is None else ""),
             )
         )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
@@ -139,20 +139,27 @@ def render_table(decision: Decision, methods: Mapping[str, str]) -> str:
     verdict = f"chosen: {decision.model}" + (" (forced)" if decision.forced else "")
     if decision.note:
         verdict += f" - {decision.note}"
-    lines.append(verdict + "   (lower score is better; * marks the choice)")
+    lines.append(verdict + "   (cost: weighted sum of the terms, lower is better; * marks the choice)")
     return "\n".join(lines)
 
 
 # -- the command ----------------------------------------------------------------
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     """Register ``explain``."""
-    p = sub.add_parser("explain", parents=[common], help="show the routing decision for a prompt")
-    p.add_argument("prompt")
-    p.add_argument("--profile", required=True)
+    p = sub.add_parser(
+        "explain",
+        parents=[common],
+        help="show the routing decision for a prompt",
+        description="Decide, without running anything, which of a profile's models a prompt goes to, and print "
+        "every candidate's predicted tokens, runtime, energy, accuracy, normalised terms and cost (the "
+        "weighted sum of the terms: lower is better).",
+    )
+    p.add_argument("prompt", help="the prompt to route")
+    p.add_argument("--profile", required=True, help="profile JSON")
     p.add_argument(
         "--weights", help="A,E,T (accuracy, energy, time) or a preset: accuracy-first, balanced, energy-first"
     )
-    p.add_argument("--normalization", default="minmax", help="minmax (default), relative or hybrid")
+    p.add_argument("--normalization", default="minmax", choices=sorted(NORMALIZERS), help="default: minmax")
     p.add_argument("--max-tokens", type=int, help="the request's output cap")
     p.add_argument("--task-type", help="use per-task accuracy")
     p.add_argument("--models", help="comma-separated subset of the profile's models")

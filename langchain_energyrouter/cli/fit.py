@@ -24,7 +24,12 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         "length (censored at the generation budget) from raw CSVs.",
     )
     p.add_argument("--raw", action="append", required=True, metavar="NAME=PATH", help="a model's raw CSV (.csv.gz ok)")
-    p.add_argument("--accuracy", action="append", metavar="NAME=VALUE", help="a model's accuracy in [0, 1]")
+    p.add_argument(
+        "--accuracy",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a model's accuracy in [0, 1]; required for each model the --out profile lacks",
+    )
     p.add_argument("--context-window", action="append", metavar="NAME=N", help="a model's context window, tokens")
     p.add_argument("--model-id", action="append", metavar="NAME=ID", help="where the model came from (for people)")
     p.add_argument(

@@ -39,6 +39,7 @@ from langchain_energyrouter.cli import (
 )
 from langchain_energyrouter.cli.util import PROG, Parser, UsageError, say
 from langchain_energyrouter.errors import EnergyRouterError
+from langchain_energyrouter.files import package_version
 
 
 # -- parser ---------------------------------------------------------------------
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks instead of one-line errors"
     )
     parser = Parser(prog=PROG, description="Calibrate, fit, inspect and plot energy-router profiles.", parents=[common])
+    parser.add_argument("--version", action="version", version=f"{PROG} {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     calibrate.add_parser(sub, common)

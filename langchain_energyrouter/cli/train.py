@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from langchain_energyrouter.cli.util import say
+from langchain_energyrouter.cli.util import DEFAULT_MIN_ROWS, say
 
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -23,7 +23,12 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--matrix", required=True, type=Path, help="outcome matrix JSONL (from `energyrouter accuracy`)")
     p.add_argument("--out", required=True, type=Path, help="predictor JSON to write (keep it beside the profile)")
     p.add_argument("--encoder", default="minilm-static", help="prompt encoder: minilm-static (default) or hashing")
-    p.add_argument("--min-rows", type=int, default=30, help="models with fewer rows keep their profile accuracy")
+    p.add_argument(
+        "--min-rows",
+        type=int,
+        default=DEFAULT_MIN_ROWS,
+        help=f"models with fewer rows keep their profile accuracy (default {DEFAULT_MIN_ROWS})",
+    )
     p.add_argument(
         "--censored-at", type=int, default=None, help="generation budget of the run (default: detected; 0: none)"
     )

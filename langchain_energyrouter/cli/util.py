@@ -13,6 +13,9 @@ from langchain_energyrouter.errors import CalibrationError, EnergyRouterError
 
 PROG = "energyrouter"
 
+DEFAULT_MIN_ROWS = 30
+"""Outcome rows a model needs in ``train``/``evaluate`` for a per-prompt predictor (``--min-rows``)."""
+
 
 class UsageError(Exception):
     pass

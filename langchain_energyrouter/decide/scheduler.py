@@ -30,6 +30,7 @@ median, the mean and that quantile.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from statistics import NormalDist
@@ -70,7 +71,13 @@ DEFAULT_CONSTRAINT_QUANTILE = 0.9
 
 
 class Candidate(NamedTuple):
-    """One model's predictions and score for one request (a NamedTuple: cheap to build)."""
+    """One model's predictions and cost for one request (a NamedTuple: cheap to build).
+
+    ``cost`` is the weighted sum of the normalised terms: **lower is better** (the chosen model has the
+    lowest). It was called ``score`` up to 0.1; ``score`` still reads it, with a DeprecationWarning, until
+    the next release. Feedback scores, outcome matrices and the demo's "score" column are a different
+    figure, where higher is better (the share of answers graded right).
+    """
 
     model: str
     input_tokens: int
@@ -84,7 +91,7 @@ class Candidate(NamedTuple):
     """Normalised accuracy cost (``1 - accuracy``); None when excluded."""
     energy_term: float | None = None
     time_term: float | None = None
-    score: float | None = None
+    cost: float | None = None
     """Weighted sum of the terms; lower is better; None when excluded."""
     excluded: str | None = None
     """Why the candidate was not eligible, or None."""
@@ -109,6 +116,16 @@ class Candidate(NamedTuple):
     output_length: LengthDistribution | None = None
     """The length distribution behind these figures (``log1p(tokens)`` mean and spread)."""
 
+    @property
+    def score(self) -> float | None:
+        """Deprecated name of :attr:`cost` (lower is better); removed in the next release."""
+        warnings.warn(
+            "Candidate.score is deprecated: it is the decision's cost (lower is better); read Candidate.cost",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.cost
+
     def as_dict(self) -> dict[str, Any]:
         out = self._asdict()
         del out["model"]
@@ -116,6 +133,7 @@ class Candidate(NamedTuple):
         out["sources"] = dict(self.sources)
         out["observations"] = dict(self.observations)
         out["output_length"] = self.output_length._asdict() if self.output_length is not None else None
+        out["score"] = self.cost  # deprecated alias of "cost" (lower is better), dropped in the next release
         return out
 
 

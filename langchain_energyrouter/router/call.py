@@ -205,6 +205,13 @@ class RoutedCall:
             routing["busy"] = dict(self.busy)
         routing["measured_energy_j"] = reading.energy_j
         routing["measured_runtime_s"] = reading.runtime_s
+        if self.estimate is not None and name in self.estimate.predicted_output_tokens:
+            # The per-prompt length before repeat memory: how far off a new prompt's prediction would have been.
+            caps = self.decision.max_output_tokens
+            cap = caps.get(name) if isinstance(caps, Mapping) else caps
+            routing["predicted_output_tokens_before_repeats"] = self.estimate.predicted_output_tokens[name].mean_tokens(
+                cap
+            )
         mismatch = rt.method_mismatch()
         if mismatch:
             routing["energy_method_mismatch"] = mismatch

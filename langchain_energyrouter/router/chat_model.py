@@ -119,8 +119,10 @@ class EnergyAwareRouter(BaseChatModel):
     so that ``create_agent(..., response_format=...)`` and the summarization middleware can read it."""
     weights: Weights = Field(default_factory=Weights.balanced)
     """Default weights: :class:`Weights`, a dict or an (accuracy, energy, time) tuple; None = balanced."""
-    normalization: str | Normalizer = "minmax"
-    """Scheduler normaliser: ``"minmax"``, ``"relative"``, ``"hybrid"`` or a callable."""
+    normalization: str | Normalizer | None = None
+    """Scheduler normaliser: ``"minmax"``, ``"relative"``, ``"hybrid"`` or a callable. None (the default):
+    ``"relative"`` when ``prompt_routing`` is set, so how much better a model is expected to be on *this*
+    prompt keeps its size, else ``"minmax"`` (the original's; name it to keep it with per-prompt routing)."""
     constraints: Constraints = Field(default_factory=Constraints)
     """Default hard limits: :class:`Constraints` or a dict."""
     pareto: bool = False
@@ -310,15 +312,13 @@ class EnergyAwareRouter(BaseChatModel):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         rt = self._parts()
-        normalization = self.normalization
+        normalization = rt.scheduler.normalization
         return {
             "models": {name: {"type": m._llm_type, "model": rt.model_names[name]} for name, m in rt.candidates.items()},
             "profile": rt.scheduler.profile.origin,
             "profile_sha256": rt.profile_digest,
             "weights": rt.scheduler.weights.as_dict(),
-            "normalization": normalization
-            if isinstance(normalization, str)
-            else getattr(normalization, "__qualname__", repr(normalization)),
+            "normalization": normalization,
             "constraints": dataclasses.asdict(rt.scheduler.constraints),
             "task_type": self.task_type,
             "max_tokens": self.max_tokens,

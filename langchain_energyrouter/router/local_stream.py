@@ -108,6 +108,11 @@ def stream_local_pipeline(
     # Longest tail that could still grow into a stop string; held back until decided.
     hold = max((len(s) for s in stop or () if s), default=1) - 1
     pending = ""
+    # A model whose answers carry template residue (a leading space, the line break that stopped it) streams
+    # without it, as its non-streamed answer does: leading whitespace is dropped, trailing whitespace waits
+    # for more text (and is dropped at the end).
+    strip = bool(getattr(pipe, "strip_answer", False))
+    started = False
     thread = threading.Thread(target=generate, name="energyrouter-generate", daemon=True)
     thread.start()
     try:
@@ -115,20 +120,25 @@ def stream_local_pipeline(
             if failure:
                 break
             pending += text
+            if strip and not started:
+                pending = pending.lstrip()
             pending, hit = cut_at_stop(pending, stop)
             if hit:
                 cancelled.set()
+                pending = pending.rstrip() if strip else pending
                 if pending:
                     yield emit(pending)
                 pending = ""
                 break
-            ready = len(pending) - hold
+            ready = (len(pending.rstrip()) if strip else len(pending)) - hold
             if ready > 0:
+                started = True
                 yield emit(pending[:ready])
                 pending = pending[ready:]
         thread.join()
         if failure:
             raise failure[0]
+        pending = pending.rstrip() if strip else pending
         if pending:
             yield emit(pending)
     finally:

@@ -28,6 +28,7 @@ from langchain_energyrouter.router.candidates import (
     tool_incapability,
 )
 from langchain_energyrouter.router.live import LiveState
+from langchain_energyrouter.router.settings import default_normalization
 from langchain_energyrouter.router.tokens import TokenCounter, configured_output_cap
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ class RouterParts:
         self.scheduler = Scheduler(
             profile,
             router.weights,
-            router.normalization,
+            default_normalization(router.normalization, router.prompt_routing),
             constraints=router.constraints,
             models=list(candidates),
             pareto=router.pareto,

@@ -52,7 +52,7 @@ class RouterSettings(Protocol):
     models: dict[str, BaseChatModel]
     energy_profile: EnergyProfile
     weights: Weights
-    normalization: str | Normalizer
+    normalization: str | Normalizer | None
     constraints: Constraints
     pareto: bool
     on_infeasible: Literal["raise", "least_violating"]
@@ -71,6 +71,17 @@ class RouterSettings(Protocol):
     def own_settings(self) -> tuple[Any, ...]:
         """The values the parts were built from (compared by identity to detect a change)."""
         ...
+
+
+def default_normalization(normalization: str | Normalizer | None, prompt_routing: Any) -> str | Normalizer:
+    """The normaliser a router uses: the one given, else ``"relative"`` with per-prompt routing, else ``"minmax"``.
+
+    Min-max turns any difference between two candidates into 0 or 1, so a per-prompt prediction that one
+    model is a little likelier to be right would count as much as a large one; relative keeps its size.
+    """
+    if normalization is not None:
+        return normalization
+    return "relative" if prompt_routing is not None else "minmax"
 
 
 def configured_options(configurable: Mapping[str, Any] | None, prefix: str) -> dict[str, Any]:

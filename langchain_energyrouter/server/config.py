@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from langchain_energyrouter.decide.scoring import Constraints, Weights
 from langchain_energyrouter.errors import EnergyRouterError, missing_extra
+from langchain_energyrouter.files import data_file
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -55,7 +56,7 @@ class ConfigError(EnergyRouterError, ValueError):
 class CandidateConfig(BaseModel):
     """One candidate model: a packaged short name, a local directory, or an OpenAI-compatible server."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     name: str = Field(min_length=1)
     """The router's name for it (what the profile and a forced ``model`` use)."""
@@ -77,19 +78,27 @@ class CandidateConfig(BaseModel):
     """This candidate's limit of concurrent requests (default: ``limits.max_in_flight_per_candidate``)."""
     timeout_s: float = Field(default=120.0, gt=0)
     """Request timeout for a remote candidate, seconds."""
+    engine_metrics: str | None = None
+    """The Prometheus ``/metrics`` URL of the engine serving a ``base_url`` candidate (vLLM, TGI): its own
+    queue then feeds the load model (see the router's ``engine_metrics``)."""
 
     @model_validator(mode="after")
     def _one_source(self) -> CandidateConfig:
         given = [key for key in ("model", "path", "base_url") if getattr(self, key)]
         if len(given) > 1:
             raise ValueError(f"candidate {self.name!r} sets {given}; give only one of model, path or base_url")
+        if self.engine_metrics and not self.base_url:
+            raise ValueError(
+                f"candidate {self.name!r} sets engine_metrics without base_url; only an engine reached by base_url "
+                "has a queue of its own to read"
+            )
         return self
 
 
 class LimitsConfig(BaseModel):
     """Bounds that keep the server from queueing without end."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     max_in_flight_per_candidate: int = Field(default=8, gt=0)
     """Requests one candidate serves at once; beyond it the next-ranked candidate answers, else 429."""
@@ -106,7 +115,7 @@ class LimitsConfig(BaseModel):
 class AppSettings(BaseModel):
     """What the app needs besides the router (built from a :class:`ServerConfig`, or directly in tests)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     name: str = "energyrouter"
     """The server's model name: ``model: "<name>"`` or ``"auto"`` routes."""
@@ -116,30 +125,36 @@ class AppSettings(BaseModel):
     api_key: str | None = None
     """Bearer key clients must send; None = none required."""
     log_prompts: bool = False
+    """Log prompts and answers."""
 
 
 class ServerConfig(BaseModel):
     """The whole ``router.yaml``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     name: str = "energyrouter"
     """The server's model name: ``model: "<name>"`` or ``"auto"`` routes."""
     candidates: list[CandidateConfig] = Field(min_length=1)
+    """The models to route between (at least one; see the candidate keys below)."""
     profile: str
     """Path of the profile JSON (relative to the config file) or a reference profile name (``cpu-reference``)."""
     weights: dict[str, float] | None = None
     """Default weights ``{accuracy, energy, time}``; None = balanced."""
     constraints: dict[str, float] | None = None
     """Default hard limits (``max_runtime_s``, ``max_energy_j``, ``min_accuracy``)."""
-    normalization: Literal["minmax", "relative", "hybrid"] = "minmax"
+    normalization: Literal["minmax", "relative", "hybrid"] | None = None
+    """None = ``relative`` when ``prompt_routing`` is set, else ``minmax`` (see the router's ``normalization``)."""
     task_type: str | None = None
+    """Default task type (per-task accuracy and answer length from the profile); a request's wins."""
     state_store: str | None = None
     """None/``memory`` = in this process; ``default`` = the user's SQLite file; a path = that SQLite file;
     ``redis://host:port/db`` = a Redis server shared by replicas on several hosts."""
     prompt_routing: str | None = None
-    """Path of a trained per-prompt predictor (``energyrouter train``): enables ``POST /v1/feedback``."""
+    """Path of a trained per-prompt predictor (``energyrouter train``), or the name of a shipped one
+    (``packaged-models``): enables ``POST /v1/feedback``."""
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    """Bounds on requests (see the limits keys below)."""
     api_key: str | None = None
     """Bearer key clients must send (prefer ``api_key_env``: a file is easier to leak)."""
     api_key_env: str | None = None
@@ -147,7 +162,9 @@ class ServerConfig(BaseModel):
     log_prompts: bool = False
     """Log prompts and answers (off: only routing, energy and timing are logged)."""
     host: str = "127.0.0.1"
+    """Address to bind (``--host`` wins); 127.0.0.1 keeps the server off the network."""
     port: int = Field(default=8000, ge=0, le=65535)
+    """Port to bind (``--port`` wins)."""
 
     @field_validator("weights")
     @classmethod
@@ -230,6 +247,23 @@ def _resolve(base: Path, value: str) -> str:
     return str(path if path.is_absolute() else base / path)
 
 
+def _predictor(base: Path, value: str) -> str:
+    """A predictor path relative to the config file, else the name of a shipped predictor.
+
+    Raises:
+        ConfigError: neither exists.
+    """
+    path = Path(_resolve(base, value))
+    if path.exists():
+        return str(path)
+    if Path(value).suffix or len(Path(value).parts) > 1:
+        raise ConfigError(f"prompt_routing: {path} does not exist (relative paths start at the config's directory).")
+    try:
+        return str(data_file(value, "predictors", ".json"))
+    except FileNotFoundError as err:
+        raise ConfigError(f"prompt_routing: {err}") from None
+
+
 def build_candidate(candidate: CandidateConfig, base: Path) -> BaseChatModel:
     """The chat model of one candidate.
 
@@ -282,5 +316,6 @@ def build_router(config: ServerConfig, base: Path) -> EnergyAwareRouter:
         normalization=config.normalization,
         task_type=config.task_type,
         state_store=store,
-        prompt_routing=_resolve(base, config.prompt_routing) if config.prompt_routing else None,
+        prompt_routing=_predictor(base, config.prompt_routing) if config.prompt_routing else None,
+        engine_metrics={c.name: c.engine_metrics for c in config.candidates if c.engine_metrics} or None,
     )

@@ -35,6 +35,12 @@ def test_demo_routes_and_reports_totals() -> None:
     assert "per-prompt predictor:" in text and "packaged-models.json" in text
     assert "runtime prediction error over the routed calls (2., prompts each model answered in 1.)" in text
     assert "points are the length" in text
+    assert "warmed up in" in text and "(not measured)" in text  # no cold first call in the baselines
+    assert "meas J marked ~: estimated" in text  # the ~ is explained
+    why = [line for line in text.splitlines() if line.strip().startswith("why: ")]
+    assert len(why) == len(records)  # one reason per routed choice: each candidate's accuracy, joules, cost
+    assert all("smollm2-135m acc " in line and "gemma3-270m acc " in line and " cost " in line for line in why)
+    assert "without the repeat memory" in text and "measured again in 2." in text
     assert all(isinstance(r.correct, bool) and r.output_tokens > 0 for r in records)
 
 

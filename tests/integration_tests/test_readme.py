@@ -68,6 +68,11 @@ def test_python_snippets_run(tmp_path: Path) -> None:
         )
     assert result.returncode == 0, result.stderr[-4000:]
     out = result.stdout
+    lines = out.splitlines()
+    # The first example routes by the router's own choice (nothing forced) and answers right.
+    assert "Paris" in lines[0], lines[0]
+    # The callback example: 3 calls one at a time have their own joules; 2 at once are kept apart.
+    assert "{'estimate': 3}" in lines and "{'estimate': 2} {'estimate': 2}" in lines and "{}" in lines
     assert "estimate" in out  # the energy method is printed, labelled
     assert "42" in out  # the agent multiplied 6 by 7 with its tool
 

@@ -328,3 +328,51 @@ async def test_a_streamed_answer_has_its_run_id_and_takes_feedback() -> None:
     async_run_id = async_chunks[-1].response_metadata["routing"]["run_id"]
     assert async_run_id not in (None, run_id) and router.feedback(async_run_id, 0.0) is True
     assert [e.payload["run_id"] for e in store.events(FEEDBACK_LOG)] == [run_id, async_run_id]
+
+
+def test_per_prompt_routing_keeps_the_size_of_differences_by_default() -> None:
+    # Min-max would make tiny-b's 2-point edge on this prompt a full unit of accuracy, worth more than
+    # any energy saving at accuracy 0.6; the default with per-prompt routing (relative) keeps it small.
+    from langchain_energyrouter.router import EnergyAwareRouter
+    from langchain_energyrouter.testing import tiny_chat_models
+
+    def router(**options: object) -> EnergyAwareRouter:
+        return EnergyAwareRouter(
+            models=tiny_chat_models(),
+            profile=tiny_profile(),
+            weights={"accuracy": 0.6, "energy": 0.3, "time": 0.1},
+            learn=False,
+            **options,  # type: ignore[arg-type]
+        )
+
+    close = {"tiny-a": 0.50, "tiny-b": 0.52}
+    per_prompt = PromptRouting(MODELS, None, None, prior_accuracy=close, encoder=HashingEncoder(256))
+    default = router(prompt_routing=per_prompt).explain("Say hello.")
+    assert default.normalization == "relative" and default.model == "tiny-a"
+    assert default.candidates["tiny-a"].sources["accuracy"] == "prompt"
+    named = router(prompt_routing=per_prompt, normalization="minmax").explain("Say hello.")
+    assert named.normalization == "minmax" and named.model == "tiny-b"
+    assert router().explain("Say hello.").normalization == "minmax"  # the profile's figures only: the original's
+
+
+def test_the_routing_metadata_keeps_the_length_predicted_before_repeat_memory() -> None:
+    from langchain_energyrouter.router import EnergyAwareRouter
+    from langchain_energyrouter.testing import tiny_chat_models
+
+    router = EnergyAwareRouter(
+        models=tiny_chat_models(),
+        profile=tiny_profile(),
+        prompt_routing=routing(MemoryStateStore()),
+        max_tokens=200,
+        learn_in_background=False,
+    )
+    first = router.invoke("Say hello to Anna.", model="tiny-a").response_metadata["routing"]
+    assert first["predicted_output_tokens_before_repeats"] == pytest.approx(first["predicted_output_tokens"])
+    again = router.invoke("Say hello to Anna.", model="tiny-a").response_metadata["routing"]
+    # The repeat is predicted its measured length; the field keeps what the prompt alone predicted.
+    assert abs(again["predicted_output_tokens"] - first["generated_tokens"]) < abs(
+        again["predicted_output_tokens_before_repeats"] - first["generated_tokens"]
+    )
+    assert again["predicted_output_tokens_before_repeats"] != pytest.approx(again["predicted_output_tokens"])
+    assert router.invoke("Hi", model="tiny-a").response_metadata["routing"]["predicted_output_tokens_before_repeats"]
+    router.close()

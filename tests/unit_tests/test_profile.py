@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -148,6 +150,17 @@ def test_save_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
     profile = make_profile({"a": make_model()})
     path = profile.save(tmp_path / "sub" / "p.json")
     assert [p.name for p in path.parent.iterdir()] == ["p.json"]
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_a_saved_profile_has_the_mode_the_umask_gives(tmp_path: Path, umask: int, mode: int) -> None:
+    # A profile is shared (a team's calibration, a server's config): not a temporary file's 0600.
+    old = os.umask(umask)
+    try:
+        path = make_profile({"a": make_model()}).save(tmp_path / "p.json")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == mode
 
 
 def test_cost_model_without_interaction_must_say_so() -> None:

@@ -60,8 +60,19 @@ def test_candidate_fields_are_filled(three_model_profile: EnergyProfile) -> None
     assert small.excluded is None
     # min-max: the small model is cheapest on energy and time, worst on accuracy
     assert (small.accuracy_term, small.energy_term, small.time_term) == pytest.approx((1.0, 0.0, 0.0), abs=1e-9)
-    assert small.score == pytest.approx(0.7)
-    assert decision.as_dict()["candidates"]["small"]["score"] == small.score
+    assert small.cost == pytest.approx(0.7)
+    assert decision.as_dict()["candidates"]["small"]["cost"] == small.cost
+
+
+def test_score_is_a_deprecated_name_of_cost(three_model_profile: EnergyProfile) -> None:
+    # "score" meant lower-is-better here but higher-is-better in feedback; the decision's figure is "cost".
+    decision = Scheduler(three_model_profile, Weights(0.7, 0.2, 0.1)).decide(input_tokens=120, max_output_tokens=256)
+    costs = {name: c.cost for name, c in decision.candidates.items()}
+    assert decision.model == min(costs, key=lambda m: costs[m])  # type: ignore[arg-type, return-value]
+    small = decision.candidates["small"]
+    with pytest.warns(DeprecationWarning, match=r"read Candidate\.cost"):
+        assert small.score == small.cost
+    assert decision.as_dict()["candidates"]["small"]["score"] == small.cost  # the JSON alias, for one release
 
 
 def test_longer_prompts_shift_traffic_to_the_model_whose_cost_grows_slower() -> None:
@@ -91,7 +102,7 @@ def test_constraints_exclude_with_reasons(three_model_profile: EnergyProfile) ->
     decision = scheduler.decide(50, 64, constraints={"max_energy_j": 100})
     assert decision.model == "medium"
     assert "predicted energy" in decision.candidates["large"].excluded
-    assert decision.candidates["large"].score is None
+    assert decision.candidates["large"].cost is None
     assert "large" not in decision.ranking
     decision = scheduler.decide(50, 64, constraints=Constraints(min_accuracy=0.6, max_runtime_s=2.0))
     assert decision.model == "medium"
@@ -300,8 +311,8 @@ def test_dominance_property(normalization: str, case, weights) -> None:
     """A model that dominates another never scores worse and always ranks before it."""
     profile, better, worse = case
     decision = Scheduler(profile, Weights(*weights), normalization=normalization).decide(10, 10)
-    score_better = decision.candidates[better].score
-    score_worse = decision.candidates[worse].score
+    score_better = decision.candidates[better].cost
+    score_worse = decision.candidates[worse].cost
     assert score_better is not None and score_worse is not None
     assert score_better <= score_worse + 1e-9
     costs = {

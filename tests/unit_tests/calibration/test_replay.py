@@ -72,17 +72,30 @@ def test_replay_rows_of_another_method_do_not_train_energy(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize(
-    ("args", "needle"),
+    ("rows", "args", "needle"),
     [
-        (["--prior-fraction", "1.5"], "--prior-fraction 1.5"),
-        (["--prior-fraction", "0.001"], "at least 3 needed"),
+        (200, ["--prior-fraction", "1.5"], "--prior-fraction 1.5"),
+        (3, ["--prior-fraction", "0.5"], "at least 3 needed"),  # 3 rows: a prior and nothing to replay
     ],
 )
 def test_replay_errors_are_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], needle: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], rows: int, args: list[str], needle: str
 ) -> None:
-    path = _slice(tmp_path, "phi-3-mini-4k-instruct.csv.gz", rows=200)
+    path = _slice(tmp_path, "phi-3-mini-4k-instruct.csv.gz", rows=rows)
     code = main(["replay", "--raw", f"phi={path}", *args])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1
     assert len(err) == 1 and needle in err[0], err
+
+
+@pytest.mark.parametrize(("rows", "prior_rows"), [(20, 4), (8, 3)])
+def test_a_small_trace_replays_with_a_stated_fallback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], rows: int, prior_rows: int
+) -> None:
+    # A README-sized calibration: 20 rows give the prior 4 (too few to cross-validate), 8 rows give it 1.
+    path = _slice(tmp_path, "phi-3-mini-4k-instruct.csv.gz", rows=rows)
+    assert main(["replay", "--raw", f"phi={path}"]) == 0
+    out = capsys.readouterr().out
+    assert f"{prior_rows}/{rows - prior_rows}" in out
+    assert "fell back to least squares without the interaction term" in out and "in-sample" in out
+    assert ("it got the first 3" in out) == (rows == 8)

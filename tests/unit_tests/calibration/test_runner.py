@@ -292,6 +292,23 @@ def test_a_gpu_without_nvml_is_refused_with_the_fix(monkeypatch: pytest.MonkeyPa
         calibration_meter("cuda")
 
 
+def test_a_gpu_without_a_driver_is_not_told_to_install_the_installed_extra() -> None:
+    # The real pynvml of this machine, which has no NVIDIA driver: NVML's library is what is missing.
+    pytest.importorskip("pynvml")
+    from langchain_energyrouter.calibration.runner import calibration_meter
+    from langchain_energyrouter.errors import CalibrationError
+
+    try:
+        meter = calibration_meter("cuda:0")
+    except CalibrationError as err:
+        message = str(err)
+    else:
+        meter.close()
+        pytest.skip("this machine has NVML")
+    assert "LibraryNotFound" in message and "pip install" not in message
+    assert "pynvml is installed, but the NVIDIA driver's NVML library" in message and "nvidia-smi" in message
+
+
 # -- the calibrate command ---------------------------------------------------------------
 def test_calibrate_at_three_concurrency_levels_fits_the_load_model(tmp_path: Path, tiny_model_dir: Path) -> None:
     from langchain_energyrouter.cli import main

@@ -276,7 +276,12 @@ def test_config_file_and_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixtur
     config, base = load_config(example)
     assert [c.name for c in config.candidates] == ["smollm2-135m", "gemma3-270m"]
     assert config.host == "127.0.0.1" and not config.log_prompts
-    assert (base / config.profile).is_file() and (base / str(config.prompt_routing)).is_file()
+    from langchain_energyrouter.profile import reference_profile_names
+    from langchain_energyrouter.server.config import _predictor
+
+    # Shipped names, found in a clone and in an installed package alike.
+    assert config.profile in reference_profile_names()
+    assert Path(_predictor(base, str(config.prompt_routing))).is_file()
     remote = tmp_path / "remote.yaml"
     remote.write_text("profile: cpu-reference\ncandidates:\n  - {name: vllm, base_url: 'http://127.0.0.1:9/v1'}\n")
     try:
