@@ -345,3 +345,12 @@ def test_online_import_stays_light() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_identical_answers_keep_a_floor_under_the_learned_length_spread() -> None:
+    from langchain_energyrouter.learn.length import MIN_LOG_SIGMA, MIN_OBS_FOR_SIGMA, OutputLengthLearner
+
+    learner = OutputLengthLearner()
+    for _ in range(MIN_OBS_FOR_SIGMA + 5):
+        learner.update(40.0, prior_mu=3.0)  # the same answer length every time
+    assert learner.sigma == MIN_LOG_SIGMA  # was 0.001: constraint quantiles collapsed onto the mean

@@ -105,6 +105,7 @@ def test_lengths_at_the_budget_are_censored_not_taken_as_lengths() -> None:
     auto = PromptPredictor.train(rows, encoder=HashingEncoder(16), l2=1.0)
     assert auto.spec.lengths["m"].censored_at == budget
     assert censored.spec.lengths["m"].n_censored > 150
+    assert censored.spec.lengths["m"].max_output_tokens_seen == budget  # measured, not a draw beyond the budget
     _, tout_c = censored.predict("Tell me about item 7.", 8, None)
     _, tout_n = naive.predict("Tell me about item 7.", 8, None)
     assert tout_n["m"].mean_tokens() < budget  # taking the budget as the length underestimates
