@@ -337,7 +337,11 @@ class Scheduler:
         Raises:
             NoFeasibleModelError: every candidate was excluded (and ``on_infeasible="raise"``).
             UnknownModelError: ``force`` or a key of ``input_tokens`` is not a candidate.
+            ValueError: a count, cap or prompt length is not a finite non-negative number (or a distribution
+                with finite ``mu`` and ``sigma >= 0``).
         """
+        if prompt_output_tokens:
+            _check_lengths(prompt_output_tokens)
         w = self.weights if weights is None else Weights.coerce(weights)
         limits = self.constraints if constraints is None else Constraints.coerce(constraints, self.constraints)
         caps = max_output_tokens if isinstance(max_output_tokens, Mapping) else None
@@ -509,3 +513,22 @@ class Scheduler:
             )
         ]  # fmt: skip
         return min(scores)[-1]
+
+
+def _check_lengths(lengths: Mapping[str, LengthDistribution | float]) -> None:
+    """Refuse a prompt length that would turn into NaN or negative costs (a predictor bug, said by name)."""
+    for name, value in lengths.items():
+        if isinstance(value, LengthDistribution):
+            if not (math.isfinite(value.mu) and math.isfinite(value.mean_shift)) or not (
+                math.isfinite(value.sigma) and value.sigma >= 0.0
+            ):
+                raise ValueError(
+                    f"prompt_output_tokens[{name!r}]={value!r}; a LengthDistribution needs finite mu and mean_shift "
+                    "and a finite sigma >= 0 (check the predictor that produced it)."
+                )
+        elif (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0)
+        ):
+            raise ValueError(
+                f"prompt_output_tokens[{name!r}]={value!r}; give a finite number of tokens >= 0 or a LengthDistribution."
+            )
