@@ -530,5 +530,6 @@ def _check_lengths(lengths: Mapping[str, LengthDistribution | float]) -> None:
             isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0)
         ):
             raise ValueError(
-                f"prompt_output_tokens[{name!r}]={value!r}; give a finite number of tokens >= 0 or a LengthDistribution."
+                f"prompt_output_tokens[{name!r}]={value!r}; give a finite number of tokens >= 0 "
+                "or a LengthDistribution."
             )
