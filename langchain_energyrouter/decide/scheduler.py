@@ -45,6 +45,7 @@ from langchain_energyrouter.cost import (
 from langchain_energyrouter.decide.exploration import Explorer
 from langchain_energyrouter.decide.predictions import (
     NO_OBSERVATIONS,
+    PRIOR,
     PRIOR_SOURCES,
     LearnedSnapshot,
     Prediction,
@@ -467,9 +468,18 @@ class Scheduler:
         explored = None
         if explorer is not None and force is None and len(ranking) > 1:
             greedy = candidates[ranking[0]]
-            drawn = self._draw(explorer, [r for r in eligible], w)
+            unfinished = [
+                r.name
+                for r in eligible
+                if r.name != greedy.model
+                and explorer.unfinished(r.name)
+                and PRIOR in (r.sources["runtime"], r.sources["energy"])
+            ]
+            drawn = min(unfinished, key=lambda m: scored[m][0]) if unfinished else self._draw(explorer, eligible, w)
             other = candidates[drawn] if drawn != greedy.model else None
-            if explorer.admit(greedy.predicted_energy_j, other.predicted_energy_j if other is not None else None):
+            if explorer.admit(
+                greedy.predicted_energy_j, other.predicted_energy_j if other is not None else None, drawn
+            ):
                 assert other is not None
                 extra = max(other.predicted_energy_j - greedy.predicted_energy_j, 0.0)
                 explored = MappingProxyType({"from": greedy.model, "expected_extra_energy_j": extra})
