@@ -35,6 +35,7 @@ class Row:
     input_tokens: int
     output_tokens: int
     task_type: str | None = None
+    output_tokens_samples: tuple[int, ...] | None = None
 
 
 def arithmetic(r: random.Random) -> str:
@@ -111,6 +112,17 @@ def test_lengths_at_the_budget_are_censored_not_taken_as_lengths() -> None:
     assert tout_n["m"].mean_tokens() < budget  # taking the budget as the length underestimates
     assert 55 < tout_c["m"].mean_tokens() < 110, tout_c  # log-normal mean of the true lengths is about 68
     assert tout_c["m"].quantile_tokens(0.0) == pytest.approx(60, rel=0.25)  # and its median, 60
+
+
+def test_multi_sample_rows_with_every_sample_at_the_budget_are_censored() -> None:
+    rng = np.random.default_rng(1)
+    budget, rows = 50, []
+    for i in range(300):
+        samples = tuple(int(min(round(t), budget)) for t in np.exp(rng.normal(math.log(60), 0.5, size=3)))
+        rows.append(Row(f"p{i}", f"Tell me about item {i}.", "m", 1.0, 8, samples[0], None, samples))
+    spec = PromptPredictor.train(rows, encoder=HashingEncoder(16), censored_at=budget, l2=1.0).spec.lengths["m"]
+    every = sum(min(r.output_tokens_samples or ()) >= budget for r in rows)
+    assert every > 50 and spec.n_censored == every  # was 0: rows of several samples were never censored
 
 
 def test_few_rows_keep_the_profile_and_shrink_to_the_mean() -> None:
