@@ -150,6 +150,20 @@ def test_task_type_is_a_feature() -> None:
     assert 0.3 < p.predict("Say hello to Bob.", 6, None)[0]["m"] < 0.7
 
 
+def test_a_task_type_the_predictor_never_saw_is_guessed_from_the_text() -> None:
+    r = random.Random(6)
+    rows = []
+    for i in range(160):
+        short = i % 2 == 0
+        prompt = arithmetic(r) if short else greeting(r)
+        rows.append(Row(f"u{i}", prompt, "m", 1.0, 6, 4 if short else 60, "math" if short else "chat"))
+    p = PromptPredictor.train(rows, encoder=HashingEncoder(64))
+    question = arithmetic(random.Random(99))
+    guessed = p.predict(question, 6, None)[1]["m"].mean_tokens()
+    unseen = p.predict(question, 6, "a-label-from-another-vocabulary")[1]["m"].mean_tokens()
+    assert guessed < 15 and unseen == pytest.approx(guessed)  # was the no-task block: between the two tasks
+
+
 def test_bad_scores_are_rejected() -> None:
     with pytest.raises(ProfileError, match=r"score 1\.5"):
         PromptPredictor.train([Row("a", "x", "m", 1.5, 1, 1)] * 40, encoder=HashingEncoder(16))
