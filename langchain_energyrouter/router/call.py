@@ -28,7 +28,8 @@ Admission (``admission=`` on ``plan`` or the run): an object with ``try_acquire(
 ``release(name)``, asked before each attempt and released when the attempt ends (e.g. a server's
 per-candidate slots); one that also has ``close()`` gets it when the call is closed (to give back what it
 holds for the call, such as a place reserved before the first attempt). A refused candidate is skipped
-(``routing["busy"]``); when every candidate left was refused, :class:`~langchain_energyrouter.errors.CandidatesBusyError`.
+(``routing["busy"]``); when every candidate left was refused,
+:class:`~langchain_energyrouter.errors.CandidatesBusyError`.
 
 Planning: :func:`plan_call` reads a call's keywords (``weights``, ``model``, ``constraints``, ``task_type``,
 ``exclude``, ``max_tokens``, ``tools``, ``admission``), counts the prompt's tokens per candidate, asks per-prompt
