@@ -86,13 +86,15 @@ class Slots:
     def release(self, name: str) -> None:
         """Give back a place on ``name``: to the first waiter that can use it, else free it."""
         with self._lock:
-            for waiter in self._waiters:
-                if name in waiter.eligible:
-                    self._waiters.remove(waiter)
-                    self._metrics.queued.set(len(self._waiters))
-                    waiter.granted = name  # the place passes on: the count stays
+            while (waiter := next((w for w in self._waiters if name in w.eligible), None)) is not None:
+                self._waiters.remove(waiter)
+                self._metrics.queued.set(len(self._waiters))
+                try:
                     waiter.loop.call_soon_threadsafe(_wake, waiter.future)
-                    return
+                except RuntimeError:  # its loop has closed (the server stopped): nobody waits there any more
+                    continue
+                waiter.granted = name  # the place passes on: the count stays (read by the waiter under the lock)
+                return
             self.counts[name] -= 1
             self._metrics.in_flight.labels(model=name).set(self.counts[name])
 
@@ -140,7 +142,7 @@ class Slots:
     def _leave(self, waiter: _Waiter) -> str | None:
         """Take ``waiter`` off the queue unless a release handed it a place; the place's candidate, else None."""
         with self._lock:
-            if waiter.granted is None:
+            if waiter.granted is None and waiter in self._waiters:
                 self._waiters.remove(waiter)
                 self._metrics.queued.set(len(self._waiters))
             return waiter.granted
