@@ -98,8 +98,8 @@ class ServerContext:
     def busy(self, names: list[str], wait: Wait | None = None) -> ApiError:
         """429 for a request no candidate in ``names`` had a place for (after ``wait``, if it queued)."""
         detail = ", ".join(f"{n} {self.slots.counts[n]}/{self.slots.limits[n]}" for n in names)
-        retry = self.settings.limits.retry_after_s
         limits = self.settings.limits
+        retry = limits.retry_after_s
         if wait is None or not limits.queue_length:
             reason, queue = "busy", ""
         elif wait.outcome == "timeout":
