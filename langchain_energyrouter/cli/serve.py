@@ -27,6 +27,18 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--host", help="address to bind (default: the config's host, else 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default: the config's port, else 8000)")
+    p.add_argument(
+        "--queue-length",
+        type=int,
+        help="requests that may wait for a place when every candidate they could use is full; beyond it 429 at "
+        "once (default: the config's limits.queue_length, else 0: no queue)",
+    )
+    p.add_argument(
+        "--max-queue-wait-s",
+        type=float,
+        help="longest a queued request waits, seconds, before 429 with Retry-After "
+        "(default: the config's limits.max_queue_wait_s, else 10)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run)
 
@@ -43,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     config_path = args.config or data_file("router", "examples", ".yaml")
     say(f"{PROG} serve: config {config_path}")
     config, base = load_config(config_path)
+    config = config.with_limits(queue_length=args.queue_length, max_queue_wait_s=args.max_queue_wait_s)
     settings = config.app_settings()  # fails fast on an unset api_key_env, before models load
     router = build_router(config, base)
     app = create_app(router, settings, close_router=True)

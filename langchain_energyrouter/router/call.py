@@ -26,8 +26,10 @@ methods the router uses::
 
 Admission (``admission=`` on ``plan`` or the run): an object with ``try_acquire(name) -> bool`` and
 ``release(name)``, asked before each attempt and released when the attempt ends (e.g. a server's
-per-candidate slots). A refused candidate is skipped (``routing["busy"]``); when every candidate
-left was refused, :class:`~langchain_energyrouter.errors.CandidatesBusyError`.
+per-candidate slots); one that also has ``close()`` gets it when the call is closed (to give back what it
+holds for the call, such as a place reserved before the first attempt). A refused candidate is skipped
+(``routing["busy"]``); when every candidate left was refused,
+:class:`~langchain_energyrouter.errors.CandidatesBusyError`.
 
 Planning: :func:`plan_call` reads a call's keywords (``weights``, ``model``, ``constraints``, ``task_type``,
 ``exclude``, ``max_tokens``, ``tools``, ``admission``), counts the prompt's tokens per candidate, asks per-prompt
@@ -147,6 +149,9 @@ class RoutedCall:
         """End every attempt still open (idempotent): a caller that abandons the call frees its places."""
         for attempt in self.attempts.values():
             attempt.end()
+        close = getattr(self.admission, "close", None)
+        if callable(close):
+            close()
 
     def failed(self, name: str, err: BaseException, reading: EnergyReading, *, may_fall_back: bool = True) -> bool:
         """Record a failed attempt and its reading; True when the next candidate may be tried."""

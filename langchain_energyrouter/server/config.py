@@ -15,7 +15,7 @@ Example::
     weights: {accuracy: 0.6, energy: 0.3, time: 0.1}
     constraints: {max_runtime_s: 30}
     state_store: default               # null = in memory; a path = an SQLite file shared on this host
-    limits: {max_in_flight_per_candidate: 4, max_request_bytes: 1000000}
+    limits: {max_in_flight_per_candidate: 4, queue_length: 16, max_queue_wait_s: 10, max_request_bytes: 1000000}
     api_key_env: ENERGYROUTER_API_KEY  # or api_key: "..." (bearer key; unset = no key)
 
 Every field is validated with pydantic; :func:`load_config` names the file and the field on error.
@@ -101,7 +101,13 @@ class LimitsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     max_in_flight_per_candidate: int = Field(default=8, gt=0)
-    """Requests one candidate serves at once; beyond it the next-ranked candidate answers, else 429."""
+    """Requests one candidate serves at once; beyond it the next-ranked candidate answers, else the request
+    waits in the queue (``queue_length``) or gets 429."""
+    queue_length: int = Field(default=0, ge=0, le=100_000)
+    """Requests that may wait for a place when every candidate they could use is full (first come, first
+    served); beyond it 429 at once. 0 (the default): none wait, a full server answers 429 at once."""
+    max_queue_wait_s: float = Field(default=10.0, gt=0, le=3600)
+    """Longest a queued request waits for a place, seconds; then 429 with ``Retry-After``."""
     max_request_bytes: int = Field(default=1_000_000, gt=0)
     """Largest request body, bytes (larger: 413)."""
     max_tokens: int | None = Field(default=None, gt=0)
@@ -189,6 +195,23 @@ class ServerConfig(BaseModel):
         if self.name in names or self.name == "auto":
             raise ValueError(f"server name {self.name!r} must differ from 'auto' and from every candidate's name")
         return self
+
+    def with_limits(self, **overrides: Any) -> ServerConfig:
+        """A copy whose ``limits`` take ``overrides`` (the ``serve`` flags; None values are left out).
+
+        Raises:
+            ConfigError: an override is out of range (the message names its flag).
+        """
+        given = {key: value for key, value in overrides.items() if value is not None}
+        try:
+            limits = LimitsConfig.model_validate({**self.limits.model_dump(), **given})
+        except ValidationError as err:
+            problems = "; ".join(
+                f"--{'-'.join(str(e['loc'][0]).split('_'))} {given.get(str(e['loc'][0]))!r}: {e['msg']}"
+                for e in err.errors()
+            )
+            raise ConfigError(f"Invalid serve option: {problems}") from None
+        return self.model_copy(update={"limits": limits})
 
     def bearer_key(self) -> str | None:
         """The key clients must send, from ``api_key`` or ``api_key_env`` (None: no key required)."""
