@@ -6,7 +6,8 @@ the choice and the model that served it, every candidate's predictions (answer l
 accuracy, cost, requests in flight), the measurement (output tokens, runtime, joules, energy method and
 flags), the weights, whether the call explored, and failed attempts. A call on which every candidate
 failed gets an ``"event": "failed"`` line, and :meth:`EnergyAwareRouter.feedback` an ``"event": "feedback"``
-line (the measured side of accuracy). Prompts and answers are left out unless ``prompts=True``.
+line (the measured side of accuracy). Prompts and answers are left out unless ``prompts=True``. An answer
+replayed from a LangChain cache ran nothing and gets no line.
 ``energyrouter report LOG`` reads it back (:mod:`langchain_energyrouter.calibration.decision_report`).
 
 A line, shortened::
@@ -26,13 +27,17 @@ A line, shortened::
 Crash safety: each line is serialised first and then written with one ``os.write`` on a file opened with
 ``O_APPEND`` (no buffer in this process), so a ``kill -9`` loses at most the line of the call in flight,
 never a line already written, and never leaves half a line behind one that follows. ``fsync=True`` also
-survives a power cut, at the cost of a disk sync per call. Writing takes tens of microseconds (no thread:
-a queue would lose every queued line on a kill). Bounded: when the file would pass ``max_bytes`` it is
-rotated to ``PATH.1`` (``PATH.1`` to ``PATH.2``, ... up to ``backups`` files; ``backups=0`` starts the
-file over), so the log never holds more than ``(backups + 1) * max_bytes`` bytes. One writer process per
-file: rotation is not coordinated across processes (give each replica its own path).
+survives a power cut, at the cost of a disk sync per call on the request path (about 4 ms on the
+development machine's disk). Without it a line costs about 30 microseconds and 1.5 kB for two candidates
+(``benchmarks/bench_decision_log.py``); there is no thread, as a queue would lose every queued line on a kill.
 
-A failed write (disk full, file removed with its directory) is logged as a warning once and counted in
+Bounded: when the file would pass ``max_bytes`` it is rotated to ``PATH.1`` (``PATH.1`` to ``PATH.2``, ... up
+to ``backups`` files; ``backups=0`` starts the file over), so the log never holds more than
+``(backups + 1) * max_bytes`` bytes. One writer process per file: rotation is not coordinated across
+processes (give each replica its own path). A file moved or removed by someone else (``logrotate``, an
+operator) is noticed at the next line, which starts a new file at the path.
+
+A failed write (disk full, an unwritable device) is logged as a warning once and counted in
 :attr:`DecisionLog.errors`; it never fails the call.
 """
 
@@ -100,7 +105,7 @@ class DecisionLog:
             max_bytes: rotate when a line would take the file past this size (at least 4096).
             backups: rotated files to keep (``PATH.1`` newest); 0 starts the file over.
             prompts: also log each call's prompt (its last user turn) and answer text.
-            fsync: sync each line to disk (survives a power cut, not only a killed process).
+            fsync: sync each line to disk (survives a power cut, not only a killed process; milliseconds a call).
 
         Raises:
             ValueError: ``max_bytes`` below 4096 or ``backups`` negative.
@@ -119,6 +124,7 @@ class DecisionLog:
         """Lines that could not be written."""
         self._lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._closed = False
         self._fd: int | None = self._open()
 
     @classmethod
@@ -194,39 +200,60 @@ class DecisionLog:
         line = (json.dumps(record, separators=(",", ":"), default=_jsonable) + "\n").encode()
         with self._lock:
             try:
-                fd = self._fd if self._fd is not None else self._open()
-                try:
-                    size = os.fstat(fd).st_size
-                    if size and size + len(line) > self.max_bytes:
-                        fd = self._rotate(fd)
-                    os.write(fd, line)
-                    if self.fsync:
-                        os.fsync(fd)
-                finally:
-                    if self._fd is None:  # closed: this line only
-                        os.close(fd)
-                    else:
-                        self._fd = fd
+                self._append(line)
             except OSError as err:
                 self.errors += 1
                 if self.errors == 1:
                     logger.warning("decision log %s: cannot write (%s); calls go on unlogged", self.path, err)
 
-    def _rotate(self, fd: int) -> int:
+    def _append(self, line: bytes) -> None:
+        keep = not self._closed
+        fd = self._fd if keep and self._fd is not None else self._open()
+        if keep:
+            self._fd = fd
+        try:
+            stat = os.fstat(fd)
+            if not self._is_current(stat):  # moved or removed by someone else (logrotate): write at the path
+                fd = self._reopen(fd, keep, rotate=False)
+                stat = os.fstat(fd)
+            if stat.st_size and stat.st_size + len(line) > self.max_bytes:
+                fd = self._reopen(fd, keep, rotate=True)
+            os.write(fd, line)
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            if not keep:  # closed: opened for this line only
+                os.close(fd)
+
+    def _is_current(self, stat: os.stat_result) -> bool:
+        try:
+            here = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        return (here.st_dev, here.st_ino) == (stat.st_dev, stat.st_ino)
+
+    def _reopen(self, fd: int, keep: bool, *, rotate: bool) -> int:
         os.close(fd)
-        if self.backups == 0:
-            self.path.unlink(missing_ok=True)
-        else:
-            for index in range(self.backups - 1, 0, -1):
-                older = self.path.with_name(f"{self.path.name}.{index}")
-                if older.exists():
-                    older.replace(self.path.with_name(f"{self.path.name}.{index + 1}"))
-            self.path.replace(self.path.with_name(f"{self.path.name}.1"))
-        return self._open()
+        if keep:
+            self._fd = None  # should what follows fail, the next line opens the file again
+        if rotate:
+            if self.backups == 0:
+                self.path.unlink(missing_ok=True)
+            else:
+                for index in range(self.backups - 1, 0, -1):
+                    older = self.path.with_name(f"{self.path.name}.{index}")
+                    if older.exists():
+                        older.replace(self.path.with_name(f"{self.path.name}.{index + 1}"))
+                self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+        fd = self._open()
+        if keep:
+            self._fd = fd
+        return fd
 
     def close(self) -> None:
         """Close the file (idempotent)."""
         with self._lock:
+            self._closed = True
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None

@@ -129,7 +129,8 @@ class DecisionLogConfig(BaseModel):
     prompts: bool = False
     """Also log each call's prompt (last user turn) and answer."""
     fsync: bool = False
-    """Sync every line to disk (survives a power cut; a killed server loses at most the line in flight either way)."""
+    """Sync every line to disk: survives a power cut, for milliseconds per call (a killed server loses at most the line
+    in flight either way)."""
 
 
 class AppSettings(BaseModel):

@@ -151,6 +151,19 @@ def test_rotation_bounds_the_files(tmp_path: Path) -> None:
     assert not (tmp_path / "solo.jsonl.1").exists()
 
 
+def test_a_file_moved_or_removed_by_someone_else_starts_again_at_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    with DecisionLog(path) as log:
+        log.write({"i": 0})
+        path.rename(tmp_path / "d.jsonl.old")  # logrotate without copytruncate
+        log.write({"i": 1})
+        path.unlink()  # an operator clears it
+        log.write({"i": 2})
+        log.write({"i": 3})
+    assert [line["i"] for line in _lines(tmp_path / "d.jsonl.old")] == [0]
+    assert [line["i"] for line in _lines(path)] == [2, 3]
+
+
 def test_a_full_disk_never_fails_the_call(caplog: pytest.LogCaptureFixture) -> None:
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full on this system")
