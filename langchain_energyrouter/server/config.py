@@ -29,9 +29,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from langchain_energyrouter.decide.exploration import ExplorationOptions
 from langchain_energyrouter.decide.scoring import Constraints, Weights
 from langchain_energyrouter.errors import EnergyRouterError, missing_extra
 from langchain_energyrouter.files import data_file
+from langchain_energyrouter.router.decision_log import DEFAULT_BACKUPS, DEFAULT_MAX_BYTES
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -42,6 +44,7 @@ __all__ = [
     "AppSettings",
     "CandidateConfig",
     "ConfigError",
+    "DecisionLogConfig",
     "LimitsConfig",
     "ServerConfig",
     "build_router",
@@ -118,6 +121,24 @@ class LimitsConfig(BaseModel):
     """How long shutdown waits for in-flight requests, seconds."""
 
 
+class DecisionLogConfig(BaseModel):
+    """Where and how the decision log is written (``energyrouter report`` reads it)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    path: str = Field(min_length=1)
+    """The JSONL file (relative to the config file); one line per call, appended."""
+    max_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=4096)
+    """Size at which the file rotates to ``PATH.1``, bytes."""
+    backups: int = Field(default=DEFAULT_BACKUPS, ge=0)
+    """Rotated files kept (0: the file starts over when full)."""
+    prompts: bool = False
+    """Also log each call's prompt (last user turn) and answer."""
+    fsync: bool = False
+    """Sync every line to disk: survives a power cut, for milliseconds per call (a killed server loses at most the line
+    in flight either way)."""
+
+
 class AppSettings(BaseModel):
     """What the app needs besides the router (built from a :class:`ServerConfig`, or directly in tests)."""
 
@@ -167,6 +188,12 @@ class ServerConfig(BaseModel):
     """Environment variable holding the bearer key."""
     log_prompts: bool = False
     """Log prompts and answers (off: only routing, energy and timing are logged)."""
+    exploration: bool | dict[str, float] | None = None
+    """Explore where predictions are uncertain (the router's ``exploration``): true = the defaults (at most 10% of
+    calls, 5% extra joules), a mapping of its options (``share``, ``max_extra_energy_share``, ``seed``), null = off."""
+    decision_log: str | DecisionLogConfig | None = None
+    """Append one JSON line per call (choice, predictions, measurement) for ``energyrouter report``: a path, or
+    the options below; ``--decision-log`` wins. None = off."""
     host: str = "127.0.0.1"
     """Address to bind (``--host`` wins); 127.0.0.1 keeps the server off the network."""
     port: int = Field(default=8000, ge=0, le=65535)
@@ -177,6 +204,13 @@ class ServerConfig(BaseModel):
     def _valid_weights(cls, value: dict[str, float] | None) -> dict[str, float] | None:
         if value is not None:
             Weights.coerce(value)
+        return value
+
+    @field_validator("exploration")
+    @classmethod
+    def _valid_exploration(cls, value: bool | dict[str, float] | None) -> bool | dict[str, float] | None:
+        if value:
+            ExplorationOptions.coerce(value)
         return value
 
     @field_validator("constraints")
@@ -341,4 +375,14 @@ def build_router(config: ServerConfig, base: Path) -> EnergyAwareRouter:
         state_store=store,
         prompt_routing=_predictor(base, config.prompt_routing) if config.prompt_routing else None,
         engine_metrics={c.name: c.engine_metrics for c in config.candidates if c.engine_metrics} or None,
+        exploration=config.exploration or None,
+        decision_log=_decision_log(config.decision_log, base),
     )
+
+
+def _decision_log(value: str | DecisionLogConfig | None, base: Path) -> dict[str, Any] | None:
+    """The router's ``decision_log`` options (the path resolved against the config's directory)."""
+    if value is None:
+        return None
+    options = DecisionLogConfig(path=value) if isinstance(value, str) else value
+    return {**options.model_dump(), "path": _resolve(base, options.path)}
