@@ -376,3 +376,18 @@ def test_the_routing_metadata_keeps_the_length_predicted_before_repeat_memory() 
     assert again["predicted_output_tokens_before_repeats"] != pytest.approx(again["predicted_output_tokens"])
     assert router.invoke("Hi", model="tiny-a").response_metadata["routing"]["predicted_output_tokens_before_repeats"]
     router.close()
+
+
+def test_a_few_answers_to_other_prompts_barely_move_a_prompts_length() -> None:
+    from langchain_energyrouter.prompt.predictor import PromptPredictor
+
+    predictor = PromptPredictor.load("calibration/predictors/packaged-models.json")
+    routing = PromptRouting(predictor.models, predictor)
+    question = "What is the capital of France?"
+    before = routing.predict(question, 8, None).output_tokens["smollm2-135m"].mean_tokens(32)
+    for i, (prompt, tokens) in enumerate((("Name a colour.", 18), ("Describe a cat in two sentences.", 20))):
+        estimate = routing.predict(prompt, 8, None)
+        routing.remember(f"r{i}", "smollm2-135m", estimate)
+        routing.observe_length(f"r{i}", tokens)
+    after = routing.predict(question, 8, None).output_tokens["smollm2-135m"].mean_tokens(32)
+    assert after < 1.15 * before, (before, after)  # at lambda 0.5: 22.0 -> 32.0, the cap
