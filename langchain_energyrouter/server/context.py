@@ -18,7 +18,14 @@ from langchain_energyrouter.decide.scoring import Constraints, Weights
 from langchain_energyrouter.errors import NoFeasibleModelError, UnknownModelError, WeightsError
 from langchain_energyrouter.server.metrics import ServerMetrics
 from langchain_energyrouter.server.unsupported import unsupported_parameter
-from langchain_energyrouter.server.wire import AUTO, ApiError, ChatRequest, RoutingOptions, validation_error
+from langchain_energyrouter.server.wire import (
+    AUTO,
+    ApiError,
+    ChatRequest,
+    RoutingOptions,
+    joined_text_parts,
+    validation_error,
+)
 
 if TYPE_CHECKING:
     from langchain_energyrouter.decide.scheduler import Decision
@@ -150,8 +157,9 @@ class ServerContext:
         except ValidationError as err:
             raise validation_error(err) from None
         try:
-            messages = convert_to_messages(req.messages)
-        except (ValueError, TypeError, KeyError, NotImplementedError) as err:
+            messages = convert_to_messages(joined_text_parts(req.messages))
+        except (ValueError, TypeError, KeyError, AttributeError, NotImplementedError) as err:
+            # LangChain's converter fails on a malformed message with whatever the shape makes it raise
             raise ApiError(400, f"Cannot read messages: {err}", param="messages", code="invalid_value") from None
         options: dict[str, Any] = {}
         routing = req.routing or RoutingOptions()
