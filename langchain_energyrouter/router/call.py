@@ -42,8 +42,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
-
 from langchain_energyrouter.errors import CandidatesBusyError, NoFeasibleModelError, RoutingError, UnknownModelError
 from langchain_energyrouter.learn.background import LengthObservation
 from langchain_energyrouter.router.candidates import check_names, local_pipeline, tool_kwargs
@@ -270,30 +268,6 @@ def _predicted(candidate: Any) -> dict[str, Any]:
 _PIPELINE_ONLY_KWARGS = ("pipeline_kwargs", "skip_prompt")
 
 
-def _pipeline_cannot_answer(messages: list[BaseMessage]) -> str | None:
-    """Why a local pipeline cannot answer ``messages``, or None: ChatHuggingFace formats its prompt only from
-    system, user and assistant messages with text content, ending with a user message (it raises otherwise)."""
-    if not messages:
-        return None
-    other = next((m for m in messages if not isinstance(m, (SystemMessage, HumanMessage, AIMessage))), None)
-    if other is not None:
-        return f"a local pipeline reads only system, user and assistant messages, not a {other.type} message"
-    if any(not isinstance(m.content, str) for m in messages):  # a chat template formats text, not content blocks
-        return "a local pipeline reads only text content, not a list of content blocks"
-    if not isinstance(messages[-1], HumanMessage):
-        return f"a local pipeline answers only a conversation that ends with a user message, not a {messages[-1].type}"
-    return None
-
-
-def _some_left(rt: RouterParts, exclude: Mapping[str, str], forced: str | None, what: str, fix: str) -> None:
-    """Raise :class:`NoFeasibleModelError` when ``exclude`` leaves no candidate (or excludes the forced one)."""
-    if len(exclude) < len(rt.candidates) and (forced is None or forced not in exclude):
-        return
-    who = [forced] if forced is not None and forced in exclude else list(exclude)
-    detail = "; ".join(f"{n}: {exclude[n]}" for n in who)
-    raise NoFeasibleModelError(f"{what} ({detail}). {fix}", {n: exclude[n] for n in who})
-
-
 class PlanDefaults(NamedTuple):
     """The router's settings a call falls back on."""
 
@@ -340,19 +314,14 @@ def plan_call(
     exclude: dict[str, str] = {}
     if tools:
         exclude = {name: f"cannot call tools: {why}" for name, why in rt.tool_reasons.items()}
-        _some_left(
-            rt, exclude, forced, "Tools are bound but no usable candidate calls tools",
-            "Add a tool-calling model (e.g. a ChatHuggingFace over an endpoint), list it in tool_models, or do not "
-            "bind tools.",
-        )  # fmt: skip
-    why = _pipeline_cannot_answer(messages)
-    if why is not None:
-        exclude = {**{name: why for name in rt.candidates if local_pipeline(rt.candidates[name])}, **exclude}
-        _some_left(
-            rt, exclude, forced, "No candidate can answer this conversation",
-            "End it with a user message and keep to system, user and assistant messages of text, or add a "
-            "candidate served by an endpoint.",
-        )  # fmt: skip
+        if len(exclude) == len(rt.candidates) or (forced is not None and forced in exclude):
+            who = [forced] if forced is not None and forced in exclude else list(exclude)
+            detail = "; ".join(f"{n}: {exclude[n]}" for n in who)
+            raise NoFeasibleModelError(
+                f"Tools are bound but no usable candidate calls tools ({detail}). Add a tool-calling model "
+                "(e.g. a ChatHuggingFace over an endpoint), list it in tool_models, or do not bind tools.",
+                {n: exclude[n] for n in who},
+            )
     asked = options.get("exclude") or {}
     if asked:
         asked = asked if isinstance(asked, Mapping) else dict.fromkeys(asked, "excluded by the caller")

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from langchain_energyrouter.decide.scoring import Constraints, Weights
 from langchain_energyrouter.errors import NoFeasibleModelError, UnknownModelError, WeightsError
+from langchain_energyrouter.router.candidates import local_pipeline, pipeline_cannot_answer
 from langchain_energyrouter.server.metrics import ServerMetrics
 from langchain_energyrouter.server.unsupported import unsupported_parameter
 from langchain_energyrouter.server.wire import (
@@ -207,19 +208,25 @@ class ServerContext:
         self, messages: list[BaseMessage], options: dict[str, Any], forced: str | None, stop: list[str] | None
     ) -> RoutedCall:
         """Decide once, among the candidates with a free slot (a forced one must have one); 429 when none has."""
+        cannot = self.cannot_read(messages)
+        if forced is not None and forced in cannot:
+            raise ApiError(
+                400, f"Candidate {forced} cannot serve this request: {cannot[forced]}.", param="messages",
+                code="no_feasible_model",
+            )  # fmt: skip
         full = self.slots.full()
         if forced is not None and forced in full:
             raise self.busy([forced])
         if forced is None and len(full) == len(self.candidates):
             raise self.busy(self.candidates)
-        exclude = full if forced is None else {}
+        exclude = {**cannot, **full} if forced is None else {}
         start = time.perf_counter()
         try:
             call = self.router.plan(
                 messages, stop=stop, model=forced, exclude=exclude or None, admission=self.slots, **options
             )
         except NoFeasibleModelError as err:
-            if exclude.keys() & err.reasons.keys():  # the feasible ones are full: a later retry may succeed
+            if full.keys() & err.reasons.keys():  # the feasible ones are full: a later retry may succeed
                 raise self.busy(self.candidates) from None
             raise ApiError(
                 400, f"No candidate can serve this request: {err}", param="routing", code="no_feasible_model"
@@ -230,6 +237,14 @@ class ServerContext:
             raise ApiError(400, f"Invalid routing options: {err}", param="routing", code="invalid_value") from None
         self.metrics.decision.observe(time.perf_counter() - start)
         return call
+
+    def cannot_read(self, messages: list[BaseMessage]) -> dict[str, str]:
+        """The candidates that would fail on ``messages`` as sent (local pipelines: see
+        :func:`~langchain_energyrouter.router.candidates.pipeline_cannot_answer`), and why."""
+        why = pipeline_cannot_answer(messages)
+        if why is None:
+            return {}
+        return {name: why for name, model in self.router.candidates.items() if local_pipeline(model) is not None}
 
     def count_failures(self, rid: str, call: RoutedCall, served: str | None, stream: bool) -> None:
         """Metrics and log lines of the attempts that failed, and the fallbacks they caused."""

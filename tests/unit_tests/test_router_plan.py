@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import HumanMessage
 
 from langchain_energyrouter import EnergyAwareRouter
 from langchain_energyrouter.decide.predictions import ADAPTED
 from langchain_energyrouter.decide.scheduler import Scheduler
 from langchain_energyrouter.energy import EstimateMeter
-from langchain_energyrouter.errors import CandidatesBusyError, NoFeasibleModelError, RoutingError, UnknownModelError
+from langchain_energyrouter.errors import CandidatesBusyError, RoutingError, UnknownModelError
 from langchain_energyrouter.learn.loop import COST_KIND, LearningLoop
 from langchain_energyrouter.router.call import Admission, RoutedCall
 from langchain_energyrouter.state import MemoryStateStore, SQLiteStateStore
@@ -161,12 +161,3 @@ def test_a_batch_of_measurements_is_one_store_write_with_the_same_result(tmp_pat
     assert document is not None and document.version == 1
     assert batched.learner.snapshot("tiny-a") == one_by_one.learner.snapshot("tiny-a")
     store.close()
-
-
-def test_a_conversation_no_local_pipeline_can_format_is_refused_before_any_call(tiny: dict[str, BaseChatModel]) -> None:
-    router = _router(tiny)
-    with pytest.raises(NoFeasibleModelError, match="ends with a user message, not a ai") as caught:
-        router.invoke([*QUESTION, AIMessage("Paris.")])  # ChatHuggingFace would raise in every candidate
-    assert set(caught.value.reasons) == {"tiny-a", "tiny-b"}
-    with pytest.raises(NoFeasibleModelError, match="only text content"):
-        router.invoke([HumanMessage([{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}])])
