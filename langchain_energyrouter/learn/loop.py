@@ -5,8 +5,11 @@ measurement it updates that model's learners (:class:`~langchain_energyrouter.le
 *inside* a compare-and-swap on the state store, so routers in several threads or
 processes sharing one store all add to the same learned state and none overwrites
 another's update; then it installs the new snapshot in the scheduler. Before a
-decision it picks up what other processes learned, at most every ``refresh_s``
-seconds (one cheap read), so the decision itself never touches the store.
+decision (:meth:`LearningLoop.refresh_soon`) it starts, at most every ``refresh_s``
+seconds, a read of what other processes learned on a background thread
+(:class:`~langchain_energyrouter.state.refresh.BackgroundRefresh`), so a decision
+never waits on the store nor on the lock a writer holds while it writes: the
+scheduler's snapshots are immutable and swapped whole.
 
 Each model's document (kind ``"cost"``, key = the model's name) records a
 fingerprint of the profile entry it was learned against: a profile that changed
@@ -27,6 +30,7 @@ from langchain_energyrouter.errors import ProfileError, StateError
 from langchain_energyrouter.learn.costs import CostLearner
 from langchain_energyrouter.learn.options import OnlineOptions
 from langchain_energyrouter.state.base import StateStore, update
+from langchain_energyrouter.state.refresh import BackgroundRefresh, RefreshesInBackground
 
 if TYPE_CHECKING:
     from langchain_energyrouter.decide.scheduler import Scheduler
@@ -45,14 +49,15 @@ def profile_fingerprint(profile: EnergyProfile, model: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-class LearningLoop:
+class LearningLoop(RefreshesInBackground):
     """Keeps a scheduler's adapted predictions in step with the measurements and the shared store.
 
     Args:
         scheduler: receives the snapshots (:meth:`Scheduler.set_learned`).
         store: where learned state lives (shared by every router using it).
         options: online learners' tuning.
-        refresh_s: how often, at most, to read other processes' updates (0: before every decision).
+        refresh_s: how often, at most, :meth:`refresh_soon` reads other processes' updates (0: whenever no read
+            is running).
         models: the models to learn about (default: the scheduler's candidates).
     """
 
@@ -68,23 +73,36 @@ class LearningLoop:
         self.scheduler = scheduler
         self.store = store
         self.learner = CostLearner(scheduler.profile, options)
-        self.refresh_s = float(refresh_s)
         self._models = tuple(models) if models is not None else scheduler.models
         self._fingerprints = {m: profile_fingerprint(scheduler.profile, m) for m in self._models}
         self._versions: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._writes = 0
+        """This loop's writes so far: a read that began before a write may hold an older document than it wrote."""
+        self._written: dict[str, int] = {}
         self._next_refresh = 0.0
+        self._background = BackgroundRefresh(
+            lambda: self.refresh(force=True), refresh_s, f"energyrouter-refresh-{COST_KIND}"
+        )
         self.errors = 0
         """Store failures so far (learning is skipped, routing goes on)."""
         self.refresh(force=True)
 
     # -- reading -------------------------------------------------------------
+    def refresh_soon(self) -> None:
+        """Start a read of other processes' updates in the background when one is due; returns at once."""
+        self._background.poll()
+
     def refresh(self, *, force: bool = False) -> None:
-        """Adopt documents other routers wrote since the last look (cheap when nothing changed)."""
+        """Adopt documents other routers wrote since the last look, now, in this thread (blocking on the store).
+
+        Without ``force`` it reads at most every ``refresh_s``. Decisions use :meth:`refresh_soon` instead.
+        """
         now = time.monotonic()
         if not force and now < self._next_refresh:
             return
         self._next_refresh = now + self.refresh_s
+        began = self._writes
         try:
             documents = self.store.items(COST_KIND)
         except StateError as err:
@@ -92,6 +110,8 @@ class LearningLoop:
             return
         with self._lock:
             for model in self._models:
+                if self._written.get(model, 0) > began:
+                    continue  # this loop wrote it after the read began: what was read may be older
                 doc = documents.get(model)
                 if doc is None:
                     if model in self._versions:  # reset elsewhere: back to the prior
@@ -190,6 +210,7 @@ class LearningLoop:
                 return 0
             if doc is not None:
                 self._versions[model] = doc.version
+            self._wrote(model)
             self.scheduler.set_learned(model, self.learner.snapshot(model))
         return learned[0]
 
@@ -201,9 +222,15 @@ class LearningLoop:
             for name in models:
                 removed += self.store.delete(COST_KIND, name)
                 self._versions.pop(name, None)
+                self._wrote(name)
                 self.learner.reset(name)
                 self.scheduler.set_learned(name, None)
             return removed
+
+    def _wrote(self, model: str) -> None:
+        """Note a write of ``model``'s document (under the lock)."""
+        self._writes += 1
+        self._written[model] = self._writes
 
     def _store_failed(self, what: str, err: StateError) -> None:
         self.errors += 1

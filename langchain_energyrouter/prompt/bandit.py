@@ -133,25 +133,30 @@ class QualityBandit:
         self._compile()
 
     def _compile(self) -> None:
-        """Stack every arm's coefficients so a prediction is one matrix product."""
-        self._theta = np.array([self._score[m].theta for m in self.models]).reshape(len(self.models), self.k)
-        self._theta_len = np.array([self._length[m].theta for m in self.models]).reshape(len(self.models), self.k)
-        self._a_inv = np.array([self._score[m].a_inv for m in self.models]).reshape(len(self.models), self.k, self.k)
+        """Stack every arm's coefficients so a prediction is one matrix product; swapped in as one immutable tuple,
+        so a prediction in another thread sees every arm before an update or every arm after it."""
+        n = len(self.models)
+        theta = np.array([self._score[m].theta for m in self.models]).reshape(n, self.k)
+        theta_len = np.array([self._length[m].theta for m in self.models]).reshape(n, self.k)
+        a_inv = np.array([self._score[m].a_inv for m in self.models]).reshape(n, self.k, self.k)
+        for array in (theta, theta_len, a_inv):
+            array.flags.writeable = False
+        self._compiled = (theta, theta_len, a_inv)
 
     def adjust(
         self, z: NDArray[Any], prior_score: NDArray[Any], prior_log_len: NDArray[Any]
     ) -> tuple[NDArray[Any], NDArray[Any]]:
         """Scores (clipped to [0, 1]) and log1p lengths: the prior plus the learned residual (+ exploration)."""
-        theta = self._theta
+        theta, theta_len, a_inv = self._compiled
         opts = self.options
         if opts.exploration > 0 and opts.algorithm == "thompson":
             noise = self._rng.standard_normal((len(self.models), self.k))
-            chol = np.linalg.cholesky(self._a_inv + 1e-12 * np.eye(self.k))
+            chol = np.linalg.cholesky(a_inv + 1e-12 * np.eye(self.k))
             theta = theta + opts.exploration * np.einsum("mij,mj->mi", chol, noise)
         score = prior_score + theta @ z
         if opts.exploration > 0 and opts.algorithm == "ucb":
-            score = score + opts.exploration * np.sqrt(np.maximum(np.einsum("i,mij,j->m", z, self._a_inv, z), 0.0))
-        return np.clip(score, 0.0, 1.0), prior_log_len + self._theta_len @ z
+            score = score + opts.exploration * np.sqrt(np.maximum(np.einsum("i,mij,j->m", z, a_inv, z), 0.0))
+        return np.clip(score, 0.0, 1.0), prior_log_len + theta_len @ z
 
     def update(self, model: str, z: NDArray[Any], residual: float) -> None:
         """Learn one score residual (observed score - prior's expectation) of ``model``."""

@@ -25,6 +25,7 @@ from langchain_energyrouter.prompt.features import FeatureSpace
 from langchain_energyrouter.prompt.feedback import FEEDBACK_LOG, FeedbackBook
 from langchain_energyrouter.prompt.repeats import REPEAT_LOG_SIGMA, RepeatLengths
 from langchain_energyrouter.state.base import StateStore, update
+from langchain_energyrouter.state.refresh import BackgroundRefresh, RefreshesInBackground
 
 if TYPE_CHECKING:
     from langchain_energyrouter.prompt.predictor import PromptPredictor
@@ -59,7 +60,7 @@ class PromptEstimate(NamedTuple):
     """The conversation's key (:func:`~langchain_energyrouter.router.tokens.conversation_key`), if given."""
 
 
-class PromptRouting:
+class PromptRouting(RefreshesInBackground):
     """Per-prompt predictions for a router: trained predictor + online bandit + shared store.
 
     Wiring in a router (the scheduler is unchanged)::
@@ -82,7 +83,7 @@ class PromptRouting:
         prior_output_tokens: per model mean generated tokens where the predictor has no model; likewise.
         options: bandit tuning (exploration off by default).
         encoder: the encoder when there is no predictor (default: :class:`HashingEncoder`).
-        refresh_s: how often, at most, to read other processes' updates.
+        refresh_s: how often, at most, :meth:`predict` starts a background read of other processes' updates.
         feedback_capacity: runs remembered for later feedback.
     """
 
@@ -131,10 +132,15 @@ class PromptRouting:
         self.book: FeedbackBook[PromptEstimate] = FeedbackBook(feedback_capacity)
         self.repeats = RepeatLengths(feedback_capacity)
         """Measured lengths of prompts asked before (this process only)."""
-        self.refresh_s = float(refresh_s)
         self._versions: dict[str, int] = {}
+        self._writes = 0
+        """This router's writes so far: a read that began before a write may hold an older arm than it wrote."""
+        self._written: dict[str, int] = {}
         self._next_refresh = 0.0
         self._lock = threading.Lock()
+        self._background = BackgroundRefresh(
+            lambda: self.refresh(force=True), refresh_s, f"energyrouter-refresh-{QUALITY_KIND}"
+        )
         self.errors = 0
         """Store failures so far (learning is skipped, routing goes on)."""
         self.refresh(force=True)
@@ -147,9 +153,12 @@ class PromptRouting:
 
         ``conversation`` (:func:`~langchain_energyrouter.router.tokens.conversation_key`): where this very
         conversation (every turn, task type and cap) was answered before, the measured length is used.
+
+        It never waits on the store: other processes' updates are read in the background (at most every
+        ``refresh_s``) and adopted by a later prediction; :meth:`refresh` reads them now.
         """
         if self.store is not None:
-            self.refresh()
+            self._background.poll()
         prior_acc = self._fallback_acc.copy()
         prior = list(self._fallback_lengths)
         if self.predictor is not None:
@@ -278,17 +287,22 @@ class PromptRouting:
                 return False
             if doc is not None:
                 self._versions[model] = doc.version
+            self._wrote(model)
         return True
 
     # -- sharing ---------------------------------------------------------------
     def refresh(self, *, force: bool = False) -> None:
-        """Adopt arms other routers wrote since the last look (one cheap read, at most every ``refresh_s``)."""
+        """Adopt arms other routers wrote since the last look, now, in this thread (blocking on the store).
+
+        Without ``force`` it reads at most every ``refresh_s``. :meth:`predict` reads in the background instead.
+        """
         if self.store is None:
             return
         now = time.monotonic()
         if not force and now < self._next_refresh:
             return
         self._next_refresh = now + self.refresh_s
+        began = self._writes
         try:
             documents = self.store.items(QUALITY_KIND)
         except StateError as err:
@@ -296,6 +310,8 @@ class PromptRouting:
             return
         with self._lock:
             for model in self.models:
+                if self._written.get(model, 0) > began:
+                    continue  # this router wrote it after the read began: what was read may be older
                 doc = documents.get(model)
                 if doc is None:
                     if model in self._versions:
@@ -324,8 +340,14 @@ class PromptRouting:
                 if self.store is not None:
                     removed += self.store.delete(QUALITY_KIND, name)
                 self._versions.pop(name, None)
+                self._wrote(name)
                 self.bandit.load_arm_state(name, None)
         return removed
+
+    def _wrote(self, model: str) -> None:
+        """Note a write of ``model``'s arm (under the lock)."""
+        self._writes += 1
+        self._written[model] = self._writes
 
     def _store_failed(self, what: str, err: StateError) -> None:
         self.errors += 1

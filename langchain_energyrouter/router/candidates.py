@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableBinding
 
 from langchain_energyrouter.errors import UnknownModelError
@@ -31,6 +32,7 @@ __all__ = [
     "local_pipeline",
     "model_name_of",
     "named_models",
+    "pipeline_cannot_answer",
     "runs_locally",
     "tool_incapability",
     "tool_kwargs",
@@ -98,6 +100,21 @@ def tool_incapability(model: Any) -> str | None:
         return "local HuggingFacePipeline ignores tools (no tool calling)"
     if type(model).bind_tools is BaseChatModel.bind_tools:
         return f"{type(model).__name__} does not implement bind_tools"
+    return None
+
+
+def pipeline_cannot_answer(messages: Sequence[BaseMessage]) -> str | None:
+    """Why a local pipeline cannot answer ``messages`` as they are, or None: ChatHuggingFace formats its prompt only
+    from system, user and assistant messages of text, ending with a user message (it raises otherwise)."""
+    if not messages:
+        return None
+    other = next((m for m in messages if not isinstance(m, (SystemMessage, HumanMessage, AIMessage))), None)
+    if other is not None:
+        return f"a local pipeline reads only system, user and assistant messages, not a {other.type} message"
+    if any(not isinstance(m.content, str) for m in messages):  # a chat template formats text, not content blocks
+        return "a local pipeline reads only text content, not a list of content blocks"
+    if not isinstance(messages[-1], HumanMessage):
+        return f"a local pipeline answers only a conversation that ends with a user message, not a {messages[-1].type}"
     return None
 
 

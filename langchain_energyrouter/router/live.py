@@ -14,6 +14,8 @@
   in the scheduler: inline, or (``background=True``) on one writer thread that
   applies them in arrival order and writes each model's document once per batch
   (:class:`~langchain_energyrouter.learn.background.BackgroundLearning`), so an answer never waits on the store.
+  What other processes learned is read on a background thread too
+  (:meth:`~langchain_energyrouter.learn.loop.LearningLoop.refresh_soon`): a decision never waits on the store.
 
 An :class:`Attempt` wraps one candidate's try: it counts the request in flight
 while the meter window is open, and :meth:`Attempt.end` closes both exactly once.
@@ -169,9 +171,12 @@ class LiveState:
         return cls(counter, engines, learning, store, owns_store=owns, store_spec=state_store, background=background)
 
     def before_decision(self, names: Any) -> dict[str, float]:
-        """Pick up shared learned state (cheap, rate-limited) and return the load each candidate would see."""
+        """Start a background read of shared learned state when one is due; return the load each candidate would see.
+
+        Nothing here waits on the store or on a learning thread's lock.
+        """
         if self.learning is not None:
-            self.learning.refresh()
+            self.learning.refresh_soon()
         engines = self.engines
         counter = self.counter
         if not engines:
@@ -231,9 +236,12 @@ class LiveState:
         return self.background.flush(timeout_s) if self.background is not None else True
 
     def close_background(self) -> None:
-        """Apply the queued measurements and stop the writer thread (later ones are learned inline)."""
+        """Apply the queued measurements and stop the writer thread (later ones are learned inline); stop the
+        background reads of shared state."""
         if self.background is not None:
             self.background.close()
+        if self.learning is not None:
+            self.learning.close()
 
     def close_engines(self) -> None:
         """Stop the engine readers' background refreshes."""

@@ -16,6 +16,7 @@ its next chunk and closes the candidate's stream there (a local pipeline then st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -119,13 +120,19 @@ class StreamAhead(Generic[_T]):
             raise self._error
 
     def close(self) -> None:
-        """Stop reading (the reader ends the attempt and closes the candidate's stream); idempotent."""
+        """Stop reading (the reader ends the attempt and closes the candidate's stream); idempotent.
+
+        A worker thread still waiting for the next chunk (an :meth:`aiter` cancelled mid-wait, e.g. a client
+        that left) gets the end marker: the stopped reader puts nothing more, and it would wait forever.
+        """
         self._stop.set()
         while True:  # make room so a reader blocked on a full buffer sees the stop at once
             try:
                 self._buffer.get_nowait()
             except queue.Empty:
                 break
+        with contextlib.suppress(queue.Full):  # full only if the reader raced a chunk in: the waiter has it
+            self._buffer.put_nowait(_DONE)
 
     def join(self, timeout_s: float | None = None) -> None:
         """Wait for the reader thread to finish."""

@@ -101,9 +101,10 @@ def _role(message: BaseMessage) -> str:
 
 
 def message_text(message: BaseMessage) -> str:
-    """The text a message carries, plus its tool calls' names and arguments as JSON."""
+    """The text a message carries, plus its tool calls' names and arguments as JSON (an AI message's: on another
+    message ``tool_calls`` is an unchecked extra field, e.g. an OpenAI ``developer`` message that carried one)."""
     text = str(message.text)
-    tool_calls = getattr(message, "tool_calls", None)
+    tool_calls = message.tool_calls if isinstance(message, AIMessage) else None
     if tool_calls:
         text += json.dumps([{"name": c["name"], "args": c["args"]} for c in tool_calls], default=str)
     return text

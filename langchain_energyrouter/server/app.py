@@ -45,6 +45,7 @@ from langchain_energyrouter.errors import CandidatesBusyError, RoutingError
 from langchain_energyrouter.server.config import AppSettings
 from langchain_energyrouter.server.context import ServerContext
 from langchain_energyrouter.server.metrics import CONTENT_TYPE_LATEST
+from langchain_energyrouter.server.openapi import routes
 from langchain_energyrouter.server.streaming import first_chunk, prepend, serving, stream_completion
 from langchain_energyrouter.server.wire import (
     AUTO,
@@ -103,6 +104,7 @@ def create_app(
 
     app = FastAPI(title="langchain-energyrouter", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.server = server
+    described = routes([AUTO, server.settings.name, *server.candidates])
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, err: ApiError) -> JSONResponse:
@@ -124,7 +126,7 @@ def create_app(
             500, f"Internal error ({type(err).__name__}); see the server log.", type="server_error"
         ).response()
 
-    @app.get("/health")
+    @app.get("/health", **described["health"])
     async def health() -> dict[str, Any]:
         return {
             "status": "ok",
@@ -139,11 +141,11 @@ def create_app(
             },
         }
 
-    @app.get("/metrics")
+    @app.get("/metrics", **described["metrics"])
     async def metrics() -> Response:
         return Response(server.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", **described["models"])
     async def models(request: Request) -> dict[str, Any]:
         server.authorize(request)
         names = [AUTO, server.settings.name, *server.candidates]
@@ -152,7 +154,7 @@ def create_app(
             "data": [{"id": n, "object": "model", "created": 0, "owned_by": "energyrouter"} for n in names],
         }
 
-    @app.post("/v1/feedback")
+    @app.post("/v1/feedback", **described["feedback"])
     async def feedback(request: Request) -> dict[str, Any]:
         server.authorize(request)
         data = await server.read_json(request)
@@ -169,7 +171,7 @@ def create_app(
         server.metrics.feedback.labels(outcome="learned" if learned else "unknown_run").inc()
         return {"object": "feedback", "run_id": req.run_id, "learned": learned}
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", **described["chat"])
     async def chat_completions(request: Request) -> Response:
         started = time.perf_counter()
         server.authorize(request)

@@ -16,10 +16,18 @@ from pydantic import ValidationError
 
 from langchain_energyrouter.decide.scoring import Constraints, Weights
 from langchain_energyrouter.errors import NoFeasibleModelError, UnknownModelError, WeightsError
+from langchain_energyrouter.router.candidates import local_pipeline, pipeline_cannot_answer
 from langchain_energyrouter.server.admission import HeldPlace, Slots, Wait
 from langchain_energyrouter.server.metrics import ServerMetrics
 from langchain_energyrouter.server.unsupported import unsupported_parameter
-from langchain_energyrouter.server.wire import AUTO, ApiError, ChatRequest, RoutingOptions, validation_error
+from langchain_energyrouter.server.wire import (
+    AUTO,
+    ApiError,
+    ChatRequest,
+    RoutingOptions,
+    joined_text_parts,
+    validation_error,
+)
 
 if TYPE_CHECKING:
     from langchain_energyrouter.decide.scheduler import Decision
@@ -128,8 +136,9 @@ class ServerContext:
         except ValidationError as err:
             raise validation_error(err) from None
         try:
-            messages = convert_to_messages(req.messages)
-        except (ValueError, TypeError, KeyError, NotImplementedError) as err:
+            messages = convert_to_messages(joined_text_parts(req.messages))
+        except (ValueError, TypeError, KeyError, AttributeError, NotImplementedError) as err:
+            # LangChain's converter fails on a malformed message with whatever the shape makes it raise
             raise ApiError(400, f"Cannot read messages: {err}", param="messages", code="invalid_value") from None
         options: dict[str, Any] = {}
         routing = req.routing or RoutingOptions()
@@ -176,10 +185,21 @@ class ServerContext:
     async def plan(
         self, messages: list[BaseMessage], options: dict[str, Any], forced: str | None, stop: list[str] | None
     ) -> RoutedCall:
-        """Decide once, among the candidates with a free place (a forced one must have one). When none has, wait
-        in the queue for one (``limits.queue_length``, ``limits.max_queue_wait_s``); 429 when the queue is off
-        or full, or the wait runs out."""
-        eligible = [forced] if forced is not None else self.candidates
+        """Decide once, among the candidates with a free place (a forced one must have one) that can read the
+        conversation. When none has a place, wait in the queue for one (``limits.queue_length``,
+        ``limits.max_queue_wait_s``); 429 when the queue is off or full, or the wait runs out."""
+        cannot = self.cannot_read(messages)
+        if forced is not None and forced in cannot:
+            raise ApiError(
+                400, f"Candidate {forced} cannot serve this request: {cannot[forced]}.", param="messages",
+                code="no_feasible_model",
+            )  # fmt: skip
+        eligible = [forced] if forced is not None else [name for name in self.candidates if name not in cannot]
+        if not eligible:
+            detail = "; ".join(f"{name}: {why}" for name, why in cannot.items())
+            raise ApiError(
+                400, f"No candidate can serve this request ({detail}).", param="messages", code="no_feasible_model"
+            )
         full = self.slots.full()
         place = HeldPlace(self.slots)
         if all(name in full for name in eligible):
@@ -190,7 +210,8 @@ class ServerContext:
             full = self.slots.full()
             full.pop(wait.name, None)
         try:
-            call = self._decide(messages, options, forced, stop, {} if forced is not None else full, place)
+            exclude = {} if forced is not None else {**cannot, **full}
+            call = self._decide(messages, options, forced, stop, exclude, place, {} if forced is not None else full)
             # Take the decided candidate's place now: a request decided meanwhile cannot count on it too.
             if not place.hold(call.model) and place.held is None:
                 raise self.busy([call.model])
@@ -207,6 +228,7 @@ class ServerContext:
         stop: list[str] | None,
         exclude: dict[str, str],
         admission: HeldPlace,
+        full: dict[str, str],
     ) -> RoutedCall:
         start = time.perf_counter()
         try:
@@ -214,7 +236,7 @@ class ServerContext:
                 messages, stop=stop, model=forced, exclude=exclude or None, admission=admission, **options
             )
         except NoFeasibleModelError as err:
-            if exclude.keys() & err.reasons.keys():  # the feasible ones are full: a later retry may succeed
+            if full.keys() & err.reasons.keys():  # the feasible ones are full: a later retry may succeed
                 raise self.busy(self.candidates) from None
             raise ApiError(
                 400, f"No candidate can serve this request: {err}", param="routing", code="no_feasible_model"
@@ -225,6 +247,14 @@ class ServerContext:
             raise ApiError(400, f"Invalid routing options: {err}", param="routing", code="invalid_value") from None
         self.metrics.decision.observe(time.perf_counter() - start)
         return call
+
+    def cannot_read(self, messages: list[BaseMessage]) -> dict[str, str]:
+        """The candidates that would fail on ``messages`` as sent (local pipelines: see
+        :func:`~langchain_energyrouter.router.candidates.pipeline_cannot_answer`), and why."""
+        why = pipeline_cannot_answer(messages)
+        if why is None:
+            return {}
+        return {name: why for name, model in self.router.candidates.items() if local_pipeline(model) is not None}
 
     def count_failures(self, rid: str, call: RoutedCall, served: str | None, stream: bool) -> None:
         """Metrics and log lines of the attempts that failed, and the fallbacks they caused."""

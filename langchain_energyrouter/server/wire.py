@@ -25,6 +25,7 @@ __all__ = [
     "RoutingOptions",
     "dumps",
     "finish_reason",
+    "joined_text_parts",
     "openai_tool_calls",
     "sse",
     "usage_body",
@@ -149,6 +150,20 @@ class FeedbackRequest(BaseModel):
     run_id: str = Field(min_length=1)
     score: float = Field(ge=0.0, le=1.0)
     key: str | None = None
+
+
+def joined_text_parts(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``messages`` with each content that is a list of text parts only (OpenAI's ``[{"type": "text", "text":
+    ...}]``) joined into one string, as the model reads it: a local pipeline's chat template takes text."""
+    joined = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list) and all(
+            isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content
+        ):
+            message = {**message, "content": "".join(p["text"] for p in content)}
+        joined.append(message)
+    return joined
 
 
 def validation_error(err: ValidationError, prefix: str = "") -> ApiError:

@@ -145,7 +145,9 @@ def test_state_is_shared_through_the_store(tmp_path: Path) -> None:
         # this router measured this very conversation: its length, with the spread of repeated answers
         assert learned.output_tokens["tiny-a"] == LengthDistribution(math.log1p(200.0), REPEAT_LOG_SIGMA)
         assert learned.length_observations["tiny-a"] == 1
-        again = second.predict("Add 3 and 4.", 6, None, key)  # adopts the first router's arms
+        second.predict("Add 3 and 4.", 6, None, key)  # starts reading the first router's arms, waits for nothing
+        assert second.wait_for_refresh(timeout_s=30)
+        again = second.predict("Add 3 and 4.", 6, None, key)  # with them
         assert again.accuracy == pytest.approx(learned.accuracy)
         # The length arm is shared (the repeat memory is per process): raised toward what was measured.
         assert est.output_tokens["tiny-a"].mu < again.output_tokens["tiny-a"].mu <= math.log1p(200.0)

@@ -9,15 +9,19 @@ held by the test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from langchain_core.messages import HumanMessage
 
 from langchain_energyrouter.energy import EstimateMeter
+from langchain_energyrouter.energy.base import EnergyReading
 from langchain_energyrouter.router import EnergyAwareRouter
+from langchain_energyrouter.router.stream_ahead import StreamAhead
 from tests.unit_tests.test_router_metering import _tiny, entry, profile_of
 
 QUESTION = [HumanMessage("What is the capital of France?")]
@@ -73,3 +77,41 @@ async def test_waiting_for_a_worker_thread_is_not_metered() -> None:
     message = await answer
     assert message.content
     assert message.response_metadata["energy"]["runtime_s"] < HOLD_S
+
+
+class _Window:
+    """An attempt's meter window, as :class:`StreamAhead` uses it."""
+
+    def start_window(self) -> None:
+        pass
+
+    def end(self) -> EnergyReading:
+        return EnergyReading(None, {}, 0.0, "none", is_estimate=False)
+
+
+async def test_an_abandoned_async_reader_leaves_no_worker_thread_waiting() -> None:
+    # A client that leaves mid-stream cancels the read while a worker thread waits for the next chunk; that
+    # worker waited forever (one leaked per abandoned stream, and the process could not exit).
+    model_done = threading.Event()
+
+    def chunks() -> Iterator[str]:
+        yield "first"
+        model_done.wait(30)  # the model is still generating when the client leaves
+
+    loop = asyncio.get_running_loop()
+    workers = ThreadPoolExecutor(1)
+    loop.set_default_executor(workers)
+    ahead = StreamAhead(chunks(), _Window())
+    reading = ahead.aiter()
+    assert await reading.__anext__() == "first"
+    waiting = asyncio.ensure_future(reading.__anext__())  # a worker now waits on the buffer
+    await asyncio.sleep(0.2)
+    waiting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
+    await reading.aclose()
+    try:
+        assert await asyncio.wait_for(loop.run_in_executor(None, lambda: "free"), 10) == "free"
+    finally:
+        model_done.set()
+        ahead.join(30)

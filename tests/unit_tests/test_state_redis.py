@@ -224,6 +224,8 @@ def test_feedback_posted_to_one_prompt_router_changes_the_others_estimate(
         for i in range(4):
             first.remember(f"r{i}", "tiny-a", first.predict("Add 3 and 4.", 6, None))
             assert first.feedback(f"r{i}", 1.0)
+        second.predict("Add 3 and 4.", 6, None)  # starts reading the first router's arms in the background
+        assert second.wait_for_refresh(timeout_s=30)
         after = second.predict("Add 3 and 4.", 6, None)
         assert after.accuracy["tiny-a"] > before.accuracy["tiny-a"]
         assert after.accuracy == pytest.approx(first.predict("Add 3 and 4.", 6, None).accuracy)
