@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -418,6 +419,11 @@ def _mape(pairs: list[tuple[float, float]]) -> float:
     return 100 * sum(errors) / len(errors) if errors else float("nan")
 
 
+def _median_ape(pairs: list[tuple[float, float]]) -> float:
+    errors = [abs(p - m) / m for p, m in pairs if m > 0]
+    return 100 * statistics.median(errors) if errors else float("nan")
+
+
 def _print_errors(routed: list[CallRecord], forced: list[CallRecord], out: TextIO) -> None:
     """How far the runtime predictions were off, and how much of that is the answer's length."""
     print("", file=out)
@@ -425,11 +431,13 @@ def _print_errors(routed: list[CallRecord], forced: list[CallRecord], out: TextI
         ("the routed calls (2., prompts each model answered in 1.)", routed),
         ("the first calls (1., new prompts, cold start)", forced),
     ):
-        mape = _mape([(r.predicted_runtime_s, r.runtime_s) for r in calls])
+        pairs = [(r.predicted_runtime_s, r.runtime_s) for r in calls]
+        mape, median = _mape(pairs), _median_ape(pairs)
         known = _mape([(r.runtime_s_at_true_length, r.runtime_s) for r in calls])
         length = _mape([(r.predicted_output_tokens, float(r.output_tokens)) for r in calls if r.output_tokens])
         print(
-            f"runtime prediction error over {title}: {mape:.0f}% (MAPE); {known:.0f}% had the answer's length been "
+            f"runtime prediction error over {title}: {mape:.0f}% (MAPE; median {median:.0f}%); "
+            f"{known:.0f}% had the answer's length been "
             f"known, so {max(mape - known, 0.0):.0f} points are the length (output-length error {length:.0f}%)",
             file=out,
         )
