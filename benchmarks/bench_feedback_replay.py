@@ -3,7 +3,8 @@
 A router over the tiny offline models with per-prompt routing (hashing encoder, the tiny profile's accuracies as
 the prior) answers one prompt on ``tiny-b``; then the same feedback, score 0, is sent 400 times for that one run.
 Printed: a different prompt's predicted accuracy of ``tiny-b`` and its route before any feedback, after the first
-post and after all 400, and how many of the posts the router learned from. A run learns from its first score only, so only the first post counts.
+post and after all 400, and how many of the posts the router learned from. A run learns from its first score
+only, so only the first post counts.
 
 Run: .venv/bin/python benchmarks/bench_feedback_replay.py
 """

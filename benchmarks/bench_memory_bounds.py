@@ -2,7 +2,7 @@
 
 * **Feedback for unknown runs with large keys**: 100 ``PromptRouting.feedback`` calls for run ids never served,
   each with a 540 KB ``key`` (what fits a 1 MB request body), on the default in-memory state store. Each call that
-  is refused (a key over the limit) is counted, not kept.
+  is refused (a key over the limit) is counted, not kept. Then 10,000 such calls with keys within the limit.
 * **Long words through the static prompt encoder**: 200 prompts, each with one distinct 500 KB word, through a
   :class:`~langchain_energyrouter.prompt.encoders.StaticEmbeddingEncoder` (a 30-word WordPiece vocabulary and a
   random table: the word cache does not depend on the vocabulary).
@@ -86,6 +86,8 @@ def long_words(prompts: int = 200, word_chars: int = 500_000) -> tuple[float, fl
 def main() -> None:
     mb, refused = unknown_feedback()
     print(f"feedback, 100 unknown run ids with 540 KB keys: {mb:.1f} MB held ({refused} refused)")
+    mb, refused = unknown_feedback(10_000, 250)
+    print(f"feedback, 10,000 unknown run ids with 256-character keys: {mb:.1f} MB held ({refused} refused)")
     mb, elapsed_s = long_words()
     print(f"static encoder, 200 prompts with one 500 KB word: {mb:.1f} MB held ({elapsed_s:.2f} s)")
 

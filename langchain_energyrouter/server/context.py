@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from langchain_energyrouter.decide.scoring import Constraints, Weights
 from langchain_energyrouter.errors import NoFeasibleModelError, UnknownModelError, WeightsError
+from langchain_energyrouter.server.feedback import FeedbackTokens
 from langchain_energyrouter.server.metrics import ServerMetrics
 from langchain_energyrouter.server.unsupported import unsupported_parameter
 from langchain_energyrouter.server.wire import AUTO, ApiError, ChatRequest, RoutingOptions, validation_error
@@ -79,6 +80,7 @@ class ServerContext:
         limits = {name: settings.max_in_flight.get(name, default) for name in self.candidates}
         self.metrics = ServerMetrics(self.candidates)
         self.slots = Slots(limits, self.metrics)
+        self.feedback_tokens = FeedbackTokens(settings.feedback_secret)
 
     # -- request plumbing -------------------------------------------------------
     def authorize(self, request: Request) -> None:
@@ -243,9 +245,11 @@ class ServerContext:
 
     def extension(self, decision: Decision, name: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
         routing = metadata.get("routing") or {}
+        run_id = routing.get("run_id")
         return {
             "served_by": name,
-            "run_id": routing.get("run_id"),
+            "run_id": run_id,
+            "feedback_token": self.feedback_tokens.sign(str(run_id)) if run_id else None,
             "routed": not decision.forced,
             "decision": decision.as_dict(),
             "failures": list(routing.get("failures") or []),

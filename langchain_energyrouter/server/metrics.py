@@ -25,7 +25,8 @@ Series (``model`` is the candidate that served; ``method`` how its joules were o
     energyrouter_in_flight{model}                         gauge
     energyrouter_decision_seconds                         histogram of the routing decision's latency
     energyrouter_request_seconds{model}                   histogram of the whole request
-    energyrouter_feedback_total{outcome}                  learned | unknown_run
+    energyrouter_feedback_total{outcome}                  learned | unknown_run | already_scored | not_learned |
+                                                          bad_token
 """
 
 from __future__ import annotations
