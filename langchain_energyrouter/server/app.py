@@ -43,7 +43,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from langchain_energyrouter.errors import CandidatesBusyError
 from langchain_energyrouter.server.config import AppSettings
 from langchain_energyrouter.server.context import ServerContext
-from langchain_energyrouter.server.feedback import post_feedback
+from langchain_energyrouter.server.feedback import FEEDBACK_OPENAPI, post_feedback
 from langchain_energyrouter.server.metrics import CONTENT_TYPE_LATEST
 from langchain_energyrouter.server.streaming import first_chunk, prepend, serving, stream_completion
 from langchain_energyrouter.server.wire import (
@@ -145,7 +145,7 @@ def create_app(
             "data": [{"id": n, "object": "model", "created": 0, "owned_by": "energyrouter"} for n in names],
         }
 
-    @app.post("/v1/feedback")
+    @app.post("/v1/feedback", openapi_extra=FEEDBACK_OPENAPI)
     async def feedback(request: Request) -> dict[str, Any]:
         return await post_feedback(server, request)
 

@@ -30,10 +30,14 @@ if TYPE_CHECKING:
     from langchain_energyrouter.router import EnergyAwareRouter
     from langchain_energyrouter.server.metrics import ServerMetrics
 
-__all__ = ["MIN_SECRET_CHARS", "FeedbackServer", "FeedbackTokens", "post_feedback"]
+__all__ = ["FEEDBACK_OPENAPI", "MIN_SECRET_CHARS", "FeedbackServer", "FeedbackTokens", "post_feedback"]
 
 MIN_SECRET_CHARS = 32
 """Shortest ``feedback_secret`` accepted, characters."""
+FEEDBACK_OPENAPI: dict[str, Any] = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": FeedbackRequest.model_json_schema()}}}
+}
+"""The OpenAPI request body of ``POST /v1/feedback`` (the handler reads the JSON itself, within the size limit)."""
 _DOMAIN = b"energyrouter-feedback-v1\x00"
 """Prefix of every signed message: a token for something else under the same secret never matches."""
 

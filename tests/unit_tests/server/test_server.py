@@ -225,6 +225,13 @@ def test_streamed_answers_carry_their_feedback_token(served: _Served) -> None:
     assert _post_feedback(served, body).json()["learned"] is True
 
 
+def test_the_openapi_schema_describes_the_feedback_body(served: _Served) -> None:
+    post = httpx.get(f"{served.url}/openapi.json").json()["paths"]["/v1/feedback"]["post"]
+    schema = post["requestBody"]["content"]["application/json"]["schema"]
+    assert sorted(schema["required"]) == ["feedback_token", "run_id", "score"]
+    assert schema["properties"]["key"]["anyOf"][0]["maxLength"] == 256
+
+
 def test_a_shared_feedback_secret_signs_alike_and_a_short_one_is_refused() -> None:
     from langchain_energyrouter.server.feedback import FeedbackTokens
 
