@@ -210,10 +210,12 @@ async def _load(
                 answer = response.json()
                 if tokens is not None:
                     tokens.append(int((answer.get("usage") or {}).get("completion_tokens") or 0))
-                run_id = (answer.get("energyrouter") or {}).get("run_id")
+                extension = answer.get("energyrouter") or {}
+                run_id, token = extension.get("run_id"), extension.get("feedback_token")
                 if feedback and run_id:
                     try:
-                        ack = await client.post("/v1/feedback", json={"run_id": run_id, "score": 1.0})
+                        body = {"run_id": run_id, "feedback_token": token, "score": 1.0}
+                        ack = await client.post("/v1/feedback", json=body)
                     except httpx.HTTPError as err:
                         errors += 1
                         print(f"feedback error: {type(err).__name__}: {err}", file=sys.stderr)

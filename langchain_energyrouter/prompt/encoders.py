@@ -138,22 +138,39 @@ class StaticEmbeddingEncoder:
 
     Use :meth:`load` (builds the cache entry on first use). Words are split as BERT's
     pre-tokenizer does (lower case, punctuation apart) and each distinct word's WordPiece
-    ids are cached (bounded), so a prompt costs one regex pass and a table lookup; the
-    Rust tokenizer runs only on words not seen before.
+    ids are cached, so a prompt costs one regex pass and a table lookup; the Rust tokenizer
+    runs only on words not seen before. The cache is bounded in words and in word length
+    (a prompt can hold a word of any size: longer words are tokenized each time, never
+    kept), so it holds at most about ``word_cache_size * max_cached_word_chars`` characters.
 
     Args:
         table: ``(vocabulary, dims)`` float32 rows.
         tokenizer: a ``tokenizers.Tokenizer`` for the same vocabulary.
         name: the encoder's name (recorded in predictor files).
         word_cache_size: distinct words whose ids are remembered.
+        max_cached_word_chars: longest word (characters) whose ids are remembered.
     """
 
-    def __init__(self, table: FloatArray, tokenizer: Any, name: str, *, word_cache_size: int = 65536) -> None:
+    def __init__(
+        self,
+        table: FloatArray,
+        tokenizer: Any,
+        name: str,
+        *,
+        word_cache_size: int = 65536,
+        max_cached_word_chars: int = 64,
+    ) -> None:
+        if word_cache_size < 1 or max_cached_word_chars < 1:
+            raise ValueError(
+                f"StaticEmbeddingEncoder(word_cache_size={word_cache_size}, max_cached_word_chars="
+                f"{max_cached_word_chars}); both must be at least 1 (defaults 65536 and 64)."
+            )
         self._table = np.ascontiguousarray(table, dtype=np.float32)
         self._tokenizer = tokenizer
         self._name = name
         self._words: dict[str, tuple[int, ...]] = {}
         self._cache_size = word_cache_size
+        self.max_cached_word_chars = max_cached_word_chars
         self._lock = threading.Lock()
 
     @property
@@ -205,6 +222,8 @@ class StaticEmbeddingEncoder:
         ids = self._words.get(word)
         if ids is None:
             ids = tuple(self._tokenizer.encode(word, add_special_tokens=False).ids)
+            if len(word) > self.max_cached_word_chars:
+                return ids  # a client's prompt can hold words of any size: caching them would grow without bound
             with self._lock:
                 if len(self._words) >= self._cache_size:
                     self._words.clear()  # rare; a full reset is cheaper than LRU bookkeeping per word

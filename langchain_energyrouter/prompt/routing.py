@@ -22,7 +22,7 @@ from langchain_energyrouter.errors import StateError, UnknownModelError
 from langchain_energyrouter.prompt.bandit import QUALITY_KIND, BanditOptions, QualityBandit
 from langchain_energyrouter.prompt.encoders import HashingEncoder, PromptEncoder
 from langchain_energyrouter.prompt.features import FeatureSpace
-from langchain_energyrouter.prompt.feedback import FEEDBACK_LOG, FeedbackBook
+from langchain_energyrouter.prompt.feedback import FEEDBACK_LOG, MAX_FEEDBACK_KEY_CHARS, FeedbackBook, FeedbackOutcome
 from langchain_energyrouter.prompt.repeats import REPEAT_LOG_SIGMA, RepeatLengths
 from langchain_energyrouter.state.base import StateStore, update
 from langchain_energyrouter.state.refresh import BackgroundRefresh, RefreshesInBackground
@@ -212,32 +212,48 @@ class PromptRouting(RefreshesInBackground):
     def feedback(self, run_id: str, score: float, *, key: str | None = None) -> bool:
         """Learn the score (0 to 1) of run ``run_id``'s answer; True when the bandit learned from it.
 
-        The row goes to the store's ``"feedback"`` log first (never lost), then updates the
-        chosen model's arm by compare-and-swap. An unknown run id (never remembered, or
-        dropped from the bounded book) is logged to the event log as such and returns False.
+        Each run learns from its first score only; see :meth:`feedback_outcome` (which says why not).
+        """
+        return self.feedback_outcome(run_id, score, key=key) == "learned"
+
+    def feedback_outcome(self, run_id: str, score: float, *, key: str | None = None) -> FeedbackOutcome:
+        """Learn the score (0 to 1) of run ``run_id``'s answer, and say what became of it.
+
+        The first score of a remembered run wins: its row goes to the store's ``"feedback"`` log first (never
+        lost), then updates the chosen model's arm by compare-and-swap. A later score for that run is
+        ``"already_scored"``, and one for a run never remembered (or dropped from the bounded book)
+        ``"unknown_run"``: neither is learned nor kept, so replaying or inventing run ids costs no memory.
 
         Raises:
-            ValueError: ``score`` is not a finite number in [0, 1].
+            ValueError: ``score`` is not a finite number in [0, 1], or ``key`` is over
+                :data:`~langchain_energyrouter.prompt.feedback.MAX_FEEDBACK_KEY_CHARS` characters.
         """
         if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0.0 <= score <= 1.0:
             raise ValueError(f"Feedback score {score!r} for run {run_id!r}; give a number from 0 (wrong) to 1 (right).")
-        run = self.book.get(str(run_id))
+        if key is not None and len(key) > MAX_FEEDBACK_KEY_CHARS:
+            raise ValueError(
+                f"Feedback key of {len(key)} characters for run {run_id!r}; a key names the feedback (e.g. "
+                f"'correctness') in at most {MAX_FEEDBACK_KEY_CHARS} characters."
+            )
+        run = self.book.claim(str(run_id))
+        if isinstance(run, str):
+            return run
         if self.store is not None:
             event: dict[str, Any] = {"run_id": str(run_id), "score": float(score), "time_unix_s": time.time()}
             if key is not None:
                 event["key"] = key
-            if run is not None:
-                event["model"] = run.model
-                event["context"] = list(run.estimate.context)
-                event["prior_score"] = run.estimate.prior_accuracy[run.model]
+            event["model"] = run.model
+            event["context"] = list(run.estimate.context)
+            event["prior_score"] = run.estimate.prior_accuracy[run.model]
             try:
                 self.store.append(FEEDBACK_LOG, event)
             except StateError as err:
                 self._store_failed("append", err)
-        if run is None:
-            return False
         residual = float(score) - run.estimate.prior_accuracy[run.model]
-        return self._learn(run.model, [(run.estimate.context, residual)], length=False)
+        if self._learn(run.model, [(run.estimate.context, residual)], length=False):
+            return "learned"
+        self.book.release(str(run_id))
+        return "not_learned"
 
     def observe_length(self, run_id: str, output_tokens: float, *, capped: bool = False) -> bool:
         """Learn the generated length of run ``run_id``'s answer; ``capped``: it hit its cap (a lower bound)."""

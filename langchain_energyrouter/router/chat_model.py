@@ -33,7 +33,7 @@ import dataclasses
 import functools
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
@@ -68,6 +68,9 @@ from langchain_energyrouter.router.settings import (
     energy_profile_keyword,
     is_energy_profile,
 )
+
+if TYPE_CHECKING:
+    from langchain_energyrouter.prompt.feedback import FeedbackOutcome
 
 __all__ = ["DEFAULT_CONFIG_PREFIX", "FLAG_CACHE_HIT", "ROUTING_OPTIONS", "EnergyAwareRouter"]
 
@@ -532,33 +535,37 @@ class EnergyAwareRouter(BaseChatModel):
 
     # -- feedback ----------------------------------------------------------------
     def feedback(self, run_id: Any, score: float, *, key: str | None = None) -> bool:
-        """Teach the per-prompt quality predictor how good the answer of run ``run_id`` was.
+        """Teach the per-prompt quality predictor how good the answer of run ``run_id`` was; True when it learned.
+
+        Each run learns from its first score only: a later one returns False, as do a run it does not remember
+        and a score the state store failed to keep (:meth:`feedback_outcome` says which).
 
         Args:
             run_id: the call's LangChain run id (``response_metadata["routing"]["run_id"]``, or the
                 ``run_id`` a callback or LangSmith saw).
             score: 0 (wrong) to 1 (right).
-            key: the feedback's name (e.g. LangSmith's feedback key), kept in the log.
-
-        Returns:
-            True when the predictor learned from it (False for a run it does not remember; the
-            row is still appended to the store's feedback log).
+            key: the feedback's name (e.g. LangSmith's feedback key; at most 256 characters), kept in the log.
 
         Raises:
             RoutingError: the router has no ``prompt_routing`` to learn with.
-            ValueError: ``score`` is not a number in [0, 1].
+            ValueError: ``score`` is not a number in [0, 1], or ``key`` is longer than 256 characters.
         """
+        return self.feedback_outcome(run_id, score, key=key) == "learned"
+
+    def feedback_outcome(self, run_id: Any, score: float, *, key: str | None = None) -> FeedbackOutcome:
+        """:meth:`feedback`, saying what became of the score: ``"learned"``, ``"already_scored"``,
+        ``"unknown_run"`` or ``"not_learned"`` (the store failed: a later score may be learned)."""
         rt = self._parts()
-        routing = rt.prompt_routing
-        if routing is None:
+        if rt.prompt_routing is None:
             raise RoutingError(
                 f"Feedback for run {run_id!r} has nowhere to go: this router predicts quality per model, not per "
                 "prompt. Pass prompt_routing= (a trained predictor from `energyrouter train`, or a PromptRouting)."
             )
         rt.live.flush()  # learn from the answers so far first (with learn_in_background), as inline learning would
-        learned = bool(routing.feedback(str(run_id), score, key=key))
-        rt.log_feedback(str(run_id), score, key, learned)
-        return learned
+        outcome = rt.prompt_routing.feedback_outcome(str(run_id), score, key=key)
+        if outcome != "already_scored":  # the decision log keeps each run's one score (and unknown runs' tries)
+            rt.log_feedback(str(run_id), score, key, outcome == "learned")
+        return outcome
 
     # -- generate and stream: run the planned call (see :mod:`~langchain_energyrouter.router.execution`) -------
     def _generate(

@@ -7,7 +7,8 @@ Endpoints::
                                 "routing": {"weights", "constraints", "task_type"} (the OpenAI client's
                                 extra_body); the decision and energy come back in "energyrouter" and in
                                 the x-energyrouter-model / x-energyrouter-energy-j headers
-    POST /v1/feedback           {"run_id", "score", "key"?} -> router.feedback
+    POST /v1/feedback           {"run_id", "feedback_token", "score", "key"?} -> router.feedback: the run's
+                                signed token required, one score per run (see server/feedback.py)
     GET  /v1/models             "auto", the server's name, and every candidate
     GET  /health                candidates with their requests in flight and limits (no key needed)
     GET  /metrics               Prometheus text format (no key needed)
@@ -38,24 +39,22 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from langchain_energyrouter.errors import CandidatesBusyError, RoutingError
+from langchain_energyrouter.errors import CandidatesBusyError
 from langchain_energyrouter.server.config import AppSettings
 from langchain_energyrouter.server.context import ServerContext
+from langchain_energyrouter.server.feedback import post_feedback
 from langchain_energyrouter.server.metrics import CONTENT_TYPE_LATEST
 from langchain_energyrouter.server.openapi import routes
 from langchain_energyrouter.server.streaming import first_chunk, prepend, serving, stream_completion
 from langchain_energyrouter.server.wire import (
     AUTO,
     ApiError,
-    FeedbackRequest,
     dumps,
     finish_reason,
     openai_tool_calls,
     usage_body,
-    validation_error,
 )
 
 if TYPE_CHECKING:
@@ -156,20 +155,7 @@ def create_app(
 
     @app.post("/v1/feedback", **described["feedback"])
     async def feedback(request: Request) -> dict[str, Any]:
-        server.authorize(request)
-        data = await server.read_json(request)
-        try:
-            req = FeedbackRequest.model_validate(data)
-        except ValidationError as err:
-            raise validation_error(err) from None
-        try:
-            learned = await asyncio.to_thread(router.feedback, req.run_id, req.score, key=req.key)
-        except RoutingError as err:
-            raise ApiError(400, str(err), param="run_id", code="feedback_unavailable") from None
-        except ValueError as err:
-            raise ApiError(400, str(err), param="score", code="invalid_value") from None
-        server.metrics.feedback.labels(outcome="learned" if learned else "unknown_run").inc()
-        return {"object": "feedback", "run_id": req.run_id, "learned": learned}
+        return await post_feedback(server, request)
 
     @app.post("/v1/chat/completions", **described["chat"])
     async def chat_completions(request: Request) -> Response:
@@ -191,6 +177,7 @@ def create_app(
             headers = {"x-energyrouter-model": serving(call), "cache-control": "no-cache"}
             if call.run_id:
                 headers["x-energyrouter-run-id"] = call.run_id
+                headers["x-energyrouter-feedback-token"] = server.feedback_tokens.sign(call.run_id)
             return StreamingResponse(prepend(first, chunks), media_type="text/event-stream", headers=headers)
         try:
             message = await router.ainvoke(messages, routed=call)
@@ -239,6 +226,7 @@ def create_app(
         run_id = (metadata.get("routing") or {}).get("run_id")
         if run_id:
             headers["x-energyrouter-run-id"] = str(run_id)
+            headers["x-energyrouter-feedback-token"] = body["energyrouter"]["feedback_token"]
         return Response(dumps(body), media_type="application/json", headers=headers)
 
     return app

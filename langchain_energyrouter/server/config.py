@@ -17,6 +17,7 @@ Example::
     state_store: default               # null = in memory; a path = an SQLite file shared on this host
     limits: {max_in_flight_per_candidate: 4, queue_length: 16, max_queue_wait_s: 10, max_request_bytes: 1000000}
     api_key_env: ENERGYROUTER_API_KEY  # or api_key: "..." (bearer key; unset = no key)
+    feedback_secret_env: ENERGYROUTER_FEEDBACK_SECRET  # signs feedback tokens: the same on every replica
 
 Every field is validated with pydantic; :func:`load_config` names the file and the field on error.
 """
@@ -151,6 +152,8 @@ class AppSettings(BaseModel):
     """Per-candidate limits that differ from ``limits.max_in_flight_per_candidate``."""
     api_key: str | None = None
     """Bearer key clients must send; None = none required."""
+    feedback_secret: str | None = None
+    """Secret that signs feedback tokens (at least 32 characters); None = a random one per process."""
     log_prompts: bool = False
     """Log prompts and answers."""
 
@@ -186,6 +189,12 @@ class ServerConfig(BaseModel):
     """Bearer key clients must send (prefer ``api_key_env``: a file is easier to leak)."""
     api_key_env: str | None = None
     """Environment variable holding the bearer key."""
+    feedback_secret: str | None = Field(default=None, min_length=32)
+    """Secret (32+ characters) that signs the feedback tokens answers carry; ``POST /v1/feedback`` requires the
+    run's token. Unset: a random secret per process. Give replicas behind one load balancer the same one (prefer
+    ``feedback_secret_env``)."""
+    feedback_secret_env: str | None = None
+    """Environment variable holding the feedback secret."""
     log_prompts: bool = False
     """Log prompts and answers (off: only routing, energy and timing are logged)."""
     exploration: bool | dict[str, float] | None = None
@@ -258,6 +267,18 @@ class ServerConfig(BaseModel):
             return key
         return self.api_key or None
 
+    def signing_secret(self) -> str | None:
+        """The feedback tokens' secret, from ``feedback_secret`` or ``feedback_secret_env`` (None: a random one)."""
+        if self.feedback_secret_env:
+            secret = os.environ.get(self.feedback_secret_env)
+            if not secret or len(secret) < 32:
+                raise ConfigError(
+                    f"feedback_secret_env names {self.feedback_secret_env!r}, which is unset or shorter than 32 "
+                    "characters; export a random one, e.g. `openssl rand -base64 32`."
+                )
+            return secret
+        return self.feedback_secret
+
     def app_settings(self) -> AppSettings:
         """The app's settings (reads the bearer key from the environment when ``api_key_env`` is set)."""
         return AppSettings(
@@ -265,6 +286,7 @@ class ServerConfig(BaseModel):
             limits=self.limits,
             max_in_flight={c.name: c.max_in_flight for c in self.candidates if c.max_in_flight is not None},
             api_key=self.bearer_key(),
+            feedback_secret=self.signing_secret(),
             log_prompts=self.log_prompts,
         )
 

@@ -18,6 +18,7 @@ from langchain_energyrouter.decide.scoring import Constraints, Weights
 from langchain_energyrouter.errors import NoFeasibleModelError, UnknownModelError, WeightsError
 from langchain_energyrouter.router.candidates import local_pipeline, pipeline_cannot_answer
 from langchain_energyrouter.server.admission import HeldPlace, Slots, Wait
+from langchain_energyrouter.server.feedback import FeedbackTokens
 from langchain_energyrouter.server.metrics import ServerMetrics
 from langchain_energyrouter.server.unsupported import unsupported_parameter
 from langchain_energyrouter.server.wire import (
@@ -57,6 +58,7 @@ class ServerContext:
         self.slots = Slots(
             limits, self.metrics, queue_length=settings.limits.queue_length, max_wait_s=settings.limits.max_queue_wait_s
         )
+        self.feedback_tokens = FeedbackTokens(settings.feedback_secret)
 
     # -- request plumbing -------------------------------------------------------
     def authorize(self, request: Request) -> None:
@@ -276,9 +278,11 @@ class ServerContext:
 
     def extension(self, decision: Decision, name: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
         routing = metadata.get("routing") or {}
+        run_id = routing.get("run_id")
         return {
             "served_by": name,
-            "run_id": routing.get("run_id"),
+            "run_id": run_id,
+            "feedback_token": self.feedback_tokens.sign(str(run_id)) if run_id else None,
             "routed": not decision.forced,
             "decision": decision.as_dict(),
             "failures": list(routing.get("failures") or []),

@@ -29,7 +29,8 @@ Series (``model`` is the candidate that served; ``method`` how its joules were o
     energyrouter_queue_wait_seconds                       histogram of the waits of requests that queued
     energyrouter_decision_seconds                         histogram of the routing decision's latency
     energyrouter_request_seconds{model}                   histogram of the whole request
-    energyrouter_feedback_total{outcome}                  learned | unknown_run
+    energyrouter_feedback_total{outcome}                  learned | unknown_run | already_scored | not_learned |
+                                                          bad_token
 
 Counters whose labels are known in advance (requests, fallbacks between candidates, rejection reasons)
 exist at 0 from the start: ``rate()`` then sees a series' first increase, and dashboards and the recording

@@ -180,6 +180,8 @@ class FeedbackAnswer(BaseModel):
     object: Literal["feedback"]
     run_id: str
     learned: bool
+    outcome: Literal["learned", "unknown_run"]
+    """``unknown_run``: this server does not remember the run (another replica served it, or it was forgotten)."""
 
 
 class ModelCard(BaseModel):
@@ -260,7 +262,7 @@ def routes(models: list[str]) -> dict[str, dict[str, Any]]:
         },
         "feedback": {
             "openapi_extra": request_body(FeedbackRequest),
-            "responses": {200: {"model": FeedbackAnswer}, **_errors(400, 401, 413)},
+            "responses": {200: {"model": FeedbackAnswer}, **_errors(400, 401, 403, 409, 413, 503)},
         },
         "models": {"responses": {200: {"model": ModelList}, **_errors(401)}},
         "health": {"responses": {200: {"model": Health}}},

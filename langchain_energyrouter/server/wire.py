@@ -143,13 +143,18 @@ class ChatRequest(BaseModel):
 
 
 class FeedbackRequest(BaseModel):
-    """``POST /v1/feedback``."""
+    """``POST /v1/feedback``: every string is bounded, so a body cannot make the server keep much."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
-    run_id: str = Field(min_length=1)
+    run_id: str = Field(min_length=1, max_length=128)
+    """The answer's ``energyrouter.run_id`` (the ``x-energyrouter-run-id`` header)."""
+    feedback_token: str = Field(min_length=1, max_length=128)
+    """The answer's ``energyrouter.feedback_token`` (the ``x-energyrouter-feedback-token`` header)."""
     score: float = Field(ge=0.0, le=1.0)
-    key: str | None = None
+    """0 (wrong) to 1 (right)."""
+    key: str | None = Field(default=None, max_length=256)
+    """The feedback's name (e.g. ``"correctness"``), kept in the feedback log."""
 
 
 def joined_text_parts(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import random
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from langchain_energyrouter.cost import LengthDistribution
 from langchain_energyrouter.decide.scheduler import Scheduler
-from langchain_energyrouter.errors import UnknownModelError
+from langchain_energyrouter.errors import StateError, UnknownModelError
 from langchain_energyrouter.prompt.bandit import QUALITY_KIND, BanditOptions, QualityBandit, _Ridge
 from langchain_energyrouter.prompt.encoders import HashingEncoder
 from langchain_energyrouter.prompt.feedback import FEEDBACK_LOG, FeedbackBook, forward_feedback
@@ -80,19 +82,61 @@ def test_feedback_updates_a_decision() -> None:
     assert store.get(QUALITY_KIND, "tiny-a") is not None and store.get(QUALITY_KIND, "tiny-b") is None
 
 
-def test_unknown_runs_are_logged_but_not_learned() -> None:
+def test_unknown_runs_are_neither_learned_nor_kept() -> None:
     store = MemoryStateStore()
     r = routing(store)
-    assert r.feedback("never-seen", 0.0) is False
-    assert store.events(FEEDBACK_LOG)[0].payload == {
-        "run_id": "never-seen",
-        "score": 0.0,
-        "time_unix_s": pytest.approx(store.events(FEEDBACK_LOG)[0].payload["time_unix_s"]),
-    }
+    assert r.feedback_outcome("never-seen", 0.0) == "unknown_run" and r.feedback("never-seen", 0.0) is False
+    assert store.events(FEEDBACK_LOG) == []  # invented run ids cost no memory: nothing to learn from them
+    r.remember("x", "tiny-a", r.predict("hi", 1, None))
+    with pytest.raises(ValueError, match=r"Feedback key of 257 characters .* at most 256 characters"):
+        r.feedback("x", 1.0, key="k" * 257)
+    assert r.feedback("x", 1.0, key="k" * 256) is True
     with pytest.raises(ValueError, match="from 0"):
         r.feedback("x", 1.5)
     with pytest.raises(UnknownModelError, match="tiny-z"):
         r.remember("x", "tiny-z", r.predict("hi", 1, None))
+
+
+def test_a_run_learns_from_its_first_score_only() -> None:
+    """Replaying one run's score 400 times moved every similar prompt's estimate; now only the first counts."""
+    store = MemoryStateStore()
+    r = routing(store)
+    r.remember("run-1", "tiny-b", r.predict("Say hello to Anna.", 6, None))
+    assert r.feedback_outcome("run-1", 0.0) == "learned"
+    once = r.predict("What is 12 plus 30?", 8, None).accuracy["tiny-b"]
+    assert once < PRIOR["tiny-b"]  # the first score teaches
+    replays = [r.feedback_outcome("run-1", 0.0) for _ in range(400)]
+    assert set(replays) == {"already_scored"}
+    assert r.predict("What is 12 plus 30?", 8, None).accuracy["tiny-b"] == pytest.approx(once, abs=1e-12)
+    assert r.bandit.observations("tiny-b") == (1, 0)
+    assert [e.payload["score"] for e in store.events(FEEDBACK_LOG)] == [0.0]  # one row per run
+    # Concurrent posts for one run: exactly one wins.
+    r.remember("run-2", "tiny-b", r.predict("Say hello to Ben.", 6, None))
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(lambda _: r.feedback_outcome("run-2", 0.0), range(64)))
+    assert outcomes.count("learned") == 1 and outcomes.count("already_scored") == 63
+
+
+class _FailingWrites(MemoryStateStore):
+    """A memory store whose document writes fail while ``failing`` is set (a network store that is down)."""
+
+    failing = False
+
+    def put(self, kind: str, key: str, payload: Any, *, expected_version: int | None) -> int | None:
+        if self.failing:
+            raise StateError("store unreachable")
+        return super().put(kind, key, payload, expected_version=expected_version)
+
+
+def test_a_score_the_store_failed_to_keep_can_be_sent_again() -> None:
+    store = _FailingWrites()
+    r = routing(store)
+    r.remember("run-1", "tiny-a", r.predict("Say hi.", 3, None))
+    store.failing = True
+    assert r.feedback_outcome("run-1", 1.0) == "not_learned"
+    store.failing = False
+    assert r.feedback_outcome("run-1", 1.0) == "learned"
+    assert r.feedback_outcome("run-1", 1.0) == "already_scored"
 
 
 def _simulate(policy: str, steps: int = 600, seed: int = 0) -> float:
@@ -308,6 +352,31 @@ def test_a_batch_of_lengths_is_one_store_write_per_model_with_the_same_result(tm
             one_by_one.predict(new, 7, None).output_tokens[model]
         )
     store.close()
+
+
+def test_replayed_router_feedback_moves_no_other_prompt() -> None:
+    """The issue's figure: 400 scores of 0 for one run dragged another prompt's estimate of its model down."""
+    from langchain_energyrouter.router import EnergyAwareRouter
+    from langchain_energyrouter.testing import tiny_chat_models
+
+    store = MemoryStateStore()
+    router = EnergyAwareRouter(
+        models=tiny_chat_models(max_new_tokens=2),
+        profile=tiny_profile(),
+        weights={"accuracy": 0.95, "energy": 0.05},
+        prompt_routing=PromptRouting(MODELS, None, store, prior_accuracy=PRIOR, encoder=HashingEncoder(256)),
+        state_store=store,
+        learn=False,
+    )
+    run_id = router.invoke("Say hello to Anna.", model="tiny-b").response_metadata["routing"]["run_id"]
+    assert router.feedback(run_id, 0.0) is True
+    once = router.explain("What is 12 plus 30?").candidates["tiny-b"].accuracy
+    learned = sum(router.feedback(run_id, 0.0) for _ in range(400))
+    after = router.explain("What is 12 plus 30?").candidates["tiny-b"].accuracy
+    assert (learned, after) == (0, pytest.approx(once, abs=1e-12)), (learned, once, after)
+    assert router.explain("What is 12 plus 30?").model == "tiny-b"  # 400 replays flipped it to tiny-a
+    assert router.feedback_outcome(run_id, 1.0) == "already_scored"
+    assert len(store.events(FEEDBACK_LOG)) == 1
 
 
 async def test_a_streamed_answer_has_its_run_id_and_takes_feedback() -> None:

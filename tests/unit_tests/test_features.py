@@ -109,6 +109,24 @@ def test_distilled_static_encoder_is_cached_and_encodes(
     assert not enc.encode("").any()
 
 
+def test_the_static_word_cache_is_bounded_in_words_and_word_length(tiny_bert: Path) -> None:
+    tokenizers = pytest.importorskip("tokenizers")
+    vocab = (tiny_bert / "vocab.txt").read_text().split()
+    table = np.random.default_rng(0).standard_normal((len(vocab), 8)).astype(np.float32)
+    enc = StaticEmbeddingEncoder(table, tokenizers.Tokenizer.from_file(str(tiny_bert / "tokenizer.json")), "t-8",
+                                 word_cache_size=16)  # fmt: skip
+    long_word = "x" * 10_000
+    first = enc.encode(f"say hello to {long_word}")
+    np.testing.assert_array_equal(first, enc.encode(f"say hello to {long_word}"))  # same vector uncached
+    for i in range(50):
+        enc.encode(f"say hello to {i}{long_word} and word{i}")
+    assert enc._words and max(len(word) for word in enc._words) <= enc.max_cached_word_chars == 64
+    assert len(enc._words) <= 16
+    assert enc._ids(long_word) == tuple(enc._tokenizer.encode(long_word, add_special_tokens=False).ids)
+    with pytest.raises(ValueError, match=r"word_cache_size=0"):
+        StaticEmbeddingEncoder(table, enc._tokenizer, "t-8", word_cache_size=0)
+
+
 def test_distillation_reduces_to_the_requested_dims(tiny_bert: Path, tmp_path: Path) -> None:
     distill_static_table(tiny_bert, tmp_path, dims=4)
     table = np.load(tmp_path / "table.npy")

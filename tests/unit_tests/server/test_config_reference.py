@@ -67,8 +67,26 @@ def test_every_key_the_readme_advises_is_accepted() -> None:
         "limits.graceful_shutdown_s",
         "state_store",
         "prompt_routing",
+        "feedback_secret_env",
     }
     assert advised <= keys()
+
+
+def test_the_feedback_secret_is_read_from_the_environment_and_must_be_long(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tiny_profile().save(tmp_path / "profile.json")
+    config = {"profile": "profile.json", "candidates": [{"name": "tiny-a"}], "feedback_secret_env": "ER_TEST_SECRET"}
+    (tmp_path / "router.yaml").write_text(json.dumps(config))
+    loaded, _ = load_config(tmp_path / "router.yaml")
+    monkeypatch.delenv("ER_TEST_SECRET", raising=False)
+    with pytest.raises(ConfigError, match="feedback_secret_env names 'ER_TEST_SECRET', which is unset or shorter"):
+        loaded.app_settings()
+    monkeypatch.setenv("ER_TEST_SECRET", "x" * 32)
+    assert loaded.app_settings().feedback_secret == "x" * 32
+    (tmp_path / "router.yaml").write_text(json.dumps({**config, "feedback_secret": "short"}))
+    with pytest.raises(ConfigError, match="feedback_secret: String should have at least 32 characters"):
+        load_config(tmp_path / "router.yaml")
 
 
 def test_engine_metrics_reaches_the_router(tmp_path: Path) -> None:

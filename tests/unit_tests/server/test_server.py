@@ -137,16 +137,111 @@ def test_openai_client_streams_sse_with_usage_and_a_forced_model(served: _Served
     assert json.loads(lines[0][6:])["object"] == "chat.completion.chunk"
 
 
-def test_feedback_reaches_the_router(served: _Served) -> None:
-    completion = _client(served).chat.completions.create(model="auto", messages=[{"role": "user", "content": "Hi"}])
-    run_id = completion.model_extra["energyrouter"]["run_id"]
-    headers = {"Authorization": f"Bearer {KEY}"}
-    ok = httpx.post(f"{served.url}/v1/feedback", json={"run_id": run_id, "score": 1.0}, headers=headers)
-    assert ok.status_code == 200 and ok.json()["learned"] is True
-    unknown = httpx.post(f"{served.url}/v1/feedback", json={"run_id": "never-seen", "score": 0.0}, headers=headers)
-    assert unknown.status_code == 200 and unknown.json()["learned"] is False
-    bad = httpx.post(f"{served.url}/v1/feedback", json={"run_id": run_id, "score": 3}, headers=headers)
+def _post_feedback(s: _Served, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(f"{s.url}/v1/feedback", json=body, headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
+
+
+def _feedback_count(s: _Served, outcome: str) -> float:
+    metric = f'energyrouter_feedback_total{{outcome="{outcome}"}} '
+    lines = [line for line in httpx.get(f"{s.url}/metrics").text.splitlines() if line.startswith(metric)]
+    return float(lines[0].split()[1]) if lines else 0.0
+
+
+def test_feedback_reaches_the_router_once_per_run_with_its_token(served: _Served) -> None:
+    raw = _client(served).chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": "Hi"}]
+    )
+    ext = raw.parse().model_extra["energyrouter"]
+    run_id, token = ext["run_id"], ext["feedback_token"]
+    assert raw.headers["x-energyrouter-run-id"] == run_id and raw.headers["x-energyrouter-feedback-token"] == token
+    learned_before = _feedback_count(served, "learned")
+    ok = _post_feedback(served, {"run_id": run_id, "feedback_token": token, "score": 1.0, "key": "correctness"})
+    assert ok.status_code == 200 and ok.json()["learned"] is True and ok.json()["outcome"] == "learned", ok.text
+    again = _post_feedback(served, {"run_id": run_id, "feedback_token": token, "score": 0.0})
+    assert again.status_code == 409, again.text
+    assert (
+        again.json()["error"]["code"] == "feedback_already_given" and "first score" in again.json()["error"]["message"]
+    )
+    assert _feedback_count(served, "learned") == learned_before + 1
+    assert _feedback_count(served, "already_scored") >= 1
+
+    other = _client(served).chat.completions.create(model="auto", messages=[{"role": "user", "content": "Yo"}])
+    other_token = other.model_extra["energyrouter"]["feedback_token"]
+    stolen = _post_feedback(served, {"run_id": run_id, "feedback_token": other_token, "score": 0.0})
+    assert stolen.status_code == 403 and stolen.json()["error"]["code"] == "invalid_feedback_token", stolen.text
+    missing = _post_feedback(served, {"run_id": run_id, "score": 0.0})
+    assert missing.status_code == 400 and missing.json()["error"]["param"] == "feedback_token"
+    unknown = {"run_id": "never-seen", "feedback_token": token, "score": 0.0}
+    assert _post_feedback(served, unknown).status_code == 403  # a token signs one run id only
+    bad = _post_feedback(served, {"run_id": run_id, "feedback_token": token, "score": 3})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "score"
+
+
+def test_feedback_strings_are_bounded_and_the_error_names_the_limit(served: _Served) -> None:
+    body = {"run_id": "r", "feedback_token": "t", "score": 1.0, "key": "k" * 257}
+    response = _post_feedback(served, body)
+    assert response.status_code == 400 and response.json()["error"]["param"] == "key"
+    assert "at most 256 characters" in response.json()["error"]["message"]
+    response = _post_feedback(served, {**body, "key": None, "run_id": "r" * 129})
+    assert response.status_code == 400 and "at most 128 characters" in response.json()["error"]["message"]
+    assert _post_feedback(served, {**body, "key": None, "run_id": "r" * 128}).status_code == 403  # in bounds
+
+
+def test_replayed_feedback_over_http_moves_no_other_prompt(served: _Served) -> None:
+    """The issue's figure over HTTP: many score-0 posts on one run moved a different prompt's estimate."""
+
+    def tiny_b_accuracy(prompt: str) -> float:
+        ext = (
+            _client(served)
+            .chat.completions.create(model="auto", messages=[{"role": "user", "content": prompt}])
+            .model_extra["energyrouter"]
+        )
+        candidate = ext["decision"]["candidates"]["tiny-b"]
+        assert candidate["sources"]["accuracy"] == "prompt"
+        return float(candidate["accuracy"])
+
+    ext = (
+        _client(served)
+        .chat.completions.create(model="tiny-b", messages=[{"role": "user", "content": "Say hello to Anna."}])
+        .model_extra["energyrouter"]
+    )
+    body = {"run_id": ext["run_id"], "feedback_token": ext["feedback_token"], "score": 0.0}
+    assert _post_feedback(served, body).status_code == 200
+    once = tiny_b_accuracy("What is 12 plus 30?")
+    statuses = [_post_feedback(served, body).status_code for _ in range(50)]
+    assert set(statuses) == {409}
+    assert tiny_b_accuracy("What is 12 plus 30?") == pytest.approx(once, abs=1e-12)
+
+
+def test_streamed_answers_carry_their_feedback_token(served: _Served) -> None:
+    with httpx.stream(
+        "POST", f"{served.url}/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"},
+        json={"model": "auto", "stream": True, "messages": [{"role": "user", "content": "hi"}]}, timeout=30,
+    ) as response:  # fmt: skip
+        lines = [line for line in response.iter_lines() if line]
+    final = next(json.loads(line[6:]) for line in lines if '"finish_reason":"' in line)["energyrouter"]
+    assert final["feedback_token"] == response.headers["x-energyrouter-feedback-token"]
+    body = {"run_id": final["run_id"], "feedback_token": final["feedback_token"], "score": 1.0}
+    assert _post_feedback(served, body).json()["learned"] is True
+
+
+def test_the_openapi_schema_describes_the_feedback_body(served: _Served) -> None:
+    post = httpx.get(f"{served.url}/openapi.json").json()["paths"]["/v1/feedback"]["post"]
+    schema = post["requestBody"]["content"]["application/json"]["schema"]
+    assert sorted(schema["required"]) == ["feedback_token", "run_id", "score"]
+    assert schema["properties"]["key"]["anyOf"][0]["maxLength"] == 256
+
+
+def test_a_shared_feedback_secret_signs_alike_and_a_short_one_is_refused() -> None:
+    from langchain_energyrouter.server.feedback import FeedbackTokens
+
+    secret = "s" * 32
+    assert FeedbackTokens(secret).sign("run-1") == FeedbackTokens(secret).sign("run-1")  # replicas agree
+    assert FeedbackTokens(secret).verify("run-1", FeedbackTokens(secret).sign("run-1"))
+    assert not FeedbackTokens(secret).verify("run-2", FeedbackTokens(secret).sign("run-1"))
+    assert FeedbackTokens().sign("run-1") != FeedbackTokens().sign("run-1")  # unset: a secret per process
+    with pytest.raises(ValueError, match="has 9 characters; use at least 32"):
+        FeedbackTokens("too-short")
 
 
 def test_models_health_and_metrics(served: _Served) -> None:
