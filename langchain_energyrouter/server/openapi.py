@@ -235,10 +235,13 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     why = {
         400: "Invalid JSON, parameters or routing options; or no candidate can serve the request.",
         401: "Missing or wrong bearer API key (when the server has one).",
+        403: "The feedback_token is not the one this run's answer carried.",
         404: "Unknown model.",
+        409: "The run was scored already: each run learns from its first score only.",
         413: "Request body over limits.max_request_bytes.",
         429: "Every eligible candidate is at its limit of requests in flight (see Retry-After).",
         502: "Every candidate tried failed.",
+        503: "The score could not be stored (the state store failed); send it again.",
     }
     return {status: {"model": ErrorBody, "description": why[status]} for status in statuses}
 
