@@ -15,6 +15,7 @@ from langchain_core.messages import HumanMessage
 from langchain_energyrouter import EnergyAwareRouter
 from langchain_energyrouter.energy import EstimateMeter
 from langchain_energyrouter.learn.loop import LearningLoop
+from langchain_energyrouter.learn.options import OnlineOptions
 from langchain_energyrouter.prompt.encoders import HashingEncoder
 from langchain_energyrouter.prompt.routing import PromptRouting
 from langchain_energyrouter.state import SQLiteStateStore
@@ -75,8 +76,9 @@ def tiny() -> dict[str, BaseChatModel]:
 
 def _router(tiny: dict[str, BaseChatModel], store: Any) -> EnergyAwareRouter:
     return EnergyAwareRouter(
-        models=tiny, profile=tiny_profile(), meter=EstimateMeter(), state_store=store, learn_in_background=True
-    )
+        models=tiny, profile=tiny_profile(), meter=EstimateMeter(), state_store=store, learn_in_background=True,
+        online_options=OnlineOptions(min_obs=1),  # each reading counts in the decision at once
+    )  # fmt: skip
 
 
 def _learning(router: EnergyAwareRouter) -> LearningLoop:
@@ -102,7 +104,10 @@ def test_a_decision_does_not_wait_on_a_slow_store_read(tiny: dict[str, BaseChatM
     router.invoke(QUESTION, model="tiny-a")
     assert router.flush_learning(timeout_s=30)
     learning = _learning(router)
-    other = EnergyAwareRouter(models=tiny, profile=tiny_profile(), meter=EstimateMeter(), state_store=str(path))
+    other = EnergyAwareRouter(
+        models=tiny, profile=tiny_profile(), meter=EstimateMeter(), state_store=str(path),
+        online_options=OnlineOptions(min_obs=1),
+    )  # fmt: skip
     for _ in range(2):  # another process learns two more answers of tiny-a in the shared file
         other.invoke(QUESTION, model="tiny-a")
     other.close()
