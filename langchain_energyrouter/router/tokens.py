@@ -343,11 +343,11 @@ def conversation_key(
     messages: Sequence[BaseMessage],
     tools: Sequence[Mapping[str, Any]] | None = None,
     task_type: str | None = None,
-    output_cap: int | None = None,
+    output_cap: Hashable = None,
 ) -> Hashable:
     """A short digest of everything that shapes an answer's length: every turn (system prompt and history
     included), the tools, the task type and the output cap. Repeats are remembered under it (16 bytes, whatever
-    the prompt's size)."""
+    the prompt's size). ``output_cap`` is one cap or a hashable form of per-candidate caps."""
     turns = repr(_conversation_key(messages_to_dicts(messages), tools)).encode("utf-8", "surrogatepass")
     return hashlib.blake2b(turns, digest_size=16).digest(), task_type, output_cap
 
