@@ -95,6 +95,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        await asyncio.to_thread(server.close)
         if close_router:
             router.close()  # applies the queued measurements first
         else:
@@ -169,7 +170,7 @@ def create_app(
         server.authorize(request)
         req, messages, options, forced = server.parse_chat(await server.read_json(request))
         stop = [req.stop] if isinstance(req.stop, str) else req.stop
-        call = server.plan(messages, options, forced, stop)
+        call = await server.plan(messages, options, forced, stop)
         rid = f"chatcmpl-{uuid.uuid4().hex}"
         if req.stream:
             include_usage = bool((req.stream_options or {}).get("include_usage"))

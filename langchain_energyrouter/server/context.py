@@ -3,19 +3,23 @@ request plumbing every handler shares (authorisation, bounded body reading, pars
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hmac
 import json
 import logging
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from langchain_core.messages import BaseMessage, convert_to_messages
 from pydantic import ValidationError
 
-from langchain_energyrouter.decide.scoring import Constraints, Weights
+from langchain_energyrouter.decide.scoring import Weights
 from langchain_energyrouter.errors import NoFeasibleModelError, UnknownModelError, WeightsError
+from langchain_energyrouter.server.bounds import RequestBounds
 from langchain_energyrouter.server.metrics import ServerMetrics
 from langchain_energyrouter.server.unsupported import unsupported_parameter
 from langchain_energyrouter.server.wire import AUTO, ApiError, ChatRequest, RoutingOptions, validation_error
@@ -26,9 +30,13 @@ if TYPE_CHECKING:
     from langchain_energyrouter.router.call import RoutedCall
     from langchain_energyrouter.server.config import AppSettings
 
-__all__ = ["ServerContext", "Slots"]
+__all__ = ["PLANNING_THREADS", "ServerContext", "Slots"]
 
 logger = logging.getLogger("langchain_energyrouter.server")
+
+PLANNING_THREADS = 4
+"""Threads that plan requests (count tokens with each chat template, encode features, decide): off the event
+loop, so a large prompt never stalls other requests, and apart from the threads that run models."""
 
 
 # -- per-candidate slots ---------------------------------------------------------
@@ -66,7 +74,8 @@ class Slots:
 
 # -- the handlers' shared state ---------------------------------------------------
 class ServerContext:
-    """The handlers' shared state: router, settings, slots, metrics."""
+    """The handlers' shared state: router, settings, slots, metrics, the request bounds and the planning
+    threads (:meth:`close` stops them)."""
 
     def __init__(self, router: EnergyAwareRouter, settings: AppSettings) -> None:
         self.router = router
@@ -79,6 +88,12 @@ class ServerContext:
         limits = {name: settings.max_in_flight.get(name, default) for name in self.candidates}
         self.metrics = ServerMetrics(self.candidates)
         self.slots = Slots(limits, self.metrics)
+        self.bounds = RequestBounds(router, settings.limits)
+        self._planner = ThreadPoolExecutor(PLANNING_THREADS, thread_name_prefix="energyrouter-plan")
+
+    def close(self) -> None:
+        """Stop the planning threads (a plan under way finishes first)."""
+        self._planner.shutdown(wait=True)
 
     # -- request plumbing -------------------------------------------------------
     def authorize(self, request: Request) -> None:
@@ -110,7 +125,7 @@ class ServerContext:
                 raise self._too_large(len(body))
         try:
             return json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:  # RecursionError: nested too deep
             raise ApiError(
                 400, f"The request body is not valid JSON ({err}). Send a JSON object.", code="invalid_json"
             ) from None
@@ -163,20 +178,21 @@ class ServerContext:
                     400, f"Invalid routing weights: {err}", param="routing.weights", code="invalid_value"
                 ) from None
         if routing.constraints is not None:
-            try:
-                options["constraints"] = Constraints.coerce(routing.constraints, Constraints())
+            try:  # a client tightens the server's constraints, never loosens them
+                options["constraints"] = self.bounds.constraints(routing.constraints)
             except (TypeError, ValueError) as err:
                 raise ApiError(
                     400, f"Invalid routing constraints: {err}", param="routing.constraints", code="invalid_value"
                 ) from None
+        too_large = self.bounds.prompt_too_large(req.messages, req.tools, options.get("constraints"))
+        if too_large is not None:  # before any token is counted: the cheap bound first
+            self.metrics.rejected.labels(reason="too_large").inc()
+            raise too_large
         if routing.task_type is not None:
             options["task_type"] = routing.task_type
-        cap = req.max_completion_tokens or req.max_tokens
-        ceiling = self.settings.limits.max_tokens
-        if ceiling is not None:
-            cap = min(cap or ceiling, ceiling)
-        if cap is not None:
-            options["max_tokens"] = cap
+        caps = self.bounds.output_caps(req.max_completion_tokens or req.max_tokens)
+        if caps is not None:
+            options["max_tokens"] = caps
         if req.tools:
             options["tools"] = req.tools
             if req.tool_choice is not None:
@@ -195,10 +211,14 @@ class ServerContext:
             )
         return req, messages, options, forced
 
-    def plan(
+    async def plan(
         self, messages: list[BaseMessage], options: dict[str, Any], forced: str | None, stop: list[str] | None
     ) -> RoutedCall:
-        """Decide once, among the candidates with a free slot (a forced one must have one); 429 when none has."""
+        """Decide once, among the candidates with a free slot (a forced one must have one); 429 when none has.
+
+        The slots are read here, on the event loop; the plan runs on a planning thread (admission is asked
+        again at each attempt, so a slot taken meanwhile is still respected).
+        """
         full = self.slots.full()
         if forced is not None and forced in full:
             raise self.busy([forced])
@@ -206,10 +226,12 @@ class ServerContext:
             raise self.busy(self.candidates)
         exclude = full if forced is None else {}
         start = time.perf_counter()
+        plan = functools.partial(
+            self.router.plan, messages, stop=stop, model=forced, exclude=exclude or None, admission=self.slots,
+            **options,
+        )  # fmt: skip
         try:
-            call = self.router.plan(
-                messages, stop=stop, model=forced, exclude=exclude or None, admission=self.slots, **options
-            )
+            call = await asyncio.get_running_loop().run_in_executor(self._planner, plan)
         except NoFeasibleModelError as err:
             if exclude.keys() & err.reasons.keys():  # the feasible ones are full: a later retry may succeed
                 raise self.busy(self.candidates) from None
