@@ -39,6 +39,12 @@ PLANNING_THREADS = 4
 loop, so a large prompt never stalls other requests, and apart from the threads that run models."""
 
 
+def public_failure(failure: Mapping[str, Any]) -> dict[str, Any]:
+    """A failed attempt as clients see it: the candidate, the error's type and the attempt's figures, not the
+    error's text (paths, hosts or keys in an exception message stay in the server's log)."""
+    return {key: value for key, value in failure.items() if key != "error"}
+
+
 # -- per-candidate slots ---------------------------------------------------------
 class Slots:
     """Requests in flight per candidate, bounded (only touched from the event loop: no lock needed).
@@ -260,8 +266,11 @@ class ServerContext:
     def upstream_error(self, call: RoutedCall) -> ApiError:
         if not call.failures:
             return self.busy(call.order)
-        detail = "; ".join(f"{f['model']}: {f['error_type']}: {f['error']}" for f in call.failures)
-        return ApiError(502, f"Every candidate tried failed: {detail}", type="server_error", code="upstream_error")
+        detail = "; ".join(f"{f['model']}: {f['error_type']}" for f in call.failures)
+        return ApiError(
+            502, f"Every candidate tried failed ({detail}); the server's log has the errors.", type="server_error",
+            code="upstream_error",
+        )  # fmt: skip
 
     def extension(self, decision: Decision, name: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
         routing = metadata.get("routing") or {}
@@ -270,7 +279,7 @@ class ServerContext:
             "run_id": routing.get("run_id"),
             "routed": not decision.forced,
             "decision": decision.as_dict(),
-            "failures": list(routing.get("failures") or []),
+            "failures": [public_failure(f) for f in routing.get("failures") or []],
             "generated_tokens": routing.get("generated_tokens"),
             "energy": metadata.get("energy"),
         }
