@@ -155,10 +155,13 @@ def _tokenizer_group(tokenizer: Any) -> Hashable:
 
 
 def _encode_len(tokenizer: Any, text: str) -> int:
-    """Tokens of ``text`` without special tokens; the fast tokenizer's Rust core when it is in its plain state."""
+    """Tokens of ``text`` without special tokens; the fast tokenizer's Rust core when it is in its plain state.
+
+    ``encode_batch`` of one text, not ``encode``: as fast, and it lets go of the GIL while it works, so counting a
+    large prompt on one thread does not stall the others (a 900 KB prompt held it 0.6 s with ``encode``)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None and backend.truncation is None and backend.padding is None:
-        return len(backend.encode(text, add_special_tokens=False).ids)
+        return len(backend.encode_batch([text], add_special_tokens=False)[0].ids)
     return len(tokenizer.encode(text, add_special_tokens=False))
 
 
