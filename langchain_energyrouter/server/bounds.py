@@ -4,7 +4,8 @@
   ``max_completion_tokens``), its own configured budget (``max_new_tokens``, or the router's ``max_tokens``)
   and ``limits.max_tokens``. A request lowers a budget, never raises it.
 - **Constraints.** A request's ``routing.constraints`` tighten the server's (the lower maximum, the higher
-  minimum; ``fit_context_window`` stays on when the server has it on); ``{}`` keeps them as configured.
+  minimum; ``fit_context_window`` stays on when the server has it on); ``{}`` keeps them as configured. A
+  forced candidate (``model: "<name>"``) is still refused when the prompt overflows its context window.
 - **Prompt size.** A prompt longer than ``limits.max_prompt_chars`` characters is refused with 413 before any
   token is counted. Unset, the bound is :data:`CHARS_PER_TOKEN_BOUND` characters per token of the largest
   context window (while the context-window check is on): such a prompt cannot fit any candidate.
@@ -12,6 +13,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +23,7 @@ from langchain_energyrouter.server.wire import ApiError
 
 if TYPE_CHECKING:
     from langchain_energyrouter.router import EnergyAwareRouter
+    from langchain_energyrouter.router.call import RoutedCall
     from langchain_energyrouter.server.config import LimitsConfig
 
 __all__ = ["CHARS_PER_TOKEN_BOUND", "RequestBounds", "prompt_chars"]
@@ -42,9 +45,10 @@ class RequestBounds:
             name: own if own is not None else configured_output_cap(model) for name, model in router.candidates.items()
         }
         """Each candidate's configured output budget, tokens (None: none known, its engine's default)."""
-        windows = [router.energy_profile.models[name].context_window for name in router.candidates]
+        self.windows = {name: router.energy_profile.models[name].context_window for name in router.candidates}
+        """Each candidate's context window, tokens (from the profile)."""
         self.explicit_prompt_chars = limits.max_prompt_chars
-        self.derived_prompt_chars = CHARS_PER_TOKEN_BOUND * max(windows)
+        self.derived_prompt_chars = CHARS_PER_TOKEN_BOUND * max(self.windows.values())
 
     # -- output caps -------------------------------------------------------------------
     def output_caps(self, asked: int | None) -> dict[str, int | None] | None:
@@ -65,13 +69,35 @@ class RequestBounds:
         """
         return Constraints.coerce(self.router.constraints, Constraints()).tightened(asked)
 
+    def _checks(self, constraints: Constraints | None) -> Constraints:
+        return constraints if constraints is not None else Constraints.coerce(self.router.constraints, Constraints())
+
+    def forced_overflow(self, call: RoutedCall, constraints: Constraints | None) -> ApiError | None:
+        """The 400 for a forced candidate whose context window the prompt and its output cap overflow, while the
+        context-window check is on (routing would have excluded it; forcing a model does not switch that off)."""
+        if not call.decision.forced or not self._checks(constraints).fit_context_window:
+            return None
+        name = call.model
+        candidate = call.decision.candidates[name]
+        cap = call.cap_for(name)
+        output = cap if cap is not None else math.ceil(candidate.output_tokens_upper or 0)
+        window = self.windows[name]
+        if candidate.input_tokens + output <= window:
+            return None
+        return ApiError(
+            400,
+            f"The prompt ({candidate.input_tokens} tokens) and up to {output} output tokens exceed the context window "
+            f"of {name!r} ({window} tokens); shorten the prompt, lower max_tokens, or route with model 'auto'.",
+            param="messages",
+            code="context_length_exceeded",
+        )
+
     # -- prompt size -----------------------------------------------------------------------
     def prompt_limit(self, constraints: Constraints | None) -> tuple[int, str] | None:
         """The largest prompt in characters and where that figure comes from; None: no bound."""
         if self.explicit_prompt_chars is not None:
             return self.explicit_prompt_chars, "limits.max_prompt_chars"
-        checks = constraints if constraints is not None else Constraints.coerce(self.router.constraints, Constraints())
-        if not checks.fit_context_window:
+        if not self._checks(constraints).fit_context_window:
             return None
         source = (
             f"{CHARS_PER_TOKEN_BOUND} characters per token of the largest context window, "

@@ -249,6 +249,9 @@ class ServerContext:
         except (WeightsError, ValueError, TypeError) as err:
             raise ApiError(400, f"Invalid routing options: {err}", param="routing", code="invalid_value") from None
         self.metrics.decision.observe(time.perf_counter() - start)
+        overflow = self.bounds.forced_overflow(call, options.get("constraints"))
+        if overflow is not None:  # forcing a model picks it, it does not switch off the operator's window check
+            raise overflow
         return call
 
     def count_failures(self, rid: str, call: RoutedCall, served: str | None, stream: bool) -> None:

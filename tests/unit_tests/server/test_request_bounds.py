@@ -85,6 +85,9 @@ def test_client_constraints_tighten_the_operators_never_loosen_them(models: dict
         refused = _completion(s.url, messages=long, routing={"constraints": {"fit_context_window": False}})
         assert refused.status_code == 400 and refused.json()["error"]["code"] == "no_feasible_model", refused.text
         assert "context window 1024" in refused.json()["error"]["message"]
+        forced = _completion(s.url, model="tiny-a", messages=long)  # forcing a model keeps the check too
+        assert forced.status_code == 400 and forced.json()["error"]["code"] == "context_length_exceeded", forced.text
+        assert "context window of 'tiny-a' (1024 tokens)" in forced.json()["error"]["message"]
         tightened = _completion(s.url, routing={"constraints": {"max_runtime_s": 1e-9}})
         assert tightened.status_code == 400 and tightened.json()["error"]["code"] == "no_feasible_model"
         assert _tokens(_completion(s.url, routing={"constraints": {"max_runtime_s": 1e6}})) in set(BUDGETS.values())
