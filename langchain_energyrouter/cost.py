@@ -129,21 +129,21 @@ class LengthDistribution(NamedTuple):
 
     def quantile_tokens(self, z: float, cap: float | None = None) -> float:
         """Tokens at the standard-normal quantile ``z`` (0: the median), at most ``cap``."""
-        tokens = math.expm1(self.mu + z * self.sigma)
+        tokens = max(math.expm1(self.mu + z * self.sigma), 0.0)  # mu below 0 (an empty prompt) is not below 0 tokens
         return cap if cap is not None and tokens > cap else tokens
 
     def mean_tokens(self, cap: float | None = None) -> float:
         """The mean of ``min(tokens, cap)``: what a generation cut at ``cap`` produces on average."""
         mu, sigma = self.mu + self.mean_shift, self.sigma
         if cap is None:
-            return math.expm1(mu + 0.5 * sigma * sigma)
+            return max(math.expm1(mu + 0.5 * sigma * sigma), 0.0)
         if sigma <= 0.0:
-            return min(math.expm1(mu), cap)
+            return min(max(math.expm1(mu), 0.0), cap)
         # E[min(Y, k)] for Y = tokens + 1 ~ LogNormal(mu, sigma), k = cap + 1.
         log_k = math.log1p(cap)
         below = 0.5 * (1.0 + math.erf((log_k - mu - sigma * sigma) / (sigma * _SQRT2)))
         above = 0.5 * math.erfc((log_k - mu) / (sigma * _SQRT2))
-        return math.exp(mu + 0.5 * sigma * sigma) * below + (cap + 1.0) * above - 1.0
+        return max(math.exp(mu + 0.5 * sigma * sigma) * below + (cap + 1.0) * above - 1.0, 0.0)
 
 
 class CompiledModel(NamedTuple):

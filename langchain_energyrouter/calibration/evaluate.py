@@ -387,7 +387,10 @@ def evaluate(
         )
     if any(r.score is None for r in matrix.rows):
         unscored = sum(r.score is None for r in matrix.rows)
-        notes.append(f"{unscored} length-only rows (no score) are left out of the replay; the length report uses them")
+        notes.append(
+            f"{unscored} length-only rows (no score) are left out of the replay and of the length report (both train "
+            "and judge on the scored rows); evaluate them apart as a length-only matrix"
+        )
         matrix = matrix.scored()
     complete = matrix.complete_prompt_ids()
     train, test = split_prompts(complete, train_fraction, seed)

@@ -167,7 +167,7 @@ def replay_trace(
     for i in range(cut, total):
         x_in, x_out = float(tin[i]), float(tout[i])
         snap = learner.snapshot(name)
-        online_runtime = snap.runtime if snap is not None else static_b["runtime"]
+        online_runtime = snap.runtime if snap is not None and snap.runtime is not None else static_b["runtime"]
         online_energy = snap.energy if snap is not None and snap.energy is not None else static_b["energy"]
         y_runtime, y_energy = float(runtime_y[i]), float(energy_y[i])
         acc["runtime"]["static"].add(linear_cost(static_b["runtime"], x_in, x_out), y_runtime)

@@ -7,6 +7,9 @@ suite's outcome matrix, without the demo's own prompts), learning from every cal
 
 0. Each model answers one warm-up prompt, unmeasured: a cold first call (caches,
    allocation, lazy imports) would make the first baseline look costlier than it is.
+   Then three answers per model to prompts not in the demo, routed and measured,
+   teach the router this machine's costs (``--learn-first``): the profile was
+   measured on another machine, and an operator calibrates before serving.
 1. Every model answers every prompt (forced routes): the "always this model"
    baselines and the oracle need those answers, and the router learns this
    machine's costs from them as it goes.
@@ -119,6 +122,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="times each model answers each prompt in step 1; the lowest reading prices the answer (default 2)",
     )
     parser.add_argument("--presets", nargs="+", default=list(DEMO_PRESETS), help="weight presets (see scoring.PRESETS)")
+    parser.add_argument(
+        "--learn-first",
+        type=int,
+        default=len(MACHINE_PROMPTS),
+        help=f"answers per model, to prompts not in the demo, the router learns this machine's costs from before "
+        f"step 1 (default {len(MACHINE_PROMPTS)}, the learners' min_obs; 0: step 1 starts from the profile's "
+        "machine)",
+    )
 
 
 def _load_profile(value: str) -> Any:
@@ -170,6 +181,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> list[CallRecord]:
         normalization="relative",  # keeps how much better a model is expected to be on *this* prompt
         prompt_routing=str(predictor) if predictor is not None else None,
     )
+    learn_machine(router, list(models), args.learn_first, out)
     items = DEMO_ITEMS[: max(1, args.prompts)]
     estimated = " (estimates on this hardware)" if profile.energy_method == "estimate" else ""
     print(f"\nenergy method of the profile: {profile.energy_method}{estimated}", file=out)
@@ -231,6 +243,34 @@ WARM_UP_PROMPT = "Say hello."
 def warm_up(model: Any) -> None:
     """One unmeasured answer, so the first measured call of ``model`` is not a cold one."""
     model.invoke(WARM_UP_PROMPT)
+
+
+MACHINE_PROMPTS: tuple[str, ...] = (
+    "Name a colour.",
+    "List three fruits, separated by commas.",
+    "Describe a cat in two sentences.",
+)
+"""Not demo prompts, of short to longer answers: what the router learns this machine's costs from first."""
+
+
+def learn_machine(router: Any, models: Sequence[str], answers: int, out: TextIO) -> None:
+    """``answers`` measured answers per model to :data:`MACHINE_PROMPTS` (cycled), routed to it, so the
+    router's costs are this machine's, not the profile's machine's, when the demo's prompts come. The
+    learners use their own figures after ``min_obs`` (3) readings: fewer leave the profile's."""
+    if answers < 1:
+        return
+    for name in models:
+        measured = []
+        for i in range(answers):
+            message = router.invoke(MACHINE_PROMPTS[i % len(MACHINE_PROMPTS)], model=name)
+            measured.append(message.response_metadata["energy"]["runtime_s"])
+        router.flush_learning()
+        print(
+            f"{name}: {answers} answers to prompts not in the demo teach the router this machine's costs "
+            f"({', '.join(f'{s:.2f}' for s in measured)} s)",
+            file=out,
+            flush=True,
+        )
 
 
 def _reason(routing: dict[str, Any]) -> str:

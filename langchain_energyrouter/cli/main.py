@@ -1,8 +1,9 @@
-"""The ``energyrouter`` command: calibrate, fit, accuracy, explain, plot, state, serve, evaluate, train, replay, demo.
+"""The ``energyrouter`` command: calibrate, fit, accuracy, explain, plot, state, serve, report, evaluate, train, replay,
+demo.
 
 This module only assembles the parser and runs a command; each command lives in a
 module of its own (``calibrate``, ``fit``, ``accuracy``, ``explain``,
-``plot``, ``state``, ``serve``, ``evaluate``, ``train``, ``replay``,
+``plot``, ``state``, ``serve``, ``report``, ``evaluate``, ``train``, ``replay``,
 ``demo``), each exposing ``add_parser(sub, common)`` and ``run(args)``.
 
 ``main(argv) -> int``: 0 on success, 1 on any error (printed as one line on
@@ -33,6 +34,7 @@ from langchain_energyrouter.cli import (
     fit,
     plot,
     replay,
+    report,
     serve,
     state,
     train,
@@ -60,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_parser(sub, common)
     state.add_parser(sub, common)
     serve.add_parser(sub, common)
+    report.add_parser(sub, common)
     evaluate.add_parser(sub, common)
     train.add_parser(sub, common)
     replay.add_parser(sub, common)

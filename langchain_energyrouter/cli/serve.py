@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+from pathlib import Path
 from typing import Any
 
 from langchain_energyrouter.cli.util import PROG, say
@@ -28,7 +29,25 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--host", help="address to bind (default: the config's host, else 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default: the config's port, else 8000)")
+    p.add_argument(
+        "--queue-length",
+        type=int,
+        help="requests that may wait for a place when every candidate they could use is full; beyond it 429 at "
+        "once (default: the config's limits.queue_length, else 0: no queue)",
+    )
+    p.add_argument(
+        "--max-queue-wait-s",
+        type=float,
+        help="longest a queued request waits, seconds, before 429 with Retry-After "
+        "(default: the config's limits.max_queue_wait_s, else 10)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--decision-log",
+        metavar="PATH",
+        help="append one JSON line per call to PATH for `energyrouter report` (no prompt text; replaces the path "
+        "of the config's decision_log, whose other options stay)",
+    )
     p.set_defaults(func=run)
 
 
@@ -39,11 +58,16 @@ def run(args: argparse.Namespace) -> int:
         raise missing_extra("uvicorn", "serve", "`energyrouter serve`") from err
     from langchain_energyrouter.server import build_router, create_app, load_config
     from langchain_energyrouter.server.app import KEEP_ALIVE_S
+    from langchain_energyrouter.server.config import DecisionLogConfig
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config_path = args.config or data_file("router", "examples", ".yaml")
     say(f"{PROG} serve: config {config_path}")
     config, base = load_config(config_path)
+    config = config.with_limits(queue_length=args.queue_length, max_queue_wait_s=args.max_queue_wait_s)
+    if args.decision_log:  # a path given here is the caller's: relative to the working directory
+        path, given = str(Path(args.decision_log).resolve()), config.decision_log
+        config.decision_log = given.model_copy(update={"path": path}) if isinstance(given, DecisionLogConfig) else path
     settings = config.app_settings()  # fails fast on an unset api_key_env, before models load
     host = args.host or config.host
     warning = exposure_warning(host, settings.api_key is not None)

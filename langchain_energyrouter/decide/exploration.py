@@ -15,7 +15,9 @@ is tried instead, within two bounds:
 Forced routes never explore. Each explored decision records where it came from
 (:attr:`~langchain_energyrouter.decide.scheduler.Decision.explored`) and :meth:`Explorer.stats` totals the
 calls, the explored calls and their expected extra joules. As a model's costs and lengths are measured its
-uncertainty shrinks, and so does the chance that a draw picks it against better evidence.
+uncertainty shrinks, and so does the chance that a draw picks it against better evidence. A model explored
+while its predictions are the prior's is tried again ahead of a fresh draw until the learners can use its
+readings (``follow_through``), so exploring it is not spent for nothing.
 """
 
 from __future__ import annotations
@@ -42,6 +44,11 @@ class ExplorationOptions:
     """Uncertainty (log-scale standard deviation) of a prediction no observation backs: about a factor 1.65
     either way at one standard deviation, what a profile from another machine or a length predicted without
     this deployment's answers can be off by. Halved by 3 observations, a tenth after 99."""
+    follow_through: int = 3
+    """An explored model whose predictions are still the prior's is explored again (within both bounds, ahead
+    of a fresh draw) until it has been explored this many times: the online learners use their own figures
+    only after ``OnlineOptions.min_obs`` (3) readings, so one or two explored calls alone teach nothing.
+    0 turns it off."""
     seed: int | None = None
     """Seed of the draws (None: a fresh one)."""
 
@@ -50,6 +57,7 @@ class ExplorationOptions:
             ("share", 0.0 <= self.share <= 1.0, "a share in [0, 1], e.g. 0.1"),
             ("max_extra_energy_share", 0.0 <= self.max_extra_energy_share < math.inf, "a share >= 0, e.g. 0.05"),
             ("prior_log_sd", 0.0 < self.prior_log_sd < 10.0, "a log-scale standard deviation, e.g. 0.5"),
+            ("follow_through", 0 <= self.follow_through <= 100, "a number of explored calls in [0, 100], e.g. 3"),
         )
         for name, ok, expected in checks:
             if not ok:
@@ -106,6 +114,12 @@ class Explorer:
         self._explored = 0
         self._extra_j = 0.0
         self._predicted_j = 0.0
+        self._explored_by_model: dict[str, int] = {}
+
+    def unfinished(self, model: str) -> bool:
+        """``model`` was explored, fewer than ``follow_through`` times."""
+        with self._lock:
+            return 0 < self._explored_by_model.get(model, 0) < self.options.follow_through
 
     def log_noise(self, observations: int) -> float:
         """One draw of a log-scale error for a prediction backed by ``observations`` observations."""
@@ -113,9 +127,9 @@ class Explorer:
         with self._lock:
             return self._rng.gauss(0.0, sd)
 
-    def admit(self, greedy_energy_j: float, explored_energy_j: float | None) -> bool:
+    def admit(self, greedy_energy_j: float, explored_energy_j: float | None, model: str | None = None) -> bool:
         """Count one routed decision (``explored_energy_j`` None: the draw agreed with the greedy choice) and
-        say whether exploring it stays within the bounds."""
+        say whether exploring it (``model``, counted when admitted) stays within the bounds."""
         with self._lock:
             self._calls += 1
             if greedy_energy_j > 0.0 and math.isfinite(greedy_energy_j):
@@ -130,6 +144,8 @@ class Explorer:
                 return False
             self._explored += 1
             self._extra_j += extra
+            if model is not None:
+                self._explored_by_model[model] = self._explored_by_model.get(model, 0) + 1
             return True
 
     def stats(self) -> ExplorationStats:

@@ -45,6 +45,7 @@ from langchain_energyrouter.cost import (
 from langchain_energyrouter.decide.exploration import Explorer
 from langchain_energyrouter.decide.predictions import (
     NO_OBSERVATIONS,
+    PRIOR,
     PRIOR_SOURCES,
     LearnedSnapshot,
     Prediction,
@@ -337,7 +338,11 @@ class Scheduler:
         Raises:
             NoFeasibleModelError: every candidate was excluded (and ``on_infeasible="raise"``).
             UnknownModelError: ``force`` or a key of ``input_tokens`` is not a candidate.
+            ValueError: a count, cap or prompt length is not a finite non-negative number (or a distribution
+                with finite ``mu`` and ``sigma >= 0``).
         """
+        if prompt_output_tokens:
+            _check_lengths(prompt_output_tokens)
         w = self.weights if weights is None else Weights.coerce(weights)
         limits = self.constraints if constraints is None else Constraints.coerce(constraints, self.constraints)
         caps = max_output_tokens if isinstance(max_output_tokens, Mapping) else None
@@ -463,9 +468,18 @@ class Scheduler:
         explored = None
         if explorer is not None and force is None and len(ranking) > 1:
             greedy = candidates[ranking[0]]
-            drawn = self._draw(explorer, [r for r in eligible], w)
+            unfinished = [
+                r.name
+                for r in eligible
+                if r.name != greedy.model
+                and explorer.unfinished(r.name)
+                and PRIOR in (r.sources["runtime"], r.sources["energy"])
+            ]
+            drawn = min(unfinished, key=lambda m: scored[m][0]) if unfinished else self._draw(explorer, eligible, w)
             other = candidates[drawn] if drawn != greedy.model else None
-            if explorer.admit(greedy.predicted_energy_j, other.predicted_energy_j if other is not None else None):
+            if explorer.admit(
+                greedy.predicted_energy_j, other.predicted_energy_j if other is not None else None, drawn
+            ):
                 assert other is not None
                 extra = max(other.predicted_energy_j - greedy.predicted_energy_j, 0.0)
                 explored = MappingProxyType({"from": greedy.model, "expected_extra_energy_j": extra})
@@ -509,3 +523,23 @@ class Scheduler:
             )
         ]  # fmt: skip
         return min(scores)[-1]
+
+
+def _check_lengths(lengths: Mapping[str, LengthDistribution | float]) -> None:
+    """Refuse a prompt length that would turn into NaN or negative costs (a predictor bug, said by name)."""
+    for name, value in lengths.items():
+        if isinstance(value, LengthDistribution):
+            if not (math.isfinite(value.mu) and math.isfinite(value.mean_shift)) or not (
+                math.isfinite(value.sigma) and value.sigma >= 0.0
+            ):
+                raise ValueError(
+                    f"prompt_output_tokens[{name!r}]={value!r}; a LengthDistribution needs finite mu and mean_shift "
+                    "and a finite sigma >= 0 (check the predictor that produced it)."
+                )
+        elif (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0)
+        ):
+            raise ValueError(
+                f"prompt_output_tokens[{name!r}]={value!r}; give a finite number of tokens >= 0 "
+                "or a LengthDistribution."
+            )

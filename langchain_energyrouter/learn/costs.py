@@ -41,8 +41,9 @@ class LearnedCosts(NamedTuple):
     ``runtime`` and ``energy`` replace the prior's coefficients in the same linear form.
     """
 
-    runtime: Coefficients
-    """Runtime coefficients (s); the prior's until ``min_obs`` observations."""
+    runtime: Coefficients | None
+    """Runtime coefficients (s); None = use the prior's (fewer than ``min_obs`` observations), so a decision's
+    ``sources`` and ``observations`` say "prior" until the learned figure is used."""
     energy: Coefficients | None
     """Energy coefficients (J); None = use the prior's (too few readings of the profile's method)."""
     output_log_shift: float | None
@@ -208,8 +209,7 @@ class CostLearner:
     def snapshot(self, model: str) -> LearnedCosts | None:
         """What has been learned about ``model``; None when nothing has.
 
-        Coefficients are usable at any count: the prior's (runtime) or None (energy)
-        until ``options.min_obs`` observations.
+        Runtime and energy coefficients are None (the prior's apply) until ``options.min_obs`` observations.
 
         Raises:
             UnknownModelError: ``model`` is not in the profile.
@@ -225,7 +225,7 @@ class CostLearner:
                 return None
             enough = self.options.min_obs
             return LearnedCosts(
-                runtime=runtime.coefficients if runtime.n_obs >= enough else runtime.prior,
+                runtime=runtime.coefficients if runtime.n_obs >= enough else None,
                 energy=energy.coefficients if energy.n_obs >= enough else None,
                 output_log_shift=length.shift if length.n_obs >= enough else None,
                 output_log_sigma=length.sigma,

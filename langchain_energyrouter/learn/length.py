@@ -15,10 +15,14 @@ from typing import Any
 
 from langchain_energyrouter.learn.options import STATE_VERSION, OnlineOptions, check_version, finite
 
-__all__ = ["MIN_OBS_FOR_SIGMA", "OutputLengthLearner"]
+__all__ = ["MIN_LOG_SIGMA", "MIN_OBS_FOR_SIGMA", "OutputLengthLearner"]
 
 MIN_OBS_FOR_SIGMA = 5
 """Observations before the learned spread replaces the prior's."""
+
+MIN_LOG_SIGMA = 0.1
+"""Floor of the learned spread (of ``log1p(tokens)``, about 10%): identical answers to repeated prompts said
+nothing of the next prompt's, yet collapsed the spread to 0, so constraint quantiles equalled the mean."""
 
 _FORM = "log_residual"
 """The state's form; a state without it (raw token means, before residuals) is dropped and relearned."""
@@ -56,7 +60,7 @@ class OutputLengthLearner:
             return None
         mean = self._sum / self._weight
         variance = self._sum_sq / self._weight - mean * mean
-        return math.sqrt(variance) if variance > 1e-6 else 1e-3
+        return max(math.sqrt(max(variance, 0.0)), MIN_LOG_SIGMA)
 
     def update(self, output_tokens: float, prior_mu: float, capped: bool = False) -> bool:
         """Learn one generated length against the prior's ``mu`` (of ``log1p(tokens)``) for that call's input;

@@ -194,6 +194,10 @@ def fit_lengths(
             )
         )
     held = np.array([oof[i] if use_prompt[int(m)] else base_oof[i] for i, m in enumerate(data.row_model)])
+    longest_seen = {  # what was measured, before censored answers' draws beyond the budget stand in for them
+        m: max((float(np.max(samples[i])) for i in np.flatnonzero(data.row_model == m).tolist()), default=0.0)
+        for m in range(data.n_models)
+    }
     samples = _with_censored_draws(held, samples, data)
     usable = np.flatnonzero(np.isfinite(held))
     blocks = np.where(data.row_group == data.n_groups - 1, 0, data.row_group + 1)
@@ -215,7 +219,6 @@ def fit_lengths(
     lengths: dict[str, ModelLength] = {}
     for name, m in index.items():
         mine = np.flatnonzero(data.row_model == m).tolist()
-        longest = max((float(np.max(samples[i])) for i in mine), default=0.0)
         censored = [c for i in mine if (c := rows[i].censored_at) is not None]
         prompt_ape, task_ape = apes[m]
         lengths[name] = ModelLength(
@@ -228,7 +231,7 @@ def fit_lengths(
             cv_median_ape_task_only=task_ape if np.isfinite(task_ape) else None,
             censored_at=max(censored) if censored else None,
             n_censored=len(censored),
-            max_output_tokens_seen=int(longest),
+            max_output_tokens_seen=int(longest_seen[m]),
         )
     calibration = LengthCalibration(quantile=QUANTILE, edges=edges, by_bin=by_bin)
     return spec, lengths, calibration, _task_classifier(data)

@@ -130,9 +130,10 @@ class LengthModel:
         )
 
     def block(self, x: NDArray[Any], task_type: str | None) -> int:
-        """The weights block of a prompt: its task's, the likeliest task's when none is given, else 0."""
-        if task_type is not None:
-            return self._task_index.get(task_type, 0)
+        """The weights block of a prompt: its task's, the likeliest task's when none (or one the predictor was
+        not trained on) is given, else 0."""
+        if task_type is not None and task_type in self._task_index:
+            return self._task_index[task_type]
         if self._classifier is not None:
             return int(np.argmax(self._classifier @ x)) + 1
         return 0

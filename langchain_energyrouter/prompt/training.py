@@ -112,7 +112,9 @@ def fit_predictor_file(
         budget = _budget(censored_at, model, tokens)
         for r in mrows:
             samples = tuple(float(v) for v in (getattr(r, "output_tokens_samples", None) or (r.output_tokens,)))
-            cut = budget if budget is not None and len(samples) == 1 and samples[0] >= budget else None
+            # At the budget an answer's length is a lower bound; a row is censored when all its samples are
+            # (a single sample, or every one of several), else its mean log length stands as measured.
+            cut = budget if budget is not None and min(samples) >= budget else None
             length_rows.append(LengthRow(index[r.prompt_id], model, samples, cut))
     emb = x_all[:, : enc.dim]
     length_features, lengths, calibration, classifier = fit_lengths(prompt_rows, emb, length_rows, tasks)

@@ -26,8 +26,10 @@ methods the router uses::
 
 Admission (``admission=`` on ``plan`` or the run): an object with ``try_acquire(name) -> bool`` and
 ``release(name)``, asked before each attempt and released when the attempt ends (e.g. a server's
-per-candidate slots). A refused candidate is skipped (``routing["busy"]``); when every candidate
-left was refused, :class:`~langchain_energyrouter.errors.CandidatesBusyError`.
+per-candidate slots); one that also has ``close()`` gets it when the call is closed (to give back what it
+holds for the call, such as a place reserved before the first attempt). A refused candidate is skipped
+(``routing["busy"]``); when every candidate left was refused,
+:class:`~langchain_energyrouter.errors.CandidatesBusyError`.
 
 Planning: :func:`plan_call` reads a call's keywords (``weights``, ``model``, ``constraints``, ``task_type``,
 ``exclude``, ``max_tokens``, ``tools``, ``admission``), counts the prompt's tokens per candidate, asks per-prompt
@@ -105,6 +107,8 @@ class RoutedCall:
     """This prompt's per-model estimates (:class:`~langchain_energyrouter.prompt.bandit.PromptEstimate`), if any."""
     started: bool = False
     """Whether a run has taken this call (a second run must plan again)."""
+    prompt: str | None = None
+    """The prompt's last user turn, kept only for a decision log that logs prompts."""
 
     def __repr__(self) -> str:  # short: it appears in LangChain's invocation params and traces
         return f"RoutedCall(model={self.decision.model!r}, order={self.order!r}, run_id={self.run_id!r})"
@@ -153,6 +157,9 @@ class RoutedCall:
         """End every attempt still open (idempotent): a caller that abandons the call frees its places."""
         for attempt in self.attempts.values():
             attempt.end()
+        close = getattr(self.admission, "close", None)
+        if callable(close):
+            close()
 
     def failed(self, name: str, err: BaseException, reading: EnergyReading, *, may_fall_back: bool = True) -> bool:
         """Record a failed attempt and its reading; True when the next candidate may be tried."""
@@ -192,6 +199,9 @@ class RoutedCall:
             )
             error.__cause__ = list(self.errors.values())[-1]
         error.routing_failures = list(self.failures)  # type: ignore[attr-defined]
+        log = self.parts.decision_log
+        if log is not None:
+            log.failed(self.decision, run_id=self.run_id, failures=self.failures, busy=self.busy, prompt=self.prompt)
         return error
 
     # -- the answer ----------------------------------------------------------------
@@ -239,8 +249,18 @@ class RoutedCall:
         return metadata, usage
 
     def learn(self, name: str, reading: EnergyReading, usage: Mapping[str, Any], text: str) -> int | None:
-        """Feed the answer's measurement to the learners (see :class:`~langchain_energyrouter.router.live.LiveState`);
-        returns the generation steps it took (``routing["generated_tokens"]``)."""
+        """Feed the answer's measurement to the learners (see :class:`~langchain_energyrouter.router.live.LiveState`)
+        and the decision log; returns the generation steps it took (``routing["generated_tokens"]``)."""
+        generated = self._learn(name, reading, usage, text)
+        log = self.parts.decision_log
+        if log is not None:
+            log.answered(
+                self.decision, name, reading, usage, generated,
+                run_id=self.run_id, failures=self.failures, busy=self.busy, prompt=self.prompt, answer=text,
+            )  # fmt: skip
+        return generated
+
+    def _learn(self, name: str, reading: EnergyReading, usage: Mapping[str, Any], text: str) -> int | None:
         counted = usage.get("output_tokens")
         if not isinstance(counted, int) or name not in self.attempts:
             return None
@@ -364,9 +384,11 @@ def plan_call(
     order = [decision.model]
     if can_fall_back:
         order += [name for name in decision.ranking if name != decision.model]
+    log = rt.decision_log
     return RoutedCall(
         rt, decision, order, can_fall_back, kwargs, cap, tools, tool_choice, stop, defaults.fallback_on, admission,
         run_id=run_id, started=started, estimate=estimate,
+        prompt=prompt_text(messages) if log is not None and log.prompts else None,
     )  # fmt: skip
 
 

@@ -176,6 +176,10 @@ class EnergyAwareRouter(BaseChatModel):
     uncertainty of its costs and length, within a share of calls and of expected extra joules (see
     :mod:`~langchain_energyrouter.decide.exploration`). True = the defaults (10% of calls, 5% extra joules),
     a dict of :class:`~langchain_energyrouter.decide.exploration.ExplorationOptions` fields, or None (off)."""
+    decision_log: Any = None
+    """One JSON line per call for ``energyrouter report`` (no prompt text unless asked): a path, a dict of options
+    (``path``, ``max_bytes``, ``backups``, ``prompts``, ``fsync``) or a :class:`~langchain_energyrouter.router.
+    decision_log.DecisionLog` (you close it); None = off (see :mod:`~langchain_energyrouter.router.decision_log`)."""
 
     _built_parts: RouterParts = PrivateAttr()
     _derived_capabilities: dict[str, Any] | None = PrivateAttr(default=None)
@@ -516,22 +520,15 @@ class EnergyAwareRouter(BaseChatModel):
         defaults = PlanDefaults(
             self._ambient_options(), self.max_tokens, self.task_type, self.fallback, self.fallback_on
         )
-        return plan_call(
-            self._parts(),
-            messages,
-            kwargs,
-            stop,
-            defaults,
-            run_id=run_id,
-            started=run_manager is not None,
-            explore=explore,
-        )
+        rt, started = self._parts(), run_manager is not None
+        return plan_call(rt, messages, kwargs, stop, defaults, run_id=run_id, started=started, explore=explore)
 
     def close(self) -> None:
-        """Close the meters and state store the router opened itself (those passed in are left to their owners)."""
+        """Close the meters, state store and decision log the router opened itself (not those passed in)."""
         rt = self._parts()
         rt.meters.close()
         rt.live.close()
+        rt.close_decision_log()
 
     # -- feedback ----------------------------------------------------------------
     def feedback(self, run_id: Any, score: float, *, key: str | None = None) -> bool:
@@ -559,7 +556,9 @@ class EnergyAwareRouter(BaseChatModel):
                 "prompt. Pass prompt_routing= (a trained predictor from `energyrouter train`, or a PromptRouting)."
             )
         rt.live.flush()  # learn from the answers so far first (with learn_in_background), as inline learning would
-        return bool(routing.feedback(str(run_id), score, key=key))
+        learned = bool(routing.feedback(str(run_id), score, key=key))
+        rt.log_feedback(str(run_id), score, key, learned)
+        return learned
 
     # -- generate and stream: run the planned call (see :mod:`~langchain_energyrouter.router.execution`) -------
     def _generate(

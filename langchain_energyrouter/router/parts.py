@@ -27,6 +27,7 @@ from langchain_energyrouter.router.candidates import (
     runs_locally,
     tool_incapability,
 )
+from langchain_energyrouter.router.decision_log import DecisionLog
 from langchain_energyrouter.router.live import LiveState
 from langchain_energyrouter.router.settings import default_normalization
 from langchain_energyrouter.router.tokens import TokenCounter, configured_output_cap
@@ -41,11 +42,14 @@ class RouterParts:
     candidates: dict[str, BaseChatModel]
     configured_caps: dict[str, int | None]
     counter: TokenCounter
+    decision_log: DecisionLog | None
+    decision_log_setting: Any
     explorer: Explorer | None
     invocation_params: dict[str, Any] | None
     live: LiveState
     meters: CandidateMeters
     model_names: dict[str, str]
+    owns_decision_log: bool
     profile_digest: str
     prompt_routing: Any
     prompt_routing_inputs: tuple[Any, ...]
@@ -58,11 +62,14 @@ class RouterParts:
         "candidates",
         "configured_caps",
         "counter",
+        "decision_log",
+        "decision_log_setting",
         "explorer",
         "invocation_params",
         "live",
         "meters",
         "model_names",
+        "owns_decision_log",
         "profile_digest",
         "prompt_routing",
         "prompt_routing_inputs",
@@ -104,6 +111,7 @@ class RouterParts:
             self.explorer = old.explorer  # its bounds count calls across settings changes
         else:
             self.explorer = Explorer(exploring)
+        self._adopt_decision_log(router.decision_log, old)
         self.profile_digest = hashlib.sha256(profile.model_dump_json().encode()).hexdigest()[:16]
         self.counter = TokenCounter(candidates)
         self.model_names = {name: model_name_of(model) or name for name, model in candidates.items()}
@@ -150,6 +158,29 @@ class RouterParts:
                 router.prompt_routing, profile, list(candidates), self.live.store
             )
         self.prompt_routing_inputs = inputs
+
+    def _adopt_decision_log(self, setting: Any, old: RouterParts | None) -> None:
+        """The log of the setting: the old one while the setting is the same object, a new one (the router's to
+        close) for a path or options, the caller's own for a :class:`DecisionLog`."""
+        if old is not None and old.decision_log_setting is setting:
+            self.decision_log, self.owns_decision_log = old.decision_log, old.owns_decision_log
+            self.decision_log_setting = setting
+            return
+        if old is not None:
+            old.close_decision_log()  # a call still in flight on the old parts writes its line all the same
+        self.decision_log_setting = setting
+        self.decision_log = DecisionLog.coerce(setting)
+        self.owns_decision_log = self.decision_log is not None and self.decision_log is not setting
+
+    def close_decision_log(self) -> None:
+        """Close the decision log if the router opened it."""
+        if self.owns_decision_log and self.decision_log is not None:
+            self.decision_log.close()
+
+    def log_feedback(self, run_id: str, score: float, key: str | None, learned: bool) -> None:
+        """Note a feedback score in the decision log, if there is one."""
+        if self.decision_log is not None:
+            self.decision_log.feedback(run_id, score, key=key, learned=learned)
 
     def method_mismatch(self) -> dict[str, dict[str, str]]:
         """Candidates whose live meter measures otherwise than the profile's energy data was measured."""

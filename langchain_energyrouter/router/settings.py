@@ -67,6 +67,7 @@ class RouterSettings(Protocol):
     engine_metrics: dict[str, str] | None
     constraint_quantile: float
     exploration: ExplorationOptions | None
+    decision_log: Any
 
     def own_settings(self) -> tuple[Any, ...]:
         """The values the parts were built from (compared by identity to detect a change)."""

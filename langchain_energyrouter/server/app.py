@@ -14,8 +14,9 @@ Endpoints::
 
 Bounds: each candidate serves at most its ``max_in_flight`` requests; a routed request is decided once among the
 candidates with a free slot (the full ones are excluded, with the reason, in the decision), the router falls
-back down that ranking itself under the same limits, and the request is refused with 429 and ``Retry-After``
-only when every eligible one is full (a forced one: when it is full). Bodies over ``max_request_bytes`` get
+back down that ranking itself under the same limits. When every eligible one is full (a forced one: when it is
+full) the request waits for a place in a bounded queue (``limits.queue_length``, off by default, each wait at
+most ``limits.max_queue_wait_s``) or is refused with 429 and ``Retry-After``. Bodies over ``max_request_bytes`` get
 413. Every refusal and every bad input is a 4xx with an OpenAI-style body ``{"error": {"message", "type",
 "param", "code"}}``; an unexpected failure is a 500 with the same shape and no traceback (the traceback goes
 to the server's log). The router learns from each answer off the request path (``learn_in_background``).
@@ -132,6 +133,11 @@ def create_app(
                 name: {"in_flight": server.slots.counts[name], "max_in_flight": server.slots.limits[name]}
                 for name in server.candidates
             },
+            "queue": {
+                "waiting": server.slots.queued,
+                "queue_length": server.slots.queue_length,
+                "max_queue_wait_s": server.slots.max_wait_s,
+            },
         }
 
     @app.get("/metrics")
@@ -178,7 +184,8 @@ def create_app(
             # Run to the first chunk before answering: fallbacks happen only before it, so the header names the
             # candidate that serves, and a stream that fails before any token is an HTTP error, not a 200.
             first = await first_chunk(request, chunks)
-            if first is None:  # the client left before the first token: its slot is free again
+            if first is None:  # the client left before the first token: its place is free again
+                call.close()  # (a place held from the queue too, had the stream not started)
                 return Response(status_code=499)
             headers = {"x-energyrouter-model": serving(call), "cache-control": "no-cache"}
             if call.run_id:

@@ -15,7 +15,7 @@ Example::
     weights: {accuracy: 0.6, energy: 0.3, time: 0.1}
     constraints: {max_runtime_s: 30}
     state_store: default               # null = in memory; a path = an SQLite file shared on this host
-    limits: {max_in_flight_per_candidate: 4, max_request_bytes: 1000000}
+    limits: {max_in_flight_per_candidate: 4, queue_length: 16, max_queue_wait_s: 10, max_request_bytes: 1000000}
     api_key_env: ENERGYROUTER_API_KEY  # or api_key: "..." (bearer key; unset = no key)
 
 Every field is validated with pydantic; :func:`load_config` names the file and the field on error.
@@ -29,9 +29,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from langchain_energyrouter.decide.exploration import ExplorationOptions
 from langchain_energyrouter.decide.scoring import Constraints, Weights
 from langchain_energyrouter.errors import EnergyRouterError, missing_extra
 from langchain_energyrouter.files import data_file
+from langchain_energyrouter.router.decision_log import DEFAULT_BACKUPS, DEFAULT_MAX_BYTES
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -42,6 +44,7 @@ __all__ = [
     "AppSettings",
     "CandidateConfig",
     "ConfigError",
+    "DecisionLogConfig",
     "LimitsConfig",
     "ServerConfig",
     "build_router",
@@ -101,7 +104,13 @@ class LimitsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     max_in_flight_per_candidate: int = Field(default=8, gt=0)
-    """Requests one candidate serves at once; beyond it the next-ranked candidate answers, else 429."""
+    """Requests one candidate serves at once; beyond it the next-ranked candidate answers, else the request
+    waits in the queue (``queue_length``) or gets 429."""
+    queue_length: int = Field(default=0, ge=0, le=100_000)
+    """Requests that may wait for a place when every candidate they could use is full (first come, first
+    served); beyond it 429 at once. 0 (the default): none wait, a full server answers 429 at once."""
+    max_queue_wait_s: float = Field(default=10.0, gt=0, le=3600)
+    """Longest a queued request waits for a place, seconds; then 429 with ``Retry-After``."""
     max_request_bytes: int = Field(default=1_000_000, gt=0)
     """Largest request body, bytes (larger: 413)."""
     max_tokens: int | None = Field(default=None, gt=0)
@@ -114,6 +123,24 @@ class LimitsConfig(BaseModel):
     """``Retry-After`` seconds sent with a 429."""
     graceful_shutdown_s: int = Field(default=30, gt=0)
     """How long shutdown waits for in-flight requests, seconds."""
+
+
+class DecisionLogConfig(BaseModel):
+    """Where and how the decision log is written (``energyrouter report`` reads it)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    path: str = Field(min_length=1)
+    """The JSONL file (relative to the config file); one line per call, appended."""
+    max_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=4096)
+    """Size at which the file rotates to ``PATH.1``, bytes."""
+    backups: int = Field(default=DEFAULT_BACKUPS, ge=0)
+    """Rotated files kept (0: the file starts over when full)."""
+    prompts: bool = False
+    """Also log each call's prompt (last user turn) and answer."""
+    fsync: bool = False
+    """Sync every line to disk: survives a power cut, for milliseconds per call (a killed server loses at most the line
+    in flight either way)."""
 
 
 class AppSettings(BaseModel):
@@ -165,6 +192,12 @@ class ServerConfig(BaseModel):
     """Environment variable holding the bearer key."""
     log_prompts: bool = False
     """Log prompts and answers (off: only routing, energy and timing are logged)."""
+    exploration: bool | dict[str, float] | None = None
+    """Explore where predictions are uncertain (the router's ``exploration``): true = the defaults (at most 10% of
+    calls, 5% extra joules), a mapping of its options (``share``, ``max_extra_energy_share``, ``seed``), null = off."""
+    decision_log: str | DecisionLogConfig | None = None
+    """Append one JSON line per call (choice, predictions, measurement) for ``energyrouter report``: a path, or
+    the options below; ``--decision-log`` wins. None = off."""
     host: str = "127.0.0.1"
     """Address to bind (``--host`` wins); 127.0.0.1 keeps the server off the network."""
     port: int = Field(default=8000, ge=0, le=65535)
@@ -175,6 +208,13 @@ class ServerConfig(BaseModel):
     def _valid_weights(cls, value: dict[str, float] | None) -> dict[str, float] | None:
         if value is not None:
             Weights.coerce(value)
+        return value
+
+    @field_validator("exploration")
+    @classmethod
+    def _valid_exploration(cls, value: bool | dict[str, float] | None) -> bool | dict[str, float] | None:
+        if value:
+            ExplorationOptions.coerce(value)
         return value
 
     @field_validator("constraints")
@@ -193,6 +233,23 @@ class ServerConfig(BaseModel):
         if self.name in names or self.name == "auto":
             raise ValueError(f"server name {self.name!r} must differ from 'auto' and from every candidate's name")
         return self
+
+    def with_limits(self, **overrides: Any) -> ServerConfig:
+        """A copy whose ``limits`` take ``overrides`` (the ``serve`` flags; None values are left out).
+
+        Raises:
+            ConfigError: an override is out of range (the message names its flag).
+        """
+        given = {key: value for key, value in overrides.items() if value is not None}
+        try:
+            limits = LimitsConfig.model_validate({**self.limits.model_dump(), **given})
+        except ValidationError as err:
+            problems = "; ".join(
+                f"--{'-'.join(str(e['loc'][0]).split('_'))} {given.get(str(e['loc'][0]))!r}: {e['msg']}"
+                for e in err.errors()
+            )
+            raise ConfigError(f"Invalid serve option: {problems}") from None
+        return self.model_copy(update={"limits": limits})
 
     def bearer_key(self) -> str | None:
         """The key clients must send, from ``api_key`` or ``api_key_env`` (None: no key required)."""
@@ -322,4 +379,14 @@ def build_router(config: ServerConfig, base: Path) -> EnergyAwareRouter:
         state_store=store,
         prompt_routing=_predictor(base, config.prompt_routing) if config.prompt_routing else None,
         engine_metrics={c.name: c.engine_metrics for c in config.candidates if c.engine_metrics} or None,
+        exploration=config.exploration or None,
+        decision_log=_decision_log(config.decision_log, base),
     )
+
+
+def _decision_log(value: str | DecisionLogConfig | None, base: Path) -> dict[str, Any] | None:
+    """The router's ``decision_log`` options (the path resolved against the config's directory)."""
+    if value is None:
+        return None
+    options = DecisionLogConfig(path=value) if isinstance(value, str) else value
+    return {**options.model_dump(), "path": _resolve(base, options.path)}

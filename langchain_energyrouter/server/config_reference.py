@@ -16,12 +16,13 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from langchain_energyrouter.server.config import CandidateConfig, LimitsConfig, ServerConfig
+from langchain_energyrouter.server.config import CandidateConfig, DecisionLogConfig, LimitsConfig, ServerConfig
 
 SECTIONS: tuple[tuple[str, type[BaseModel], str], ...] = (
     ("Top-level keys", ServerConfig, ""),
     ("Each entry of `candidates`", CandidateConfig, "candidates[]."),
     ("`limits`", LimitsConfig, "limits."),
+    ("`decision_log`", DecisionLogConfig, "decision_log."),
 )
 
 

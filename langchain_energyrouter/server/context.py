@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from langchain_energyrouter.decide.scoring import Weights
 from langchain_energyrouter.errors import NoFeasibleModelError, UnknownModelError, WeightsError
+from langchain_energyrouter.server.admission import HeldPlace, Slots, Wait
 from langchain_energyrouter.server.bounds import RequestBounds
 from langchain_energyrouter.server.metrics import ServerMetrics
 from langchain_energyrouter.server.unsupported import unsupported_parameter
@@ -39,43 +40,15 @@ PLANNING_THREADS = 4
 loop, so a large prompt never stalls other requests, and apart from the threads that run models."""
 
 
+PLANS_PER_REQUEST = 3
+"""Decisions one request may take: the place of the decided candidate can be taken by another request while
+this one is planned; it then waits in the queue (all full) or decides again among the candidates still free."""
+
+
 def public_failure(failure: Mapping[str, Any]) -> dict[str, Any]:
     """A failed attempt as clients see it: the candidate, the error's type and the attempt's figures, not the
     error's text (paths, hosts or keys in an exception message stay in the server's log)."""
     return {key: value for key, value in failure.items() if key != "error"}
-
-
-# -- per-candidate slots ---------------------------------------------------------
-class Slots:
-    """Requests in flight per candidate, bounded (only touched from the event loop: no lock needed).
-
-    It is the router's :class:`~langchain_energyrouter.router.call.Admission`: each attempt takes a slot and
-    gives it back when it ends.
-    """
-
-    def __init__(self, limits: Mapping[str, int], metrics: ServerMetrics) -> None:
-        self.limits = dict(limits)
-        self.counts = dict.fromkeys(limits, 0)
-        self._metrics = metrics
-
-    def try_acquire(self, name: str) -> bool:
-        if self.counts[name] >= self.limits[name]:
-            return False
-        self.counts[name] += 1
-        self._metrics.in_flight.labels(model=name).set(self.counts[name])
-        return True
-
-    def release(self, name: str) -> None:
-        self.counts[name] -= 1
-        self._metrics.in_flight.labels(model=name).set(self.counts[name])
-
-    def full(self) -> dict[str, str]:
-        """Candidates without a free slot, and why (the reason the decision shows)."""
-        return {
-            name: f"at its limit of {limit} requests in flight"
-            for name, limit in self.limits.items()
-            if self.counts[name] >= limit
-        }
 
 
 # -- the handlers' shared state ---------------------------------------------------
@@ -93,7 +66,9 @@ class ServerContext:
         default = settings.limits.max_in_flight_per_candidate
         limits = {name: settings.max_in_flight.get(name, default) for name in self.candidates}
         self.metrics = ServerMetrics(self.candidates)
-        self.slots = Slots(limits, self.metrics)
+        self.slots = Slots(
+            limits, self.metrics, queue_length=settings.limits.queue_length, max_wait_s=settings.limits.max_queue_wait_s
+        )
         self.bounds = RequestBounds(router, settings.limits)
         self._planner = ThreadPoolExecutor(PLANNING_THREADS, thread_name_prefix="energyrouter-plan")
 
@@ -146,13 +121,21 @@ class ServerContext:
             code="request_too_large",
         )
 
-    def busy(self, names: list[str]) -> ApiError:
-        self.metrics.rejected.labels(reason="busy").inc()
+    def busy(self, names: list[str], wait: Wait | None = None) -> ApiError:
+        """429 for a request no candidate in ``names`` had a place for (after ``wait``, if it queued)."""
         detail = ", ".join(f"{n} {self.slots.counts[n]}/{self.slots.limits[n]}" for n in names)
-        retry = self.settings.limits.retry_after_s
+        limits = self.settings.limits
+        retry = limits.retry_after_s
+        if wait is None or not limits.queue_length:
+            reason, queue = "busy", ""
+        elif wait.outcome == "timeout":
+            reason, queue = "queue_timeout", f" and none freed within {wait.waited_s:.3g} s (limits.max_queue_wait_s)"
+        else:
+            reason, queue = "queue_full", f" and {self.slots.queued} requests wait already (limits.queue_length)"
+        self.metrics.rejected.labels(reason=reason).inc()
         return ApiError(
             429,
-            f"Every eligible candidate is at its limit of requests in flight ({detail}); retry in {retry} s.",
+            f"Every eligible candidate is at its limit of requests in flight ({detail}){queue}; retry in {retry} s.",
             type="rate_limit_error",
             code="candidates_busy",
             headers={"Retry-After": str(retry)},
@@ -220,20 +203,47 @@ class ServerContext:
     async def plan(
         self, messages: list[BaseMessage], options: dict[str, Any], forced: str | None, stop: list[str] | None
     ) -> RoutedCall:
-        """Decide once, among the candidates with a free slot (a forced one must have one); 429 when none has.
+        """Decide once, among the candidates with a free place (a forced one must have one). When none has, wait
+        in the queue for one (``limits.queue_length``, ``limits.max_queue_wait_s``); 429 when the queue is off
+        or full, or the wait runs out.
 
-        The slots are read here, on the event loop; the plan runs on a planning thread (admission is asked
-        again at each attempt, so a slot taken meanwhile is still respected).
-        """
-        full = self.slots.full()
-        if forced is not None and forced in full:
-            raise self.busy([forced])
-        if forced is None and len(full) == len(self.candidates):
-            raise self.busy(self.candidates)
-        exclude = full if forced is None else {}
+        The plan itself (token counting, feature encoding, the decision) runs on a planning thread: a large
+        prompt never stalls the event loop."""
+        eligible = [forced] if forced is not None else self.candidates
+        place = HeldPlace(self.slots)
+        try:
+            for _ in range(PLANS_PER_REQUEST):
+                full = self.slots.full()
+                if all(name in full for name in eligible):
+                    wait = await self.slots.wait(eligible)
+                    if wait.name is None:
+                        raise self.busy(eligible, wait)
+                    place.held = wait.name  # the place handed over serves this call's first attempt
+                    full = self.slots.full()
+                    full.pop(wait.name, None)
+                exclude = {} if forced is not None else full
+                call = await self._decide(messages, options, forced, stop, exclude, place)
+                # Take the decided candidate's place now: a request decided meanwhile cannot count on it too.
+                if place.hold(call.model) or place.held is not None:
+                    return call
+                # Its place was taken while this request was planned (on a planning thread): look again.
+            raise self.busy([call.model])
+        except BaseException:
+            place.close()
+            raise
+
+    async def _decide(
+        self,
+        messages: list[BaseMessage],
+        options: dict[str, Any],
+        forced: str | None,
+        stop: list[str] | None,
+        exclude: dict[str, str],
+        admission: HeldPlace,
+    ) -> RoutedCall:
         start = time.perf_counter()
         plan = functools.partial(
-            self.router.plan, messages, stop=stop, model=forced, exclude=exclude or None, admission=self.slots,
+            self.router.plan, messages, stop=stop, model=forced, exclude=exclude or None, admission=admission,
             **options,
         )  # fmt: skip
         try:

@@ -8,7 +8,9 @@ Series (``model`` is the candidate that served; ``method`` how its joules were o
 
     energyrouter_requests_total{model, stream, outcome}
     energyrouter_fallbacks_total{from_model, to_model}
-    energyrouter_rejected_total{reason}                   429/413/401/4xx before any model ran
+    energyrouter_rejected_total{reason}                   before any model ran: busy (429, no queue), queue_full
+                                                          (429 at once), queue_timeout (429 after the longest wait),
+                                                          too_large (413), unauthorized (401)
     energyrouter_energy_joules_total{model, method}       joules of readings that had their device to themselves,
                                                           failed attempts included (these add up)
     energyrouter_failed_energy_joules_total{model, method}   the part of the above spent by attempts that raised
@@ -23,9 +25,15 @@ Series (``model`` is the candidate that served; ``method`` how its joules were o
     energyrouter_prediction_error_ratio{model, target}    histogram of measured / predicted (target: runtime | energy;
                                                           energy from non-overlapped readings only)
     energyrouter_in_flight{model}                         gauge
+    energyrouter_queued                                   gauge: requests waiting for a place (limits.queue_length)
+    energyrouter_queue_wait_seconds                       histogram of the waits of requests that queued
     energyrouter_decision_seconds                         histogram of the routing decision's latency
     energyrouter_request_seconds{model}                   histogram of the whole request
     energyrouter_feedback_total{outcome}                  learned | unknown_run
+
+Counters whose labels are known in advance (requests, fallbacks between candidates, rejection reasons)
+exist at 0 from the start: ``rate()`` then sees a series' first increase, and dashboards and the recording
+rules in ``deploy/prometheus/rules.yml`` show 0, not "no data", before the first event.
 """
 
 from __future__ import annotations
@@ -38,11 +46,13 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from langchain_energyrouter.energy.base import FLAG_OVERLAPPED
 
-__all__ = ["CONTENT_TYPE_LATEST", "ServerMetrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "REJECTION_REASONS", "ServerMetrics"]
 
 _SECONDS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 _JOULES = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0)
 _RATIO = (0.25, 0.5, 0.67, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 4.0)
+REJECTION_REASONS = ("busy", "queue_full", "queue_timeout", "too_large", "unauthorized")
+"""``reason`` labels of ``energyrouter_rejected_total`` (the first three answer 429)."""
 _DECISION = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 
 
@@ -99,6 +109,11 @@ class ServerMetrics:
         self.in_flight = Gauge(
             "in_flight", "Requests in flight per candidate", ["model"], namespace=ns, registry=registry
         )
+        self.queued = Gauge("queued", "Requests waiting for a place", namespace=ns, registry=registry)
+        self.queue_wait = Histogram(
+            "queue_wait_seconds", "Waits of requests that queued for a place", namespace=ns, registry=registry,
+            buckets=_SECONDS,
+        )  # fmt: skip
         self.decision = Histogram(
             "decision_seconds", "Latency of the routing decision", namespace=ns, registry=registry, buckets=_DECISION
         )
@@ -109,6 +124,14 @@ class ServerMetrics:
         self.feedback = Counter("feedback", "Feedback rows received", ["outcome"], namespace=ns, registry=registry)
         for name in candidates:  # series exist (at 0) from the start: dashboards need no first request
             self.in_flight.labels(model=name).set(0)
+            for stream in ("false", "true"):
+                for outcome in ("ok", "error"):
+                    self.requests.labels(model=name, stream=stream, outcome=outcome)
+            for other in candidates:
+                if other != name:
+                    self.fallbacks.labels(from_model=name, to_model=other)
+        for reason in REJECTION_REASONS:
+            self.rejected.labels(reason=reason)
 
     def observe_answer(self, model: str, metadata: Mapping[str, Any], usage: Mapping[str, Any] | None) -> None:
         """Record one answer's predicted and measured runtime and energy (``response_metadata``)."""

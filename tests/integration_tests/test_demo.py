@@ -37,6 +37,7 @@ def test_demo_routes_and_reports_totals() -> None:
     assert "points are the length" in text
     assert "warmed up in" in text and "(not measured)" in text  # no cold first call in the baselines
     assert "meas J marked ~: estimated" in text  # the ~ is explained
+    assert text.count("answers to prompts not in the demo teach the router this machine's costs") == 2
     why = [line for line in text.splitlines() if line.strip().startswith("why: ")]
     assert len(why) == len(records)  # one reason per routed choice: each candidate's accuracy, joules, cost
     assert all("smollm2-135m acc " in line and "gemma3-270m acc " in line and " cost " in line for line in why)

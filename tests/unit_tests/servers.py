@@ -89,9 +89,11 @@ def transformers_serve(directory: str | Path, *, timeout_s: float = 120.0) -> It
 class RouterServer:
     """``energyrouter serve --config <file>`` as a subprocess on a free loopback port."""
 
-    def __init__(self, config: Path, log: Path) -> None:
+    def __init__(self, config: Path, log: Path, *, flags: tuple[str, ...] = ()) -> None:
         self.config = config
         self.log = log
+        self.flags = flags
+        """More ``serve`` flags (``--queue-length 4``)."""
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -103,7 +105,7 @@ class RouterServer:
         """Start the process (returns at once: call :meth:`wait_ready`, so that several start together)."""
         self.port = free_port()
         command = [sys.executable, "-m", "langchain_energyrouter.cli.main", "serve", "--config"]
-        command += [str(self.config), "--port", str(self.port), "--log-level", "warning"]
+        command += [str(self.config), "--port", str(self.port), "--log-level", "warning", *self.flags]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 command, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=log, stderr=subprocess.STDOUT

@@ -22,9 +22,16 @@ def _profile():  # type: ignore[no-untyped-def]
     )
 
 
-def _route(calls: int, explorer: Explorer | None) -> list[str]:
+def _route(calls: int, explorer: Explorer | None, cheap_prior_j: float = 3.0) -> list[str]:
     """Energy-first routing that learns every answer's measured joules, as a router does."""
     profile = _profile()
+    if cheap_prior_j != 3.0:
+        profile = make_profile(
+            {
+                "cheap": make_model(energy=(cheap_prior_j, 0.0, 0.0, 0.0), runtime=(0.5, 0.0, 0.0, 0.0)),
+                "known": make_model(energy=(2.0, 0.0, 0.0, 0.0), runtime=(0.5, 0.0, 0.0, 0.0)),
+            }
+        )
     scheduler = Scheduler(profile, {"energy": 1.0})
     learner = CostLearner(profile)
     chosen = []
@@ -50,6 +57,25 @@ def test_exploration_finds_the_truly_cheaper_model_within_bounds() -> None:
     assert stats.calls == 50 and 1 <= stats.explored <= 0.1 * 50
     assert stats.expected_extra_energy_j <= 0.05 * stats.predicted_energy_j
     assert stats.expected_extra_energy_j == pytest.approx(stats.explored * 1.0)  # 3 J predicted against 2 J
+
+
+def test_an_explored_model_is_tried_until_its_readings_are_learned() -> None:
+    """A prior 6x too high: a draw picks "cheap" rarely, and one or two readings leave its prior in place
+    (learners wait for min_obs = 3). Following through turns each first exploration into a learned switch."""
+
+    def runs(follow_through: int) -> tuple[int, int]:
+        tried = converged = 0
+        for seed in range(40):
+            options = ExplorationOptions(seed=seed, follow_through=follow_through, max_extra_energy_share=1.0)
+            chosen = _route(50, Explorer(options), cheap_prior_j=6.0)
+            tried += "cheap" in chosen
+            converged += chosen[-10:].count("cheap") >= 9
+        return tried, converged
+
+    tried, converged = runs(3)
+    assert tried >= 10 and converged >= 0.9 * tried, (tried, converged)
+    tried_off, converged_off = runs(0)
+    assert converged_off < 0.5 * tried_off, (tried_off, converged_off)  # measured: 1 of 20 without, 19 of 20 with
 
 
 def test_an_explored_decision_says_so_and_a_forced_one_never_explores() -> None:

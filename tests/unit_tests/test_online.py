@@ -243,7 +243,7 @@ def test_too_few_observations_fall_back_to_the_prior() -> None:
     learner.observe("m", 10, 50, 2.0, 300.0, "nvml_poll")
     snap = learner.snapshot("m")
     assert snap is not None
-    assert snap.runtime == profile.models["m"].runtime.coefficients
+    assert snap.runtime is None  # the prior's apply, and decisions say so (sources "prior", 0 observations)
     assert snap.energy is None and snap.output_log_shift is None
     assert snap.n_runtime == 1
 
@@ -345,3 +345,12 @@ def test_online_import_stays_light() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_identical_answers_keep_a_floor_under_the_learned_length_spread() -> None:
+    from langchain_energyrouter.learn.length import MIN_LOG_SIGMA, MIN_OBS_FOR_SIGMA, OutputLengthLearner
+
+    learner = OutputLengthLearner()
+    for _ in range(MIN_OBS_FOR_SIGMA + 5):
+        learner.update(40.0, prior_mu=3.0)  # the same answer length every time
+    assert learner.sigma == MIN_LOG_SIGMA  # was 0.001: constraint quantiles collapsed onto the mean

@@ -35,6 +35,7 @@ class Row:
     input_tokens: int
     output_tokens: int
     task_type: str | None = None
+    output_tokens_samples: tuple[int, ...] | None = None
 
 
 def arithmetic(r: random.Random) -> str:
@@ -105,11 +106,23 @@ def test_lengths_at_the_budget_are_censored_not_taken_as_lengths() -> None:
     auto = PromptPredictor.train(rows, encoder=HashingEncoder(16), l2=1.0)
     assert auto.spec.lengths["m"].censored_at == budget
     assert censored.spec.lengths["m"].n_censored > 150
+    assert censored.spec.lengths["m"].max_output_tokens_seen == budget  # measured, not a draw beyond the budget
     _, tout_c = censored.predict("Tell me about item 7.", 8, None)
     _, tout_n = naive.predict("Tell me about item 7.", 8, None)
     assert tout_n["m"].mean_tokens() < budget  # taking the budget as the length underestimates
     assert 55 < tout_c["m"].mean_tokens() < 110, tout_c  # log-normal mean of the true lengths is about 68
     assert tout_c["m"].quantile_tokens(0.0) == pytest.approx(60, rel=0.25)  # and its median, 60
+
+
+def test_multi_sample_rows_with_every_sample_at_the_budget_are_censored() -> None:
+    rng = np.random.default_rng(1)
+    budget, rows = 50, []
+    for i in range(300):
+        samples = tuple(int(min(round(t), budget)) for t in np.exp(rng.normal(math.log(60), 0.5, size=3)))
+        rows.append(Row(f"p{i}", f"Tell me about item {i}.", "m", 1.0, 8, samples[0], None, samples))
+    spec = PromptPredictor.train(rows, encoder=HashingEncoder(16), censored_at=budget, l2=1.0).spec.lengths["m"]
+    every = sum(min(r.output_tokens_samples or ()) >= budget for r in rows)
+    assert every > 50 and spec.n_censored == every  # was 0: rows of several samples were never censored
 
 
 def test_few_rows_keep_the_profile_and_shrink_to_the_mean() -> None:
@@ -135,6 +148,20 @@ def test_task_type_is_a_feature() -> None:
     assert p.predict("Say hello to Bob.", 6, "loose")[0]["m"] > 0.7
     assert p.predict("Say hello to Bob.", 6, "strict")[0]["m"] < 0.3
     assert 0.3 < p.predict("Say hello to Bob.", 6, None)[0]["m"] < 0.7
+
+
+def test_a_task_type_the_predictor_never_saw_is_guessed_from_the_text() -> None:
+    r = random.Random(6)
+    rows = []
+    for i in range(160):
+        short = i % 2 == 0
+        prompt = arithmetic(r) if short else greeting(r)
+        rows.append(Row(f"u{i}", prompt, "m", 1.0, 6, 4 if short else 60, "math" if short else "chat"))
+    p = PromptPredictor.train(rows, encoder=HashingEncoder(64))
+    question = arithmetic(random.Random(99))
+    guessed = p.predict(question, 6, None)[1]["m"].mean_tokens()
+    unseen = p.predict(question, 6, "a-label-from-another-vocabulary")[1]["m"].mean_tokens()
+    assert guessed < 15 and unseen == pytest.approx(guessed)  # was the no-task block: between the two tasks
 
 
 def test_bad_scores_are_rejected() -> None:

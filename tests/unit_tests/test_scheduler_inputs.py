@@ -184,3 +184,28 @@ def test_predict_costs_for_given_tokens_uses_the_coefficients_in_force() -> None
     assert runtime_s == pytest.approx(2 * prior.runtime_s) and energy_j == pytest.approx(prior.energy_j)
     with pytest.raises(UnknownModelError, match="candidates are"):
         scheduler.predict_costs("nope", 1, 1)
+
+
+@pytest.mark.parametrize(
+    "length",
+    [
+        LengthDistribution(math.nan, 0.5),
+        LengthDistribution(3.0, -0.1),
+        LengthDistribution(3.0, math.inf),
+        math.nan,
+        -5.0,
+    ],
+)
+def test_a_prompt_length_that_is_not_a_length_is_refused_by_name(length: object) -> None:
+    scheduler = Scheduler(tiny_profile())
+    model = scheduler.models[0]
+    with pytest.raises(ValueError, match=rf"prompt_output_tokens\['{model}'\]"):
+        scheduler.decide(10, prompt_output_tokens={model: length})  # type: ignore[dict-item]
+
+
+def test_an_empty_prompt_predicts_no_fewer_than_zero_tokens() -> None:
+    short = LengthDistribution(-0.4, 0.3)  # log1p(tokens) below 0: what a fit gives an empty prompt
+    assert short.mean_tokens() == 0.0 and short.quantile_tokens(-1.0) == 0.0 and short.mean_tokens(10) >= 0.0
+    scheduler = Scheduler(tiny_profile())
+    decision = scheduler.decide(1, prompt_output_tokens=dict.fromkeys(scheduler.models, short))
+    assert all(c.predicted_energy_j >= 0.0 and c.predicted_runtime_s >= 0.0 for c in decision.candidates.values())

@@ -107,7 +107,7 @@ def test_feedback_posted_to_one_replica_changes_the_others_decision(replicas: Re
     first_estimate = prompt_accuracy(before, "tiny-a")
     # Replica A answers the same kind of prompt; its answers turn out wrong, and A is told so.
     posted = 0
-    deadline = time.monotonic() + 40
+    deadline = time.monotonic() + 90  # breaks at the switch; a loaded machine posts fewer per second
     after = before
     while time.monotonic() < deadline:
         answer = ask(replicas.a, GREETING)
