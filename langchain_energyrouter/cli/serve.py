@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 from pathlib import Path
 from typing import Any
@@ -68,12 +69,16 @@ def run(args: argparse.Namespace) -> int:
         path, given = str(Path(args.decision_log).resolve()), config.decision_log
         config.decision_log = given.model_copy(update={"path": path}) if isinstance(given, DecisionLogConfig) else path
     settings = config.app_settings()  # fails fast on an unset api_key_env, before models load
+    host = args.host or config.host
+    warning = exposure_warning(host, settings.api_key is not None)
+    if warning is not None:
+        say(f"{PROG} serve: warning: {warning}")
     router = build_router(config, base)
     app = create_app(router, settings, close_router=True)
     try:
         uvicorn.run(
             app,
-            host=args.host or config.host,
+            host=host,
             port=args.port if args.port is not None else config.port,
             log_level=args.log_level,
             timeout_graceful_shutdown=config.limits.graceful_shutdown_s,
@@ -87,4 +92,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["add_parser", "run"]
+def exposure_warning(host: str, has_key: bool) -> str | None:
+    """Why binding ``host`` without a key is risky, or None (a key is set, or ``host`` is loopback)."""
+    if has_key or is_loopback(host):
+        return None
+    return (
+        f"binding {host} without an API key: anyone who reaches this address can run the candidates and read "
+        "their answers. Set api_key_env (or api_key) in the config, or bind 127.0.0.1."
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only (``localhost``, ``127.0.0.0/8``, ``::1``); a name is not."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+__all__ = ["add_parser", "exposure_warning", "is_loopback", "run"]

@@ -283,6 +283,25 @@ class Constraints:
             return cls(**value)
         raise ValueError(f"Cannot read constraints from {value!r}; pass Constraints(...) or a dict.")
 
+    def tightened(self, other: Constraints | Mapping[str, Any]) -> Constraints:
+        """These limits tightened by ``other``'s: the lower maximum, the higher minimum, and the context-window
+        check kept on when either has it on. A mapping counts only the keys it gives (``{}`` changes nothing).
+
+        What a server applies to a client's constraints: a client may tighten the operator's limits, never
+        loosen them.
+
+        Raises:
+            ValueError: ``other`` has an unknown key or an invalid value.
+        """
+        given = Constraints.coerce(other, Constraints())
+        asks_fit = given.fit_context_window if isinstance(other, Constraints) else other.get("fit_context_window")
+        return Constraints(
+            max_runtime_s=_stricter(self.max_runtime_s, given.max_runtime_s, min),
+            max_energy_j=_stricter(self.max_energy_j, given.max_energy_j, min),
+            min_accuracy=_stricter(self.min_accuracy, given.min_accuracy, max),
+            fit_context_window=self.fit_context_window or bool(asks_fit),
+        )
+
     def violations(
         self, *, runtime_s: float, energy_j: float, accuracy: float, tokens_needed: float, context_window: int
     ) -> tuple[list[str], float]:
@@ -302,6 +321,13 @@ class Constraints:
             reasons.append(f"{tokens_needed:.0f} tokens needed > context window {context_window}")
             excess += (tokens_needed - context_window) / context_window
         return reasons, excess
+
+
+def _stricter(a: float | None, b: float | None, pick: Callable[[float, float], float]) -> float | None:
+    """``pick(a, b)`` of the limits that are set (None: no limit)."""
+    if a is None or b is None:
+        return b if a is None else a
+    return pick(a, b)
 
 
 # -- Pareto filter ------------------------------------------------------------

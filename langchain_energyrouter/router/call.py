@@ -88,7 +88,8 @@ class RoutedCall:
     can_fall_back: bool
     kwargs: dict[str, Any]
     """Keywords forwarded to the candidate (routing options removed)."""
-    output_cap: int | None
+    output_cap: int | Mapping[str, int | None] | None
+    """The call's output cap: one for every candidate, or ``{name: cap}`` (None: the candidate's own budget)."""
     tools: list[dict[str, Any]] | None
     tool_choice: Any
     stop: list[str] | None
@@ -121,6 +122,11 @@ class RoutedCall:
     def candidates(self) -> Mapping[str, BaseChatModel]:
         """The router's candidates by name."""
         return self.parts.candidates
+
+    def cap_for(self, name: str) -> int | None:
+        """The output cap of candidate ``name`` in this call (None: its own configured budget)."""
+        cap = self.output_cap
+        return cap.get(name) if isinstance(cap, Mapping) else cap
 
     def calls_tools(self, name: str) -> bool:
         """Whether candidate ``name`` calls tools."""
@@ -259,7 +265,9 @@ class RoutedCall:
         if not isinstance(counted, int) or name not in self.attempts:
             return None
         rt = self.parts
-        cap = self.output_cap if self.output_cap is not None else rt.configured_caps.get(name)
+        cap = self.cap_for(name)
+        if cap is None:
+            cap = rt.configured_caps.get(name)
         capped = cap is not None and counted >= cap
         generated = counted
         if local_pipeline(rt.candidates[name]) is not None:  # endpoints report their own generated tokens
@@ -321,7 +329,9 @@ def plan_call(
     """
     admission = kwargs.pop("admission", None)
     options = {**defaults.ambient, **{key: kwargs.pop(key) for key in ROUTING_OPTIONS if key in kwargs}}
-    cap = request_output_cap(kwargs)
+    cap: int | Mapping[str, int | None] | None = per_candidate_caps(kwargs, rt.candidates)
+    if cap is None:
+        cap = request_output_cap(kwargs)
     for key in ("max_tokens", "max_new_tokens"):
         kwargs.pop(key, None)
     if cap is None:
@@ -352,7 +362,9 @@ def plan_call(
     task_type = options.get("task_type", defaults.task_type)
     estimate = None
     if rt.prompt_routing is not None:
-        conversation = conversation_key(messages, tools, task_type, cap)
+        conversation = conversation_key(
+            messages, tools, task_type, tuple(sorted(cap.items())) if isinstance(cap, Mapping) else cap
+        )
         estimate = rt.prompt_routing.predict(prompt_text(messages), max(counts.values()), task_type, conversation)
     decision = rt.scheduler.decide(
         counts,
@@ -378,6 +390,24 @@ def plan_call(
         run_id=run_id, started=started, estimate=estimate,
         prompt=prompt_text(messages) if log is not None and log.prompts else None,
     )  # fmt: skip
+
+
+def per_candidate_caps(kwargs: Mapping[str, Any], candidates: Mapping[str, Any]) -> dict[str, int | None] | None:
+    """A call's ``max_tokens={name: cap}`` (each candidate's own cap; a name left out keeps its own budget),
+    checked; None when ``max_tokens`` is not a mapping.
+
+    Raises:
+        UnknownModelError: it names a model the router does not have.
+        ValueError: a cap is not a positive integer.
+    """
+    given = kwargs.get("max_tokens")
+    if not isinstance(given, Mapping):
+        return None
+    check_names("max_tokens", list(given), candidates)
+    for name, value in given.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"max_tokens[{name!r}]={value!r}; give a positive number of tokens or None.")
+    return {name: given.get(name) for name in candidates}
 
 
 def resume_call(routed: Any, kwargs: dict[str, Any], stop: list[str] | None, run_id: str | None) -> RoutedCall:
@@ -413,11 +443,12 @@ def candidate_call(name: str, plan: RoutedCall) -> tuple[BaseChatModel, dict[str
     if not is_local_pipeline:
         for key in _PIPELINE_ONLY_KWARGS:
             kwargs.pop(key, None)
-    if plan.output_cap is not None:
+    cap = plan.cap_for(name)
+    if cap is not None:
         if is_local_pipeline:
-            kwargs["pipeline_kwargs"] = {**(kwargs.get("pipeline_kwargs") or {}), "max_new_tokens": plan.output_cap}
+            kwargs["pipeline_kwargs"] = {**(kwargs.get("pipeline_kwargs") or {}), "max_new_tokens": cap}
         else:
-            kwargs["max_tokens"] = plan.output_cap
+            kwargs["max_tokens"] = cap
     if is_local_pipeline:
         kwargs = stop_pipeline_kwargs(kwargs, plan.stop)
     if plan.tools:

@@ -156,10 +156,13 @@ def _tokenizer_group(tokenizer: Any) -> Hashable:
 
 
 def _encode_len(tokenizer: Any, text: str) -> int:
-    """Tokens of ``text`` without special tokens; the fast tokenizer's Rust core when it is in its plain state."""
+    """Tokens of ``text`` without special tokens; the fast tokenizer's Rust core when it is in its plain state.
+
+    ``encode_batch`` of one text, not ``encode``: as fast, and it lets go of the GIL while it works, so counting a
+    large prompt on one thread does not stall the others (a 900 KB prompt held it 0.6 s with ``encode``)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None and backend.truncation is None and backend.padding is None:
-        return len(backend.encode(text, add_special_tokens=False).ids)
+        return len(backend.encode_batch([text], add_special_tokens=False)[0].ids)
     return len(tokenizer.encode(text, add_special_tokens=False))
 
 
@@ -344,11 +347,11 @@ def conversation_key(
     messages: Sequence[BaseMessage],
     tools: Sequence[Mapping[str, Any]] | None = None,
     task_type: str | None = None,
-    output_cap: int | None = None,
+    output_cap: Hashable = None,
 ) -> Hashable:
     """A short digest of everything that shapes an answer's length: every turn (system prompt and history
     included), the tools, the task type and the output cap. Repeats are remembered under it (16 bytes, whatever
-    the prompt's size)."""
+    the prompt's size). ``output_cap`` is one cap or a hashable form of per-candidate caps."""
     turns = repr(_conversation_key(messages_to_dicts(messages), tools)).encode("utf-8", "surrogatepass")
     return hashlib.blake2b(turns, digest_size=16).digest(), task_type, output_cap
 

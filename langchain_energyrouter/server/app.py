@@ -96,6 +96,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        await asyncio.to_thread(server.close)
         if close_router:
             router.close()  # applies the queued measurements first
         else:

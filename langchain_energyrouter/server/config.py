@@ -75,7 +75,7 @@ class CandidateConfig(BaseModel):
     api_key_env: str | None = None
     """Environment variable holding the remote server's key (default: none sent)."""
     max_new_tokens: int = Field(default=64, gt=0)
-    """Generation budget per call, tokens (a request's ``max_tokens`` lowers it)."""
+    """Generation budget per call, tokens (a request's ``max_tokens`` may lower it, never raise it)."""
     device: str = "cpu"
     """Torch device of a local model."""
     max_in_flight: int | None = Field(default=None, gt=0)
@@ -115,7 +115,11 @@ class LimitsConfig(BaseModel):
     max_request_bytes: int = Field(default=1_000_000, gt=0)
     """Largest request body, bytes (larger: 413)."""
     max_tokens: int | None = Field(default=None, gt=0)
-    """Largest ``max_tokens`` a request may ask for (None: the candidates' own budgets)."""
+    """Most tokens any answer may have: each candidate generates at most the smallest of this, its own budget
+    and the request's ``max_tokens`` (None: the candidates' budgets and the request's)."""
+    max_prompt_chars: int | None = Field(default=None, gt=0)
+    """Longest prompt, characters of its messages and tools; longer: 413 before any token is counted (None: 32
+    characters per token of the largest candidate context window, while the context-window check is on)."""
     retry_after_s: int = Field(default=1, ge=0)
     """``Retry-After`` seconds sent with a 429."""
     graceful_shutdown_s: int = Field(default=30, gt=0)

@@ -3,21 +3,25 @@ request plumbing every handler shares (authorisation, bounded body reading, pars
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hmac
 import json
 import logging
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from langchain_core.messages import BaseMessage, convert_to_messages
 from pydantic import ValidationError
 
-from langchain_energyrouter.decide.scoring import Constraints, Weights
+from langchain_energyrouter.decide.scoring import Weights
 from langchain_energyrouter.errors import NoFeasibleModelError, UnknownModelError, WeightsError
 from langchain_energyrouter.router.candidates import local_pipeline, pipeline_cannot_answer
 from langchain_energyrouter.server.admission import HeldPlace, Slots, Wait
+from langchain_energyrouter.server.bounds import RequestBounds
 from langchain_energyrouter.server.feedback import FeedbackTokens
 from langchain_energyrouter.server.metrics import ServerMetrics
 from langchain_energyrouter.server.unsupported import unsupported_parameter
@@ -36,14 +40,30 @@ if TYPE_CHECKING:
     from langchain_energyrouter.router.call import RoutedCall
     from langchain_energyrouter.server.config import AppSettings
 
-__all__ = ["ServerContext", "Slots"]
+__all__ = ["PLANNING_THREADS", "ServerContext", "Slots"]
 
 logger = logging.getLogger("langchain_energyrouter.server")
+
+PLANNING_THREADS = 4
+"""Threads that plan requests (count tokens with each chat template, encode features, decide): off the event
+loop, so a large prompt never stalls other requests, and apart from the threads that run models."""
+
+
+PLANS_PER_REQUEST = 3
+"""Decisions one request may take: the place of the decided candidate can be taken by another request while
+this one is planned; it then waits in the queue (all full) or decides again among the candidates still free."""
+
+
+def public_failure(failure: Mapping[str, Any]) -> dict[str, Any]:
+    """A failed attempt as clients see it: the candidate, the error's type and the attempt's figures, not the
+    error's text (paths, hosts or keys in an exception message stay in the server's log)."""
+    return {key: value for key, value in failure.items() if key != "error"}
 
 
 # -- the handlers' shared state ---------------------------------------------------
 class ServerContext:
-    """The handlers' shared state: router, settings, slots, metrics."""
+    """The handlers' shared state: router, settings, slots, metrics, the request bounds and the planning
+    threads (:meth:`close` stops them)."""
 
     def __init__(self, router: EnergyAwareRouter, settings: AppSettings) -> None:
         self.router = router
@@ -59,6 +79,12 @@ class ServerContext:
             limits, self.metrics, queue_length=settings.limits.queue_length, max_wait_s=settings.limits.max_queue_wait_s
         )
         self.feedback_tokens = FeedbackTokens(settings.feedback_secret)
+        self.bounds = RequestBounds(router, settings.limits)
+        self._planner = ThreadPoolExecutor(PLANNING_THREADS, thread_name_prefix="energyrouter-plan")
+
+    def close(self) -> None:
+        """Stop the planning threads (a plan under way finishes first)."""
+        self._planner.shutdown(wait=True)
 
     # -- request plumbing -------------------------------------------------------
     def authorize(self, request: Request) -> None:
@@ -90,7 +116,7 @@ class ServerContext:
                 raise self._too_large(len(body))
         try:
             return json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:  # RecursionError: nested too deep
             raise ApiError(
                 400, f"The request body is not valid JSON ({err}). Send a JSON object.", code="invalid_json"
             ) from None
@@ -152,20 +178,21 @@ class ServerContext:
                     400, f"Invalid routing weights: {err}", param="routing.weights", code="invalid_value"
                 ) from None
         if routing.constraints is not None:
-            try:
-                options["constraints"] = Constraints.coerce(routing.constraints, Constraints())
+            try:  # a client tightens the server's constraints, never loosens them
+                options["constraints"] = self.bounds.constraints(routing.constraints)
             except (TypeError, ValueError) as err:
                 raise ApiError(
                     400, f"Invalid routing constraints: {err}", param="routing.constraints", code="invalid_value"
                 ) from None
+        too_large = self.bounds.prompt_too_large(req.messages, req.tools, options.get("constraints"))
+        if too_large is not None:  # before any token is counted: the cheap bound first
+            self.metrics.rejected.labels(reason="too_large").inc()
+            raise too_large
         if routing.task_type is not None:
             options["task_type"] = routing.task_type
-        cap = req.max_completion_tokens or req.max_tokens
-        ceiling = self.settings.limits.max_tokens
-        if ceiling is not None:
-            cap = min(cap or ceiling, ceiling)
-        if cap is not None:
-            options["max_tokens"] = cap
+        caps = self.bounds.output_caps(req.max_completion_tokens or req.max_tokens)
+        if caps is not None:
+            options["max_tokens"] = caps
         if req.tools:
             options["tools"] = req.tools
             if req.tool_choice is not None:
@@ -189,7 +216,10 @@ class ServerContext:
     ) -> RoutedCall:
         """Decide once, among the candidates with a free place (a forced one must have one) that can read the
         conversation. When none has a place, wait in the queue for one (``limits.queue_length``,
-        ``limits.max_queue_wait_s``); 429 when the queue is off or full, or the wait runs out."""
+        ``limits.max_queue_wait_s``); 429 when the queue is off or full, or the wait runs out.
+
+        The plan itself (token counting, feature encoding, the decision) runs on a planning thread: a large
+        prompt never stalls the event loop."""
         cannot = self.cannot_read(messages)
         if forced is not None and forced in cannot:
             raise ApiError(
@@ -202,27 +232,31 @@ class ServerContext:
             raise ApiError(
                 400, f"No candidate can serve this request ({detail}).", param="messages", code="no_feasible_model"
             )
-        full = self.slots.full()
         place = HeldPlace(self.slots)
-        if all(name in full for name in eligible):
-            wait = await self.slots.wait(eligible)
-            if wait.name is None:
-                raise self.busy(eligible, wait)
-            place.held = wait.name  # the place handed over serves this call's first attempt
-            full = self.slots.full()
-            full.pop(wait.name, None)
         try:
-            exclude = {} if forced is not None else {**cannot, **full}
-            call = self._decide(messages, options, forced, stop, exclude, place, {} if forced is not None else full)
-            # Take the decided candidate's place now: a request decided meanwhile cannot count on it too.
-            if not place.hold(call.model) and place.held is None:
-                raise self.busy([call.model])
-            return call
+            for _ in range(PLANS_PER_REQUEST):
+                full = self.slots.full()
+                if all(name in full for name in eligible):
+                    wait = await self.slots.wait(eligible)
+                    if wait.name is None:
+                        raise self.busy(eligible, wait)
+                    place.held = wait.name  # the place handed over serves this call's first attempt
+                    full = self.slots.full()
+                    full.pop(wait.name, None)
+                exclude = {} if forced is not None else {**cannot, **full}
+                call = await self._decide(
+                    messages, options, forced, stop, exclude, place, {} if forced is not None else full
+                )
+                # Take the decided candidate's place now: a request decided meanwhile cannot count on it too.
+                if place.hold(call.model) or place.held is not None:
+                    return call
+                # Its place was taken while this request was planned (on a planning thread): look again.
+            raise self.busy([call.model])
         except BaseException:
             place.close()
             raise
 
-    def _decide(
+    async def _decide(
         self,
         messages: list[BaseMessage],
         options: dict[str, Any],
@@ -233,10 +267,12 @@ class ServerContext:
         full: dict[str, str],
     ) -> RoutedCall:
         start = time.perf_counter()
+        plan = functools.partial(
+            self.router.plan, messages, stop=stop, model=forced, exclude=exclude or None, admission=admission,
+            **options,
+        )  # fmt: skip
         try:
-            call = self.router.plan(
-                messages, stop=stop, model=forced, exclude=exclude or None, admission=admission, **options
-            )
+            call = await asyncio.get_running_loop().run_in_executor(self._planner, plan)
         except NoFeasibleModelError as err:
             if full.keys() & err.reasons.keys():  # the feasible ones are full: a later retry may succeed
                 raise self.busy(self.candidates) from None
@@ -248,6 +284,9 @@ class ServerContext:
         except (WeightsError, ValueError, TypeError) as err:
             raise ApiError(400, f"Invalid routing options: {err}", param="routing", code="invalid_value") from None
         self.metrics.decision.observe(time.perf_counter() - start)
+        overflow = self.bounds.forced_overflow(call, options.get("constraints"))
+        if overflow is not None:  # forcing a model picks it, it does not switch off the operator's window check
+            raise overflow
         return call
 
     def cannot_read(self, messages: list[BaseMessage]) -> dict[str, str]:
@@ -273,8 +312,11 @@ class ServerContext:
     def upstream_error(self, call: RoutedCall) -> ApiError:
         if not call.failures:
             return self.busy(call.order)
-        detail = "; ".join(f"{f['model']}: {f['error_type']}: {f['error']}" for f in call.failures)
-        return ApiError(502, f"Every candidate tried failed: {detail}", type="server_error", code="upstream_error")
+        detail = "; ".join(f"{f['model']}: {f['error_type']}" for f in call.failures)
+        return ApiError(
+            502, f"Every candidate tried failed ({detail}); the server's log has the errors.", type="server_error",
+            code="upstream_error",
+        )  # fmt: skip
 
     def extension(self, decision: Decision, name: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
         routing = metadata.get("routing") or {}
@@ -285,7 +327,7 @@ class ServerContext:
             "feedback_token": self.feedback_tokens.sign(str(run_id)) if run_id else None,
             "routed": not decision.forced,
             "decision": decision.as_dict(),
-            "failures": list(routing.get("failures") or []),
+            "failures": [public_failure(f) for f in routing.get("failures") or []],
             "generated_tokens": routing.get("generated_tokens"),
             "energy": metadata.get("energy"),
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from langchain_energyrouter.server.context import ServerContext
 
 __all__ = ["first_chunk", "prepend", "serving", "stream_completion"]
+
+logger = logging.getLogger("langchain_energyrouter.server")
 
 
 def serving(call: RoutedCall) -> str:
@@ -131,9 +134,11 @@ async def stream_completion(
                 error = server.upstream_error(call)
             else:
                 name = serving(call)
+                if not any(f["model"] == name for f in call.failures):  # not the model's: count_failures missed it
+                    logger.warning("%s candidate %s stream failed: %s: %s", rid, name, type(err).__name__, err)
                 error = ApiError(
-                    502, f"Candidate {name} failed: {type(err).__name__}: {err}", type="server_error",
-                    code="upstream_error",
+                    502, f"Candidate {name} failed mid-answer ({type(err).__name__}); the server's log has the error.",
+                    type="server_error", code="upstream_error",
                 )  # fmt: skip
             if not sent:
                 raise error from None

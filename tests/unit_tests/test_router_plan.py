@@ -161,3 +161,19 @@ def test_a_batch_of_measurements_is_one_store_write_with_the_same_result(tmp_pat
     assert document is not None and document.version == 1
     assert batched.learner.snapshot("tiny-a") == one_by_one.learner.snapshot("tiny-a")
     store.close()
+
+
+def test_per_candidate_caps_reach_each_candidate(tiny: dict[str, BaseChatModel]) -> None:
+    router = _router(tiny)
+    call = router.plan(QUESTION, model="tiny-b", max_tokens={"tiny-a": 2, "tiny-b": 3})
+    assert call.cap_for("tiny-a") == 2 and call.cap_for("tiny-b") == 3
+    assert call.decision.max_output_tokens == {"tiny-a": 2, "tiny-b": 3}
+    answer = router.invoke(QUESTION, routed=call)
+    assert answer.usage_metadata is not None and answer.usage_metadata["output_tokens"] <= 3
+    assert answer.response_metadata["routing"]["generated_tokens"] == 3
+    kept = router.invoke(QUESTION, model="tiny-a", max_tokens={"tiny-b": 1})  # tiny-a keeps its own budget (4)
+    assert kept.response_metadata["routing"]["generated_tokens"] == 4
+    with pytest.raises(UnknownModelError, match="max_tokens names unknown model"):
+        router.plan(QUESTION, max_tokens={"tiny-z": 2})
+    with pytest.raises(ValueError, match=r"max_tokens\['tiny-a'\]=0"):
+        router.plan(QUESTION, max_tokens={"tiny-a": 0})
