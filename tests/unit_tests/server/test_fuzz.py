@@ -29,13 +29,8 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
     status_code_conformance,
 )
 
-from langchain_energyrouter import EnergyAwareRouter  # noqa: E402
-from langchain_energyrouter.prompt.encoders import HashingEncoder  # noqa: E402
-from langchain_energyrouter.prompt.routing import PromptRouting  # noqa: E402
 from langchain_energyrouter.server import AppSettings, LimitsConfig, create_app  # noqa: E402
-from langchain_energyrouter.state import MemoryStateStore  # noqa: E402
-from langchain_energyrouter.testing import tiny_chat_models, tiny_profile  # noqa: E402
-from tests.unit_tests.server.test_server import _Served  # noqa: E402
+from tests.unit_tests.server.test_server import _Served, tiny_prompt_router  # noqa: E402
 
 EXAMPLES = 30
 """Requests per operation and generation mode (valid, then invalid bodies)."""
@@ -54,14 +49,7 @@ CHECKS = [
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[_Served]:
-    models = tiny_chat_models(max_new_tokens=4)
-    profile = tiny_profile()
-    store = MemoryStateStore()
-    routing = PromptRouting(
-        list(models), None, store, prior_accuracy={n: profile.models[n].accuracy for n in models},
-        encoder=HashingEncoder(256),
-    )  # fmt: skip
-    router = EnergyAwareRouter(models=models, profile=profile, state_store=store, prompt_routing=routing)
+    router = tiny_prompt_router(max_new_tokens=4)
     settings = AppSettings(name="energyrouter", limits=LimitsConfig(max_request_bytes=20_000, max_tokens=8))
     with _Served(create_app(router, settings, close_router=True)) as s:
         yield s

@@ -62,16 +62,21 @@ class _Served:
         self.sock.close()
 
 
-@pytest.fixture(scope="module")
-def served() -> Iterator[_Served]:
-    models = tiny_chat_models(max_new_tokens=6)
+def tiny_prompt_router(max_new_tokens: int) -> EnergyAwareRouter:
+    """The tiny models behind a router with per-prompt routing (hashing features) over an in-memory store."""
+    models = tiny_chat_models(max_new_tokens=max_new_tokens)
     profile = tiny_profile()
     store = MemoryStateStore()
     routing = PromptRouting(
         list(models), None, store, prior_accuracy={n: profile.models[n].accuracy for n in models},
         encoder=HashingEncoder(256),
     )  # fmt: skip
-    router = EnergyAwareRouter(models=models, profile=profile, state_store=store, prompt_routing=routing)
+    return EnergyAwareRouter(models=models, profile=profile, state_store=store, prompt_routing=routing)
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[_Served]:
+    router = tiny_prompt_router(max_new_tokens=6)
     settings = AppSettings(name="energyrouter", api_key=KEY, limits=LimitsConfig(max_request_bytes=20_000))
     with _Served(create_app(router, settings, close_router=True)) as s:
         yield s
