@@ -243,10 +243,9 @@ class ServerContext:
                     place.held = wait.name  # the place handed over serves this call's first attempt
                     full = self.slots.full()
                     full.pop(wait.name, None)
-                exclude = {} if forced is not None else {**cannot, **full}
-                call = await self._decide(
-                    messages, options, forced, stop, exclude, place, {} if forced is not None else full
-                )
+                busy = {} if forced is not None else full  # left out for want of a place (a forced one waited)
+                exclude = {} if forced is not None else {**cannot, **busy}
+                call = await self._decide(messages, options, forced, stop, exclude, place, busy)
                 # Take the decided candidate's place now: a request decided meanwhile cannot count on it too.
                 if place.hold(call.model) or place.held is not None:
                     return call
@@ -264,8 +263,10 @@ class ServerContext:
         stop: list[str] | None,
         exclude: dict[str, str],
         admission: HeldPlace,
-        full: dict[str, str],
+        busy: dict[str, str],
     ) -> RoutedCall:
+        """One plan on a planning thread; ``busy``: the candidates ``exclude`` leaves out for being full (when no
+        other is feasible, a later retry may succeed: 429, not 400)."""
         start = time.perf_counter()
         plan = functools.partial(
             self.router.plan, messages, stop=stop, model=forced, exclude=exclude or None, admission=admission,
@@ -274,7 +275,7 @@ class ServerContext:
         try:
             call = await asyncio.get_running_loop().run_in_executor(self._planner, plan)
         except NoFeasibleModelError as err:
-            if full.keys() & err.reasons.keys():  # the feasible ones are full: a later retry may succeed
+            if busy.keys() & err.reasons.keys():  # the feasible ones are full: a later retry may succeed
                 raise self.busy(self.candidates) from None
             raise ApiError(
                 400, f"No candidate can serve this request: {err}", param="routing", code="no_feasible_model"
