@@ -98,6 +98,9 @@ class CallRecord:
     runtime_s_at_true_length: float
     """The runtime the same coefficients predict for the answer's real length (what is left of the error
     once the length is known)."""
+    runtime_s_at_median: float | None = None
+    """The runtime the same coefficients predict for the predicted median length (a typical answer; decisions
+    sum the mean)."""
     runtime_s_before_repeats: float | None = None
     """The runtime predicted at the length the prompt alone predicts (before the repeat memory), if known."""
     predicted_output_tokens_before_repeats: float | None = None
@@ -317,6 +320,13 @@ def _call(router: Any, preset: str, item: SuiteItem, **options: Any) -> CallReco
     at_true_length, _, _ = scheduler.predict_costs(
         model, chosen["input_tokens"], max(output_tokens, 1), chosen["in_flight"], learned=before[model]
     )
+    at_median, _, _ = scheduler.predict_costs(
+        model,
+        chosen["input_tokens"],
+        max(chosen["output_tokens_median"] or chosen["predicted_output_tokens"], 1.0),
+        chosen["in_flight"],
+        learned=before[model],
+    )
     tokens_before = routing.get("predicted_output_tokens_before_repeats")
     before_repeats = None
     if tokens_before is not None:
@@ -337,6 +347,7 @@ def _call(router: Any, preset: str, item: SuiteItem, **options: Any) -> CallReco
         predicted_output_tokens=chosen["predicted_output_tokens"],
         output_tokens=output_tokens,
         runtime_s_at_true_length=at_true_length,
+        runtime_s_at_median=at_median,
         runtime_s_before_repeats=before_repeats,
         predicted_output_tokens_before_repeats=tokens_before,
         reason=_reason(routing),
@@ -424,36 +435,51 @@ def _median_ape(pairs: list[tuple[float, float]]) -> float:
     return 100 * statistics.median(errors) if errors else float("nan")
 
 
+def _bias(pairs: list[tuple[float, float]]) -> float:
+    """Summed predictions over summed measurements (1.00: the total is right)."""
+    measured = sum(m for _, m in pairs)
+    return sum(p for p, _ in pairs) / measured if measured > 0 else float("nan")
+
+
+def _errors(pairs: list[tuple[float, float]]) -> str:
+    return f"{_mape(pairs):.0f}% (MAPE; median {_median_ape(pairs):.0f}%; bias {_bias(pairs):.2f})"
+
+
 def _print_errors(routed: list[CallRecord], forced: list[CallRecord], out: TextIO) -> None:
-    """How far the runtime predictions were off, and how much of that is the answer's length."""
+    """How far the runtime predictions were off, and how much of that is the answer's length (bias: summed
+    predictions over summed measurements, what a capacity plan reads)."""
     print("", file=out)
     for title, calls in (
         ("the routed calls (2., prompts each model answered in 1.)", routed),
         ("the first calls (1., new prompts, cold start)", forced),
     ):
         pairs = [(r.predicted_runtime_s, r.runtime_s) for r in calls]
-        mape, median = _mape(pairs), _median_ape(pairs)
+        mape = _mape(pairs)
         known = _mape([(r.runtime_s_at_true_length, r.runtime_s) for r in calls])
-        length = _mape([(r.predicted_output_tokens, float(r.output_tokens)) for r in calls if r.output_tokens])
+        lengths = [(r.predicted_output_tokens, float(r.output_tokens)) for r in calls if r.output_tokens]
         print(
-            f"runtime prediction error over {title}: {mape:.0f}% (MAPE; median {median:.0f}%); "
-            f"{known:.0f}% had the answer's length been "
-            f"known, so {max(mape - known, 0.0):.0f} points are the length (output-length error {length:.0f}%)",
+            f"runtime prediction error over {title}: {_errors(pairs)}; {known:.0f}% had the answer's length been "
+            f"known, so {max(mape - known, 0.0):.0f} points are the length (output-length error {_errors(lengths)})",
+            file=out,
+        )
+    typical = [(r.runtime_s_at_median, r.runtime_s) for r in forced if r.runtime_s_at_median is not None]
+    if typical:
+        print(
+            f"the same first calls priced at the predicted median length instead of the mean: {_errors(typical)} "
+            "(a typical answer is shorter than the mean, which counts the answers that run long; decisions and "
+            "totals use the mean)",
             file=out,
         )
     fresh = [r for r in routed if r.runtime_s_before_repeats is not None]
     if fresh:
-        mape = _mape([(r.runtime_s_before_repeats or 0.0, r.runtime_s) for r in fresh])
-        length = _mape(
-            [
-                (r.predicted_output_tokens_before_repeats or 0.0, float(r.output_tokens))
-                for r in fresh
-                if r.output_tokens
-            ]
-        )
+        pairs = [(r.runtime_s_before_repeats or 0.0, r.runtime_s) for r in fresh]
+        lengths = [
+            (r.predicted_output_tokens_before_repeats or 0.0, float(r.output_tokens)) for r in fresh if r.output_tokens
+        ]
         print(
             f"runtime prediction error over the routed calls without the repeat memory (each prompt's length "
-            f"predicted as if new, this machine's learned costs kept): {mape:.0f}% (output-length error {length:.0f}%)",
+            f"predicted as if new, this machine's learned costs kept): {_errors(pairs)} "
+            f"(output-length error {_errors(lengths)})",
             file=out,
         )
 

@@ -35,6 +35,9 @@ def test_demo_routes_and_reports_totals() -> None:
     assert "per-prompt predictor:" in text and "packaged-models.json" in text
     assert "runtime prediction error over the routed calls (2., prompts each model answered in 1.)" in text
     assert "points are the length" in text
+    errors = [line for line in text.splitlines() if line.startswith("runtime prediction error over")]
+    assert len(errors) == 3 and all("; bias " in line for line in errors)  # every error figure with its bias
+    assert "priced at the predicted median length instead of the mean" in text
     assert "warmed up in" in text and "(not measured)" in text  # no cold first call in the baselines
     assert "meas J marked ~: estimated" in text  # the ~ is explained
     assert text.count("answers to prompts not in the demo teach the router this machine's costs") == 2

@@ -211,3 +211,11 @@ def test_accuracy_writes_scores_and_answer_lengths_per_task(
     # the tiny models never stop early: every answer is exactly --max-new-tokens long
     assert mp.output_length.by_task == {"choice": 5.0, "factual": 5.0}
     assert mp.predict_output_tokens(30, None, "factual") == 5.0
+
+
+def test_demo_error_figures_carry_bias() -> None:
+    from langchain_energyrouter.cli.demo import _errors
+
+    # One call predicted at twice its runtime, one right: MAPE 50%, median 50%, totals 3 s against 2 s.
+    assert _errors([(2.0, 1.0), (1.0, 1.0)]) == "50% (MAPE; median 50%; bias 1.50)"
+    assert _errors([(0.5, 1.0), (3.0, 3.0)]) == "25% (MAPE; median 25%; bias 0.88)"
