@@ -8,7 +8,8 @@ predicted mean length (under the budget, where the answers had one) on the first
 them, and the bias (summed predictions over summed lengths); a huge ``lambda`` is the predictor alone (no
 online learning). Every prediction is made before its answer is learned, on prompts the predictor never saw.
 
-Run: ``python benchmarks/bench_online_lengths.py --matrix M.jsonl.gz [--prompts 150]``; CASTILLO's validate
+Run: ``python benchmarks/bench_online_lengths.py [--matrix M.jsonl.gz] [--prompts 150]`` (default: the packaged
+models' matrix); CASTILLO's validate
 split as a length-only matrix comes from ``tools/castillo_to_matrix.py``.
 """
 
@@ -29,7 +30,11 @@ LAMBDAS = (0.5, 2.0, 8.0, 32.0, 128.0, 512.0, 1e9)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--matrix", required=True)
+    parser.add_argument(
+        "--matrix",
+        default="calibration/outcomes/packaged-models.jsonl",
+        help="outcome matrix (default: the packaged models'; `make bench` runs it so)",
+    )
     parser.add_argument("--prompts", type=int, default=150, help="held-out prompts per model, in learning order")
     args = parser.parse_args()
     matrix = read_matrix(args.matrix)

@@ -28,6 +28,7 @@ Prompts and answers are logged only with ``log_prompts``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -47,7 +48,7 @@ from langchain_energyrouter.server.context import ServerContext
 from langchain_energyrouter.server.feedback import post_feedback
 from langchain_energyrouter.server.metrics import CONTENT_TYPE_LATEST
 from langchain_energyrouter.server.openapi import routes
-from langchain_energyrouter.server.streaming import first_chunk, prepend, serving, stream_completion
+from langchain_energyrouter.server.streaming import client_left, first_chunk, prepend, serving, stream_completion
 from langchain_energyrouter.server.wire import (
     AUTO,
     ApiError,
@@ -164,7 +165,7 @@ def create_app(
         server.authorize(request)
         req, messages, options, forced = server.parse_chat(await server.read_json(request))
         stop = [req.stop] if isinstance(req.stop, str) else req.stop
-        call = await server.plan(messages, options, forced, stop)
+        call = await server.plan(messages, options, forced, stop, client_left=functools.partial(client_left, request))
         rid = f"chatcmpl-{uuid.uuid4().hex}"
         if req.stream:
             include_usage = bool((req.stream_options or {}).get("include_usage"))

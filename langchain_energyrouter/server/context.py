@@ -4,12 +4,13 @@ request plumbing every handler shares (authorisation, bounded body reading, pars
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hmac
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -212,11 +213,17 @@ class ServerContext:
         return req, messages, options, forced
 
     async def plan(
-        self, messages: list[BaseMessage], options: dict[str, Any], forced: str | None, stop: list[str] | None
+        self,
+        messages: list[BaseMessage],
+        options: dict[str, Any],
+        forced: str | None,
+        stop: list[str] | None,
+        client_left: Callable[[], Awaitable[None]] | None = None,
     ) -> RoutedCall:
         """Decide once, among the candidates with a free place (a forced one must have one) that can read the
         conversation. When none has a place, wait in the queue for one (``limits.queue_length``,
-        ``limits.max_queue_wait_s``); 429 when the queue is off or full, or the wait runs out.
+        ``limits.max_queue_wait_s``); 429 when the queue is off or full, or the wait runs out; 499 when
+        ``client_left`` returns first (the client closed the connection: no model runs for it).
 
         The plan itself (token counting, feature encoding, the decision) runs on a planning thread: a large
         prompt never stalls the event loop."""
@@ -237,7 +244,7 @@ class ServerContext:
             for _ in range(PLANS_PER_REQUEST):
                 full = self.slots.full()
                 if all(name in full for name in eligible):
-                    wait = await self.slots.wait(eligible)
+                    wait = await self._wait_for_place(eligible, client_left)
                     if wait.name is None:
                         raise self.busy(eligible, wait)
                     place.held = wait.name  # the place handed over serves this call's first attempt
@@ -254,6 +261,30 @@ class ServerContext:
         except BaseException:
             place.close()
             raise
+
+    async def _wait_for_place(self, eligible: list[str], client_left: Callable[[], Awaitable[None]] | None) -> Wait:
+        """:meth:`Slots.wait`, given up (499) if the client leaves first: a queued request nobody reads would
+        otherwise take a place and spend the energy of an answer when its turn came."""
+        if client_left is None:
+            return await self.slots.wait(eligible)
+        waiting = asyncio.ensure_future(self.slots.wait(eligible))
+        left = asyncio.ensure_future(client_left())
+        try:
+            await asyncio.wait({waiting, left}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # the handler itself was cancelled (shutdown): the wait leaves the queue
+            waiting.cancel()
+            raise
+        finally:
+            left.cancel()
+        if waiting.done():
+            return waiting.result()
+        waiting.cancel()  # leaves the queue, or gives back a place handed over meanwhile
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        self.metrics.rejected.labels(reason="client_left").inc()
+        raise ApiError(
+            499, "The client closed the connection while the request waited for a place.", code="client_left"
+        )
 
     async def _decide(
         self,

@@ -10,7 +10,8 @@ Series (``model`` is the candidate that served; ``method`` how its joules were o
     energyrouter_fallbacks_total{from_model, to_model}
     energyrouter_rejected_total{reason}                   before any model ran: busy (429, no queue), queue_full
                                                           (429 at once), queue_timeout (429 after the longest wait),
-                                                          too_large (413), unauthorized (401)
+                                                          too_large (413), unauthorized (401), client_left (the
+                                                          client left while its request waited in the queue: 499)
     energyrouter_energy_joules_total{model, method}       joules of readings that had their device to themselves,
                                                           failed attempts included (these add up)
     energyrouter_failed_energy_joules_total{model, method}   the part of the above spent by attempts that raised
@@ -52,7 +53,7 @@ __all__ = ["CONTENT_TYPE_LATEST", "REJECTION_REASONS", "ServerMetrics"]
 _SECONDS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 _JOULES = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0)
 _RATIO = (0.25, 0.5, 0.67, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 4.0)
-REJECTION_REASONS = ("busy", "queue_full", "queue_timeout", "too_large", "unauthorized")
+REJECTION_REASONS = ("busy", "queue_full", "queue_timeout", "too_large", "unauthorized", "client_left")
 """``reason`` labels of ``energyrouter_rejected_total`` (the first three answer 429)."""
 _DECISION = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from langchain_energyrouter.router.call import RoutedCall
     from langchain_energyrouter.server.context import ServerContext
 
-__all__ = ["first_chunk", "prepend", "serving", "stream_completion"]
+__all__ = ["client_left", "first_chunk", "prepend", "serving", "stream_completion"]
 
 logger = logging.getLogger("langchain_energyrouter.server")
 
@@ -37,7 +37,7 @@ async def first_chunk(request: Request, chunks: AsyncGenerator[bytes, None]) -> 
     An :class:`ApiError` from the stream (a failure before any token) propagates.
     """
     peek = asyncio.ensure_future(anext(chunks))
-    left = asyncio.ensure_future(_disconnected(request))
+    left = asyncio.ensure_future(client_left(request))
     try:
         await asyncio.wait({peek, left}, return_when=asyncio.FIRST_COMPLETED)
     except BaseException:  # the handler itself was cancelled (shutdown): stop the stream too
@@ -54,7 +54,8 @@ async def first_chunk(request: Request, chunks: AsyncGenerator[bytes, None]) -> 
     return None
 
 
-async def _disconnected(request: Request) -> None:
+async def client_left(request: Request) -> None:
+    """Returns when the client has closed the connection (call it once the body is read: it reads what is left)."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
 

@@ -8,6 +8,8 @@ also driven directly on an event loop, with releases from another thread as the 
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -117,6 +119,29 @@ def test_a_queued_request_gets_429_with_retry_after_once_its_wait_runs_out() -> 
         assert response.headers["retry-after"] == "2"
         assert "limits.max_queue_wait_s" in response.json()["error"]["message"]
     assert 'energyrouter_rejected_total{reason="queue_timeout"} 2.0' in metrics
+
+
+def test_a_queued_request_whose_client_leaves_gives_up_its_turn_and_no_model_runs_for_it() -> None:
+    with gated_server(max_in_flight_per_candidate=1, queue_length=4, max_queue_wait_s=30) as (s, gate, entered):
+        url = f"{s.url}/v1/chat/completions"
+        with ThreadPoolExecutor(2) as pool:
+            held = [pool.submit(timed_post, url, BODY) for _ in range(2)]
+            for _ in range(2):
+                assert entered.acquire(timeout=30)  # both candidates hold a request: the next one queues
+            client = socket.create_connection(("127.0.0.1", s.port))
+            body = json.dumps(BODY)
+            head = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            client.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n{body}".encode())
+            wait_until(lambda: httpx.get(f"{s.url}/health").json()["queue"]["waiting"] == 1)
+            client.close()  # the client leaves while its request waits
+            wait_until(lambda: httpx.get(f"{s.url}/health").json()["queue"]["waiting"] == 0)
+            gate.set()
+            assert [f.result()[0].status_code for f in held] == [200, 200]
+        assert not entered.acquire(timeout=0.5)  # the places freed went to no one: no model ran for it
+        health = httpx.get(f"{s.url}/health").json()
+        metrics = httpx.get(f"{s.url}/metrics").text
+    assert [c["in_flight"] for c in health["candidates"].values()] == [0, 0]
+    assert 'energyrouter_rejected_total{reason="client_left"} 1.0' in metrics
 
 
 def test_the_queue_hands_places_over_in_arrival_order_and_a_later_request_does_not_jump_it() -> None:
