@@ -29,8 +29,11 @@ from _timing import median_us
 
 from langchain_energyrouter.calibration.rawdata import read_raw
 from langchain_energyrouter.calibration.replay import replay_trace
-from langchain_energyrouter.learn.costs import CostLearner, _Stats
-from langchain_energyrouter.learn.linear import LinearCostLearner
+from langchain_energyrouter.learn.costs import CostLearner
+from langchain_energyrouter.learn.linear import (
+    LinearCostLearner,
+    _Stats,  # the learner's own stdlib solve, timed as a baseline
+)
 from langchain_energyrouter.profile import EnergyProfile
 
 TRACES = Path(__file__).resolve().parents[1] / "calibration" / "traces" / "original"

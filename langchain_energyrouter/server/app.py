@@ -44,11 +44,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from langchain_energyrouter.errors import CandidatesBusyError
 from langchain_energyrouter.server.config import AppSettings
+from langchain_energyrouter.server.connection import client_left
 from langchain_energyrouter.server.context import ServerContext
 from langchain_energyrouter.server.feedback import post_feedback
 from langchain_energyrouter.server.metrics import CONTENT_TYPE_LATEST
 from langchain_energyrouter.server.openapi import routes
-from langchain_energyrouter.server.streaming import client_left, first_chunk, prepend, serving, stream_completion
+from langchain_energyrouter.server.streaming import first_chunk, prepend, serving, stream_completion
 from langchain_energyrouter.server.wire import (
     AUTO,
     ApiError,

@@ -23,6 +23,7 @@ from langchain_energyrouter.errors import NoFeasibleModelError, UnknownModelErro
 from langchain_energyrouter.router.candidates import local_pipeline, pipeline_cannot_answer
 from langchain_energyrouter.server.admission import HeldPlace, Slots, Wait
 from langchain_energyrouter.server.bounds import RequestBounds
+from langchain_energyrouter.server.connection import before_client_leaves
 from langchain_energyrouter.server.feedback import FeedbackTokens
 from langchain_energyrouter.server.metrics import ServerMetrics
 from langchain_energyrouter.server.unsupported import unsupported_parameter
@@ -268,15 +269,7 @@ class ServerContext:
         if client_left is None:
             return await self.slots.wait(eligible)
         waiting = asyncio.ensure_future(self.slots.wait(eligible))
-        left = asyncio.ensure_future(client_left())
-        try:
-            await asyncio.wait({waiting, left}, return_when=asyncio.FIRST_COMPLETED)
-        except BaseException:  # the handler itself was cancelled (shutdown): the wait leaves the queue
-            waiting.cancel()
-            raise
-        finally:
-            left.cancel()
-        if waiting.done():
+        if await before_client_leaves(waiting, client_left()):
             return waiting.result()
         waiting.cancel()  # leaves the queue, or gives back a place handed over meanwhile
         with contextlib.suppress(asyncio.CancelledError):

@@ -14,13 +14,14 @@ from fastapi import Request
 from langchain_core.messages import AIMessageChunk, BaseMessage
 
 from langchain_energyrouter.errors import CandidatesBusyError
+from langchain_energyrouter.server.connection import before_client_leaves, client_left
 from langchain_energyrouter.server.wire import ApiError, finish_reason, sse, usage_body
 
 if TYPE_CHECKING:
     from langchain_energyrouter.router.call import RoutedCall
     from langchain_energyrouter.server.context import ServerContext
 
-__all__ = ["client_left", "first_chunk", "prepend", "serving", "stream_completion"]
+__all__ = ["first_chunk", "prepend", "serving", "stream_completion"]
 
 logger = logging.getLogger("langchain_energyrouter.server")
 
@@ -37,27 +38,13 @@ async def first_chunk(request: Request, chunks: AsyncGenerator[bytes, None]) -> 
     An :class:`ApiError` from the stream (a failure before any token) propagates.
     """
     peek = asyncio.ensure_future(anext(chunks))
-    left = asyncio.ensure_future(client_left(request))
-    try:
-        await asyncio.wait({peek, left}, return_when=asyncio.FIRST_COMPLETED)
-    except BaseException:  # the handler itself was cancelled (shutdown): stop the stream too
-        peek.cancel()
-        raise
-    finally:
-        left.cancel()
-    if peek.done():
+    if await before_client_leaves(peek, client_left(request)):
         return peek.result()
     peek.cancel()
     with contextlib.suppress(BaseException):
         await peek
     await chunks.aclose()
     return None
-
-
-async def client_left(request: Request) -> None:
-    """Returns when the client has closed the connection (call it once the body is read: it reads what is left)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
 
 
 async def prepend(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
