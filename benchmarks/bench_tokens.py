@@ -3,7 +3,7 @@
 Pre-generation overhead is everything the router does before the chosen
 candidate starts: converting the input, counting the prompt's tokens for the
 candidates, the scheduler's decision, preparing the call and opening the meter
-window (``EnergyAwareRouter._plan`` + ``_prepare`` + ``MeterWindow``). It is
+window (``EnergyAwareRouter.plan`` + ``router.execution.start_attempt``). It is
 timed next to a baseline in the same process: the counting the router did
 before (every candidate's chat template rendered and its prompt encoded with
 the tokenizer's Python ``encode``, no sharing, no memo) followed by the same
@@ -43,8 +43,8 @@ from langchain_core.tools import tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from langchain_energyrouter.energy import NullMeter
-from langchain_energyrouter.energy.metering import MeterWindow
 from langchain_energyrouter.router import EnergyAwareRouter
+from langchain_energyrouter.router.execution import start_attempt
 from langchain_energyrouter.router.tokens import find_tokenizer, messages_to_dicts
 from langchain_energyrouter.testing import build_tiny_chat_model
 
@@ -85,9 +85,9 @@ def baseline_counts(models: dict[str, BaseChatModel], messages: list[BaseMessage
 
 
 def pre_generation(router: EnergyAwareRouter, messages: list[BaseMessage], **kwargs: Any) -> None:
-    plan = router._plan(router._convert_input(messages).to_messages(), dict(kwargs), None)
-    router._prepare(plan.order[0], plan)
-    MeterWindow(plan.parts.meters.meter_for(plan.order[0])).end()
+    plan = router.plan(messages, **kwargs)
+    start_attempt(plan.order[0], plan)  # the candidate's call prepared, admitted, in flight, its meter window open
+    plan.close()
 
 
 def baseline_pre_generation(router: EnergyAwareRouter, messages: list[BaseMessage]) -> None:
