@@ -320,13 +320,12 @@ def _call(router: Any, preset: str, item: SuiteItem, **options: Any) -> CallReco
     at_true_length, _, _ = scheduler.predict_costs(
         model, chosen["input_tokens"], max(output_tokens, 1), chosen["in_flight"], learned=before[model]
     )
-    at_median, _, _ = scheduler.predict_costs(
-        model,
-        chosen["input_tokens"],
-        max(chosen["output_tokens_median"] or chosen["predicted_output_tokens"], 1.0),
-        chosen["in_flight"],
-        learned=before[model],
-    )
+    median_tokens = chosen["output_tokens_median"]
+    at_median = None
+    if median_tokens is not None:
+        at_median = scheduler.predict_costs(
+            model, chosen["input_tokens"], max(median_tokens, 1.0), chosen["in_flight"], learned=before[model]
+        )[0]
     tokens_before = routing.get("predicted_output_tokens_before_repeats")
     before_repeats = None
     if tokens_before is not None:
@@ -436,9 +435,10 @@ def _median_ape(pairs: list[tuple[float, float]]) -> float:
 
 
 def _bias(pairs: list[tuple[float, float]]) -> float:
-    """Summed predictions over summed measurements (1.00: the total is right)."""
-    measured = sum(m for _, m in pairs)
-    return sum(p for p, _ in pairs) / measured if measured > 0 else float("nan")
+    """Summed predictions over summed measurements (1.00: the total is right), over the pairs the errors use."""
+    kept = [(p, m) for p, m in pairs if m > 0]
+    measured = sum(m for _, m in kept)
+    return sum(p for p, _ in kept) / measured if measured > 0 else float("nan")
 
 
 def _errors(pairs: list[tuple[float, float]]) -> str:
@@ -459,15 +459,15 @@ def _print_errors(routed: list[CallRecord], forced: list[CallRecord], out: TextI
         lengths = [(r.predicted_output_tokens, float(r.output_tokens)) for r in calls if r.output_tokens]
         print(
             f"runtime prediction error over {title}: {_errors(pairs)}; {known:.0f}% had the answer's length been "
-            f"known, so {max(mape - known, 0.0):.0f} points are the length (output-length error {_errors(lengths)})",
+            f"known, so {max(mape - known, 0.0):.0f} points are the length; output-length error {_errors(lengths)}",
             file=out,
         )
     typical = [(r.runtime_s_at_median, r.runtime_s) for r in forced if r.runtime_s_at_median is not None]
     if typical:
         print(
             f"the same first calls priced at the predicted median length instead of the mean: {_errors(typical)} "
-            "(a typical answer is shorter than the mean, which counts the answers that run long; decisions and "
-            "totals use the mean)",
+            "(a typical answer is usually shorter than the mean, which counts the answers that run long; decisions "
+            "and totals use the mean)",
             file=out,
         )
     fresh = [r for r in routed if r.runtime_s_before_repeats is not None]
@@ -478,8 +478,8 @@ def _print_errors(routed: list[CallRecord], forced: list[CallRecord], out: TextI
         ]
         print(
             f"runtime prediction error over the routed calls without the repeat memory (each prompt's length "
-            f"predicted as if new, this machine's learned costs kept): {_errors(pairs)} "
-            f"(output-length error {_errors(lengths)})",
+            f"predicted as if new, this machine's learned costs kept): {_errors(pairs)}; "
+            f"output-length error {_errors(lengths)}",
             file=out,
         )
 

@@ -128,9 +128,10 @@ class Slots:
         started = time.perf_counter()
         try:
             await asyncio.wait({waiter.future}, timeout=self.max_wait_s)
-        except BaseException:  # cancelled (shutdown): leave the queue, or give back a place handed over meanwhile
-            if self._leave(waiter) is not None:
+        except BaseException:  # cancelled (shutdown, the client left): leave the queue, or give back a place
+            if self._leave(waiter) is not None:  # handed over meanwhile
                 self.release(str(waiter.granted))
+            self._metrics.queue_wait.observe(time.perf_counter() - started)
             raise
         granted = self._leave(waiter)
         waited_s = time.perf_counter() - started

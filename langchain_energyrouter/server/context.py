@@ -4,7 +4,6 @@ request plumbing every handler shares (authorisation, bounded body reading, pars
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import hmac
 import json
@@ -269,15 +268,26 @@ class ServerContext:
         if client_left is None:
             return await self.slots.wait(eligible)
         waiting = asyncio.ensure_future(self.slots.wait(eligible))
-        if await before_client_leaves(waiting, client_left()):
-            return waiting.result()
-        waiting.cancel()  # leaves the queue, or gives back a place handed over meanwhile
-        with contextlib.suppress(asyncio.CancelledError):
-            await waiting
+        try:
+            if await before_client_leaves(waiting, client_left()):
+                return waiting.result()
+            waiting.cancel()  # leaves the queue, or gives back a place handed over meanwhile
+            await asyncio.wait({waiting})  # (a cancellation of this handler itself still goes through)
+        except BaseException:  # this handler was cancelled (shutdown): a place granted meanwhile goes back
+            self._give_back(waiting)
+            raise
+        self._give_back(waiting)  # granted just before the cancel took
         self.metrics.rejected.labels(reason="client_left").inc()
         raise ApiError(
             499, "The client closed the connection while the request waited for a place.", code="client_left"
         )
+
+    def _give_back(self, waiting: asyncio.Future[Wait]) -> None:
+        """Release the place of a finished queue wait nobody will use (one still running gives it back itself)."""
+        if waiting.done() and not waiting.cancelled() and waiting.exception() is None:
+            name = waiting.result().name
+            if name is not None:
+                self.slots.release(name)
 
     async def _decide(
         self,

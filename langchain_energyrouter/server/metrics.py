@@ -27,7 +27,8 @@ Series (``model`` is the candidate that served; ``method`` how its joules were o
                                                           energy from non-overlapped readings only)
     energyrouter_in_flight{model}                         gauge
     energyrouter_queued                                   gauge: requests waiting for a place (limits.queue_length)
-    energyrouter_queue_wait_seconds                       histogram of the waits of requests that queued
+    energyrouter_queue_wait_seconds                       histogram of the waits of requests that queued (those
+                                                          given up too: timed out, client left, shutdown)
     energyrouter_decision_seconds                         histogram of the routing decision's latency
     energyrouter_request_seconds{model}                   histogram of the whole request
     energyrouter_feedback_total{outcome}                  learned | unknown_run | already_scored | not_learned |

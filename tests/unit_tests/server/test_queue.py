@@ -27,6 +27,7 @@ pytest.importorskip("prometheus_client")
 from langchain_energyrouter import EnergyAwareRouter
 from langchain_energyrouter.server import AppSettings, LimitsConfig, create_app
 from langchain_energyrouter.server.admission import HeldPlace, Slots
+from langchain_energyrouter.server.context import ServerContext
 from langchain_energyrouter.server.metrics import ServerMetrics
 from langchain_energyrouter.testing import tiny_profile
 from tests.unit_tests.doubles import GatedChatModel
@@ -142,6 +143,33 @@ def test_a_queued_request_whose_client_leaves_gives_up_its_turn_and_no_model_run
         metrics = httpx.get(f"{s.url}/metrics").text
     assert [c["in_flight"] for c in health["candidates"].values()] == [0, 0]
     assert 'energyrouter_rejected_total{reason="client_left"} 1.0' in metrics
+
+
+def test_a_place_handed_to_a_queued_request_whose_handler_is_cancelled_goes_back() -> None:
+    # The wait runs beside a watch of the client: a place granted just before the handler is cancelled (shutdown)
+    # must not stay counted with nobody holding it.
+    async def scenario(ticks: int) -> dict[str, int]:
+        gate = threading.Event()
+        models = {n: GatedChatModel(gate=gate, entered=threading.Semaphore(0), model_id=n) for n in ("tiny-a",)}
+        router = EnergyAwareRouter(models=models, profile=tiny_profile())
+        settings = AppSettings(limits=LimitsConfig(max_in_flight_per_candidate=1, queue_length=2))
+        server = ServerContext(router, settings)
+        assert server.slots.try_acquire("tiny-a")
+        stays = asyncio.Event()
+        handler = asyncio.create_task(server._wait_for_place(["tiny-a"], stays.wait))
+        await asyncio.sleep(0.01)
+        assert server.slots.queued == 1
+        server.slots.release("tiny-a")  # the place passes to the queued request
+        for _ in range(ticks):
+            await asyncio.sleep(0)
+        handler.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await handler
+        await asyncio.sleep(0.01)
+        return dict(server.slots.counts)
+
+    for ticks in range(4):  # the cancel lands before, while and after the wait hands its place over
+        assert asyncio.run(scenario(ticks)) == {"tiny-a": 0}, ticks
 
 
 def test_the_queue_hands_places_over_in_arrival_order_and_a_later_request_does_not_jump_it() -> None:
