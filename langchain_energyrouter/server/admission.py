@@ -19,7 +19,7 @@ import asyncio
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -42,9 +42,10 @@ class _Waiter:
 class Wait:
     """How a wait for a place ended."""
 
-    outcome: Literal["granted", "queue_full", "timeout"]
+    outcome: Literal["granted", "queue_full", "timeout", "abandoned"]
     """``granted``: a place was handed over (``name``); ``queue_full``: refused at once (no queue, or it is
-    full); ``timeout``: no place came within ``max_queue_wait_s``."""
+    full); ``timeout``: no place came within ``max_queue_wait_s``; ``abandoned``: the waiter gave up first (its
+    client left)."""
     name: str | None = None
     waited_s: float = 0.0
 
@@ -107,10 +108,12 @@ class Slots:
                 if self.counts[name] >= limit
             }
 
-    async def wait(self, eligible: Sequence[str]) -> Wait:
+    async def wait(self, eligible: Sequence[str], abandon: Callable[[], Awaitable[None]] | None = None) -> Wait:
         """Wait for a place on one of ``eligible`` (call it when all of them are full).
 
-        Refused at once when the queue is off or full; a place freed meanwhile is taken at once.
+        Refused at once when the queue is off or full; a place freed meanwhile is taken at once. ``abandon``:
+        awaited beside the wait once the request queues; when it returns first (the client left), the request
+        leaves the queue, so no place goes to it.
         """
         loop = asyncio.get_running_loop()
         names = frozenset(eligible)
@@ -126,18 +129,27 @@ class Slots:
             self._waiters.append(waiter)
             self._metrics.queued.set(len(self._waiters))
         started = time.perf_counter()
+        watch = asyncio.ensure_future(abandon()) if abandon is not None else None
         try:
-            await asyncio.wait({waiter.future}, timeout=self.max_wait_s)
-        except BaseException:  # cancelled (shutdown, the client left): leave the queue, or give back a place
-            if self._leave(waiter) is not None:  # handed over meanwhile
+            await asyncio.wait(
+                {waiter.future} if watch is None else {waiter.future, watch},
+                timeout=self.max_wait_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        except BaseException:  # cancelled (shutdown): leave the queue, or give back a place handed over meanwhile
+            if self._leave(waiter) is not None:
                 self.release(str(waiter.granted))
             self._metrics.queue_wait.observe(time.perf_counter() - started)
             raise
+        finally:
+            if watch is not None:
+                watch.cancel()
         granted = self._leave(waiter)
         waited_s = time.perf_counter() - started
         self._metrics.queue_wait.observe(waited_s)
         if granted is None:
-            return Wait("timeout", waited_s=waited_s)
+            gave_up = watch is not None and watch.done() and not watch.cancelled()
+            return Wait("abandoned" if gave_up else "timeout", waited_s=waited_s)
         return Wait("granted", granted, waited_s)
 
     def _leave(self, waiter: _Waiter) -> str | None:

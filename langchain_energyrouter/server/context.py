@@ -22,7 +22,6 @@ from langchain_energyrouter.errors import NoFeasibleModelError, UnknownModelErro
 from langchain_energyrouter.router.candidates import local_pipeline, pipeline_cannot_answer
 from langchain_energyrouter.server.admission import HeldPlace, Slots, Wait
 from langchain_energyrouter.server.bounds import RequestBounds
-from langchain_energyrouter.server.connection import before_client_leaves
 from langchain_energyrouter.server.feedback import FeedbackTokens
 from langchain_energyrouter.server.metrics import ServerMetrics
 from langchain_energyrouter.server.unsupported import unsupported_parameter
@@ -244,7 +243,14 @@ class ServerContext:
             for _ in range(PLANS_PER_REQUEST):
                 full = self.slots.full()
                 if all(name in full for name in eligible):
-                    wait = await self._wait_for_place(eligible, client_left)
+                    wait = await self.slots.wait(eligible, abandon=client_left)
+                    if wait.outcome == "abandoned":  # a queued request nobody reads takes no place, runs no model
+                        self.metrics.rejected.labels(reason="client_left").inc()
+                        raise ApiError(
+                            499,
+                            "The client closed the connection while the request waited for a place.",
+                            code="client_left",
+                        )
                     if wait.name is None:
                         raise self.busy(eligible, wait)
                     place.held = wait.name  # the place handed over serves this call's first attempt
@@ -261,33 +267,6 @@ class ServerContext:
         except BaseException:
             place.close()
             raise
-
-    async def _wait_for_place(self, eligible: list[str], client_left: Callable[[], Awaitable[None]] | None) -> Wait:
-        """:meth:`Slots.wait`, given up (499) if the client leaves first: a queued request nobody reads would
-        otherwise take a place and spend the energy of an answer when its turn came."""
-        if client_left is None:
-            return await self.slots.wait(eligible)
-        waiting = asyncio.ensure_future(self.slots.wait(eligible))
-        try:
-            if await before_client_leaves(waiting, client_left()):
-                return waiting.result()
-            waiting.cancel()  # leaves the queue, or gives back a place handed over meanwhile
-            await asyncio.wait({waiting})  # (a cancellation of this handler itself still goes through)
-        except BaseException:  # this handler was cancelled (shutdown): a place granted meanwhile goes back
-            self._give_back(waiting)
-            raise
-        self._give_back(waiting)  # granted just before the cancel took
-        self.metrics.rejected.labels(reason="client_left").inc()
-        raise ApiError(
-            499, "The client closed the connection while the request waited for a place.", code="client_left"
-        )
-
-    def _give_back(self, waiting: asyncio.Future[Wait]) -> None:
-        """Release the place of a finished queue wait nobody will use (one still running gives it back itself)."""
-        if waiting.done() and not waiting.cancelled() and waiting.exception() is None:
-            name = waiting.result().name
-            if name is not None:
-                self.slots.release(name)
 
     async def _decide(
         self,

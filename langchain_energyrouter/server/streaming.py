@@ -14,7 +14,7 @@ from fastapi import Request
 from langchain_core.messages import AIMessageChunk, BaseMessage
 
 from langchain_energyrouter.errors import CandidatesBusyError
-from langchain_energyrouter.server.connection import before_client_leaves, client_left
+from langchain_energyrouter.server.connection import client_left
 from langchain_energyrouter.server.wire import ApiError, finish_reason, sse, usage_body
 
 if TYPE_CHECKING:
@@ -38,7 +38,15 @@ async def first_chunk(request: Request, chunks: AsyncGenerator[bytes, None]) -> 
     An :class:`ApiError` from the stream (a failure before any token) propagates.
     """
     peek = asyncio.ensure_future(anext(chunks))
-    if await before_client_leaves(peek, client_left(request)):
+    left = asyncio.ensure_future(client_left(request))
+    try:
+        await asyncio.wait({peek, left}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # the handler itself was cancelled (shutdown): stop the stream too
+        peek.cancel()
+        raise
+    finally:
+        left.cancel()
+    if peek.done():
         return peek.result()
     peek.cancel()
     with contextlib.suppress(BaseException):

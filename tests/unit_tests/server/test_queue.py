@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from langchain_core.messages import HumanMessage
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -156,7 +157,7 @@ def test_a_place_handed_to_a_queued_request_whose_handler_is_cancelled_goes_back
         server = ServerContext(router, settings)
         assert server.slots.try_acquire("tiny-a")
         stays = asyncio.Event()
-        handler = asyncio.create_task(server._wait_for_place(["tiny-a"], stays.wait))
+        handler = asyncio.create_task(server.plan([HumanMessage("hold")], {}, None, None, client_left=stays.wait))
         await asyncio.sleep(0.01)
         assert server.slots.queued == 1
         server.slots.release("tiny-a")  # the place passes to the queued request
@@ -166,6 +167,7 @@ def test_a_place_handed_to_a_queued_request_whose_handler_is_cancelled_goes_back
         with pytest.raises(asyncio.CancelledError):
             await handler
         await asyncio.sleep(0.01)
+        await asyncio.to_thread(server.close)
         return dict(server.slots.counts)
 
     for ticks in range(4):  # the cancel lands before, while and after the wait hands its place over
