@@ -21,15 +21,20 @@ Run: ``python benchmarks/bench_length_budgets.py [--matrix calibration/outcomes/
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 from collections import defaultdict
+from typing import Any
 
-from langchain_energyrouter.calibration.baselines import split_prompts
-from langchain_energyrouter.calibration.outcomes import read_matrix
+from langchain_energyrouter.calibration.baselines import TaskMeanPredictor, split_prompts
+from langchain_energyrouter.calibration.length_report import length_errors
+from langchain_energyrouter.calibration.outcomes import OutcomeRow, read_matrix
 from langchain_energyrouter.profile import EnergyProfile
+from langchain_energyrouter.prompt.length_calibration import QUANTILE
 from langchain_energyrouter.prompt.predictor import PromptPredictor
 
-Z90 = 1.2815515655446004
+Z_UPPER = statistics.NormalDist().inv_cdf(QUANTILE)
+"""The standard-normal quantile of the p90 the router's constraints use."""
 
 
 def main() -> None:
@@ -40,9 +45,7 @@ def main() -> None:
     parser.add_argument("--profile", default="cpu-reference", help="profile whose runtime lines price the lengths")
     args = parser.parse_args()
     matrix = read_matrix(args.matrix)
-    profile = (
-        EnergyProfile.load(args.profile) if args.profile.endswith(".json") else EnergyProfile.reference(args.profile)
-    )
+    profile = EnergyProfile.load_or_reference(args.profile)
     figures: dict[tuple[int, str], list[tuple[float, ...]]] = defaultdict(list)
     budget = None
     for seed in range(args.seeds):
@@ -53,36 +56,31 @@ def main() -> None:
         if not budgets:
             raise SystemExit(f"{args.matrix}: no answer reached a budget; nothing to judge under a smaller cap.")
         budget = max(budgets.values())
+        judged: list[tuple[OutcomeRow, Any]] = []  # each test row with its model's predicted distribution
+        for prompt_id in test:
+            rows = matrix.by_prompt(prompt_id)
+            first = next(iter(rows.values()))
+            _, lengths = predictor.predict(first.prompt, first.input_tokens, first.task_type)
+            judged += [(row, lengths[model]) for model, row in rows.items()]
         for divisor in (1, 2, 4, 8):
             cap = budget // divisor
-            task_mean = _task_means(train_rows, cap)
-            pred: list[float] = []
-            median: list[float] = []
-            base: list[float] = []
-            true: list[float] = []
-            runtime_line: list[tuple[str, int]] = []
-            covered = 0
-            for prompt_id in test:
-                rows = matrix.by_prompt(prompt_id)
-                first = next(iter(rows.values()))
-                _, lengths = predictor.predict(first.prompt, first.input_tokens, first.task_type)
-                for model, row in rows.items():
-                    truth = float(min(row.output_tokens, cap))
-                    pred.append(lengths[model].mean_tokens(cap))
-                    median.append(lengths[model].quantile_tokens(0.0, cap))
-                    base.append(task_mean.get((model, row.task_type), task_mean[model, None]))
-                    true.append(truth)
-                    runtime_line.append((model, row.input_tokens))
-                    covered += truth <= lengths[model].quantile_tokens(Z90, cap) + 1e-9
-            figures[cap, "predictor"].append(
-                (*_errors(pred, true), covered / len(true), _runtime_mape(profile, runtime_line, pred, true))
+            means = TaskMeanPredictor.train([_cut(r, cap) for r in train_rows])  # the baseline knows the cap
+            true = [float(min(row.output_tokens, cap)) for row, _ in judged]
+            pred = [length.mean_tokens(cap) for _, length in judged]
+            median = [length.quantile_tokens(0.0, cap) for _, length in judged]
+            base = [means.predict(row.prompt, None, row.task_type)[1][row.model] for row, _ in judged]
+            covered = sum(
+                t <= length.quantile_tokens(Z_UPPER, cap) + 1e-9 for t, (_, length) in zip(true, judged, strict=True)
             )
-            figures[cap, "its median"].append(
-                (*_errors(median, true), float("nan"), _runtime_mape(profile, runtime_line, median, true))
-            )
-            figures[cap, "model-task mean"].append(
-                (*_errors(base, true), float("nan"), _runtime_mape(profile, runtime_line, base, true))
-            )
+            rows_only = [row for row, _ in judged]
+            for name, points, coverage in (
+                ("predictor", pred, covered / len(true)),
+                ("its median", median, float("nan")),
+                ("model-task mean", base, float("nan")),
+            ):
+                errors = length_errors(points, true)
+                runtime = _runtime_mape(profile, rows_only, points, true)
+                figures[cap, name].append((errors.bias or 0.0, errors.median_ape, errors.mape, coverage, runtime))
     print(f"{matrix.source}: {len(matrix.models)} models, training budget {budget} tokens, encoder {args.encoder};")
     print(f"{args.seeds} splits of the prompts in half (figures: median over splits, on the held-out half)")
     print(
@@ -94,31 +92,19 @@ def main() -> None:
         print(f"{cap:>5} {name:<16} {bias:6.3f} {median_ape:7.3f} {mape:6.3f} {shown:>13} {runtime:13.3f}")
 
 
-def _task_means(rows: list, cap: int) -> dict[tuple[str, str | None], float]:
-    """Per (model, task) and per (model, None): the mean training length cut at ``cap``."""
-    sums: dict[tuple[str, str | None], list[float]] = defaultdict(list)
-    for row in rows:
-        cut = float(min(row.output_tokens, cap))
-        sums[row.model, row.task_type].append(cut)
-        sums[row.model, None].append(cut)
-    return {key: sum(values) / len(values) for key, values in sums.items()}
+def _cut(row: OutcomeRow, cap: int) -> OutcomeRow:
+    """The row with its answer cut at ``cap`` tokens."""
+    return dataclasses.replace(row, output_tokens=min(row.output_tokens, cap), output_tokens_samples=None)
 
 
-def _runtime_mape(
-    profile: EnergyProfile, lines: list[tuple[str, int]], lengths: list[float], true: list[float]
-) -> float:
+def _runtime_mape(profile: EnergyProfile, rows: list[OutcomeRow], lengths: list[float], true: list[float]) -> float:
     """Mean absolute percentage error of the runtime at ``lengths`` against the runtime at the ``true`` lengths."""
     errors = []
-    for (model, input_tokens), length, truth in zip(lines, lengths, true, strict=True):
-        entry = profile.model(model)
-        at_truth = entry.predict(input_tokens, max(truth, 1.0)).runtime_s
-        errors.append(abs(entry.predict(input_tokens, max(length, 1.0)).runtime_s - at_truth) / at_truth)
+    for row, length, truth in zip(rows, lengths, true, strict=True):
+        entry = profile.model(row.model)
+        at_truth = entry.predict(row.input_tokens, max(truth, 1.0)).runtime_s
+        errors.append(abs(entry.predict(row.input_tokens, max(length, 1.0)).runtime_s - at_truth) / at_truth)
     return sum(errors) / len(errors)
-
-
-def _errors(pred: list[float], true: list[float]) -> tuple[float, float, float]:
-    ape = [abs(p - t) / max(t, 1.0) for p, t in zip(pred, true, strict=True)]
-    return sum(pred) / sum(true), statistics.median(ape), sum(ape) / len(ape)
 
 
 if __name__ == "__main__":

@@ -463,6 +463,15 @@ class EnergyProfile(_Strict):
         return cls.load(reference_profile_path(name))
 
     @classmethod
+    def load_or_reference(cls, value: str | os.PathLike[str]) -> EnergyProfile:
+        """A profile JSON at ``value`` (a ``.json`` name, or a file that exists), else the shipped reference
+        profile of that name (``"cpu-reference"``): what a command's ``--profile`` takes."""
+        path = Path(value)
+        if path.suffix == ".json" or path.exists():
+            return cls.load(path)
+        return cls.reference(str(value))
+
+    @classmethod
     def coerce(cls, profile: EnergyProfile | str | os.PathLike[str]) -> EnergyProfile:
         """Accept a profile object or a path to one."""
         if isinstance(profile, EnergyProfile):

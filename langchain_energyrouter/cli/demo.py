@@ -136,16 +136,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _load_profile(value: str) -> Any:
-    from pathlib import Path
-
-    from langchain_energyrouter.profile import EnergyProfile
-
-    if Path(value).suffix == ".json" or Path(value).exists():
-        return EnergyProfile.load(value)
-    return EnergyProfile.reference(value)
-
-
 def _cell(text: str, width: int) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
@@ -156,6 +146,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> list[CallRecord]:
 
     from langchain_energyrouter.decide.scoring import PRESETS
     from langchain_energyrouter.models import load_chat_model
+    from langchain_energyrouter.profile import EnergyProfile
     from langchain_energyrouter.router import EnergyAwareRouter
 
     _quiet_transformers()
@@ -164,7 +155,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> list[CallRecord]:
     unknown = [p for p in args.presets if p not in PRESETS]
     if unknown:
         raise ValueError(f"Unknown preset(s) {unknown}; choose from {sorted(PRESETS)}.")
-    profile = _load_profile(args.profile)
+    profile = EnergyProfile.load_or_reference(args.profile)
     models = {}
     for name in args.models:
         start = time.perf_counter()
